@@ -1,0 +1,160 @@
+//! Backend selection: which burn backends this binary was compiled with, and how a name on the
+//! command line becomes a concrete backend type.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The burn version pinned in Cargo.toml (`burn = "=0.21.0"`), recorded in every result row.
+pub const BURN_VERSION: &str = "0.21.0";
+
+/// The CPU backend used when none is named (chosen by the step-time measurement in README).
+#[cfg(feature = "flex")]
+pub type DefaultCpu = burn::backend::Flex;
+#[cfg(all(not(feature = "flex"), feature = "ndarray"))]
+pub type DefaultCpu = burn::backend::NdArray;
+
+/// Backend that unit tests run on.
+#[cfg(any(feature = "flex", feature = "ndarray"))]
+pub type TestBackend = DefaultCpu;
+/// Autodiff wrapper of [`TestBackend`].
+#[cfg(any(feature = "flex", feature = "ndarray"))]
+pub type TestAutodiffBackend = burn::backend::Autodiff<TestBackend>;
+
+/// A backend that can be named on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    Flex,
+    Ndarray,
+    Cuda,
+}
+
+impl BackendKind {
+    /// Every backend known to the harness, compiled in or not.
+    pub const ALL: [BackendKind; 3] = [BackendKind::Flex, BackendKind::Ndarray, BackendKind::Cuda];
+
+    /// Whether this binary was built with the backend's cargo feature.
+    pub fn compiled(self) -> bool {
+        match self {
+            BackendKind::Flex => cfg!(feature = "flex"),
+            BackendKind::Ndarray => cfg!(feature = "ndarray"),
+            BackendKind::Cuda => cfg!(feature = "cuda"),
+        }
+    }
+
+    /// The first compiled backend in the order cuda, flex, ndarray.
+    pub fn default_compiled() -> Result<Self> {
+        [BackendKind::Cuda, BackendKind::Flex, BackendKind::Ndarray]
+            .into_iter()
+            .find(|b| b.compiled())
+            .ok_or_else(|| Error::Usage("this binary was built without any backend feature".into()))
+    }
+
+    /// Name as used on the command line and in result rows.
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendKind::Flex => "flex",
+            BackendKind::Ndarray => "ndarray",
+            BackendKind::Cuda => "cuda",
+        }
+    }
+}
+
+impl fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for BackendKind {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        let kind = BackendKind::ALL
+            .into_iter()
+            .find(|b| b.name() == s)
+            .ok_or_else(|| {
+                Error::Usage(format!(
+                    "unknown backend `{s}`: expected flex, ndarray or cuda"
+                ))
+            })?;
+        if !kind.compiled() {
+            return Err(Error::Usage(format!(
+                "backend `{s}` is not compiled into this binary: rebuild with `--features {s}`"
+            )));
+        }
+        Ok(kind)
+    }
+}
+
+/// Describes the machine a run executes on, for the `machine` and `device` columns.
+pub fn machine_description() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown-host".into());
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.into());
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    format!("{host} ({cpu}, {threads} threads)")
+}
+
+/// Runs `$body` with `$B` bound to the autodiff backend type named by `$kind`.
+#[macro_export]
+macro_rules! with_backend {
+    ($kind:expr, $B:ident => $body:expr) => {{
+        match $kind {
+            #[cfg(feature = "flex")]
+            $crate::backend::BackendKind::Flex => {
+                type $B = burn::backend::Autodiff<burn::backend::Flex>;
+                $body
+            }
+            #[cfg(feature = "ndarray")]
+            $crate::backend::BackendKind::Ndarray => {
+                type $B = burn::backend::Autodiff<burn::backend::NdArray>;
+                $body
+            }
+            #[cfg(feature = "cuda")]
+            $crate::backend::BackendKind::Cuda => {
+                type $B = burn::backend::Autodiff<burn::backend::Cuda>;
+                $body
+            }
+            #[allow(unreachable_patterns)]
+            other => Err($crate::error::Error::Usage(format!(
+                "backend `{other}` is not compiled into this binary"
+            ))),
+        }
+    }};
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_backend_is_named_in_the_error() {
+        let err = "tpu".parse::<BackendKind>().unwrap_err().to_string();
+        assert!(err.contains("`tpu`") && err.contains("flex"), "{err}");
+    }
+
+    #[test]
+    fn flex_is_available_in_the_default_build() {
+        if cfg!(feature = "flex") {
+            assert_eq!("flex".parse::<BackendKind>().unwrap(), BackendKind::Flex);
+        }
+    }
+}

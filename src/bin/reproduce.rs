@@ -1,0 +1,189 @@
+//! `reproduce`: trains and reports the paper's experiments. Argument parsing only; the work
+//! is done by the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use majority_kernels::backend::BackendKind;
+use majority_kernels::bench::{self, BenchOptions};
+use majority_kernels::runner::{self, RunOptions};
+use majority_kernels::{Error, methods};
+
+/// Reproduce the Majority Kernels paper's tables: `reproduce table1 --profile quick`.
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Render an experiment's table from stored runs only (trains nothing).
+    Report(ExperimentArgs),
+    /// Time training steps of majority kernels against the plain model (ratios from one run).
+    Bench(BenchArgs),
+    /// List the experiments and methods.
+    List(ListArgs),
+    /// Run (or resume) an experiment by name, e.g. `reproduce table1 --profile quick`.
+    #[command(external_subcommand)]
+    Experiment(Vec<String>),
+}
+
+#[derive(Args, Clone)]
+struct ExperimentArgs {
+    /// Experiment name (`experiments/<name>.yaml`) or path to an experiment file.
+    experiment: String,
+    /// Profile of the experiment file: smoke, quick or paper.
+    #[arg(long, default_value = "quick")]
+    profile: String,
+    /// Override any field of the experiment file, e.g. `--set datasets.0.recipe.epochs=3`.
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    overrides: Vec<String>,
+    #[command(flatten)]
+    common: CommonArgs,
+    /// No progress bars (implied when stderr is not a terminal).
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(Args, Clone)]
+struct CommonArgs {
+    /// Backend: flex (default CPU), ndarray (CPU, `--features ndarray`), cuda (`--features cuda`).
+    #[arg(long)]
+    backend: Option<String>,
+    /// Directory holding the datasets (default: $MK_DATA_DIR, ../shared/data, ./data, then the Hub).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Where results are stored.
+    #[arg(long, default_value = "results")]
+    results_dir: PathBuf,
+    /// Where experiment files are looked up by name.
+    #[arg(long)]
+    experiments_dir: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Hidden widths of the MLP.
+    #[arg(long, value_delimiter = ',', default_value = "512,512")]
+    hidden: Vec<usize>,
+    #[arg(long, default_value_t = 128)]
+    batch: usize,
+    /// Copies per kernel to compare against the plain model.
+    #[arg(long, value_delimiter = ',', default_value = "4")]
+    k: Vec<usize>,
+    /// Timed steps per measurement.
+    #[arg(long, default_value_t = 60)]
+    steps: usize,
+    /// Alternating repeats (median reported).
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
+}
+
+#[derive(Args)]
+struct ListArgs {
+    #[arg(long)]
+    experiments_dir: Option<PathBuf>,
+}
+
+fn backend(name: &Option<String>) -> Result<BackendKind, Error> {
+    match name {
+        Some(name) => name.parse(),
+        None => BackendKind::default_compiled(),
+    }
+}
+
+fn run_options(args: ExperimentArgs, report_only: bool) -> Result<RunOptions, Error> {
+    Ok(RunOptions {
+        experiment: args.experiment,
+        profile: args.profile,
+        overrides: args.overrides,
+        backend: backend(&args.common.backend)?,
+        data_dir: args.common.data_dir,
+        results_dir: args.common.results_dir,
+        experiments_dir: args
+            .common
+            .experiments_dir
+            .unwrap_or_else(runner::default_experiments_dir),
+        quiet: args.quiet,
+        report_only,
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Experiment(words) => {
+            #[derive(Parser)]
+            #[command(name = "reproduce")]
+            struct ExperimentCli {
+                #[command(flatten)]
+                args: ExperimentArgs,
+            }
+            let argv = std::iter::once("reproduce".to_string()).chain(words);
+            match ExperimentCli::try_parse_from(argv) {
+                Ok(parsed) => run_options(parsed.args, false).and_then(|o| runner::run(&o)),
+                Err(e) => e.exit(),
+            }
+        }
+        Command::Report(args) => run_options(args, true).and_then(|o| runner::run(&o)),
+        Command::Bench(args) => backend(&args.common.backend).and_then(|backend| {
+            bench::run(&BenchOptions {
+                backend,
+                data_dir: args.common.data_dir,
+                hidden: args.hidden,
+                batch_size: args.batch,
+                ks: args.k,
+                steps: args.steps,
+                repeats: args.repeats,
+            })
+        }),
+        Command::List(args) => {
+            let dir = args
+                .experiments_dir
+                .unwrap_or_else(runner::default_experiments_dir);
+            let mut names: Vec<String> = std::fs::read_dir(&dir)
+                .map(|entries| {
+                    entries
+                        .filter_map(|e| e.ok())
+                        .filter_map(|e| {
+                            e.file_name()
+                                .to_str()
+                                .and_then(|n| n.strip_suffix(".yaml"))
+                                .map(String::from)
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            names.sort();
+            let mut out = format!(
+                "experiments ({}): {}\nmethods:\n",
+                dir.display(),
+                names.join(", ")
+            );
+            for (name, about, _) in methods::registry::<
+                burn::backend::Autodiff<majority_kernels::backend::DefaultCpu>,
+            >() {
+                out.push_str(&format!("  {name:<14} {about}\n"));
+            }
+            Ok(out)
+        }
+    };
+    match outcome {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::from(match err {
+                Error::Config { .. } | Error::Usage(_) => 2,
+                _ => 1,
+            })
+        }
+    }
+}

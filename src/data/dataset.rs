@@ -1,0 +1,114 @@
+//! In-memory image classification data and batching.
+
+use burn::prelude::*;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+
+/// Images as normalised `f32` pixels, `[N, C, H, W]` row-major, with integer labels.
+#[derive(Debug, Clone)]
+pub struct ImageDataset {
+    pub pixels: Vec<f32>,
+    pub labels: Vec<u8>,
+    /// `[channels, height, width]` of one image.
+    pub image_shape: [usize; 3],
+    pub num_classes: usize,
+}
+
+impl ImageDataset {
+    /// Number of examples.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// Whether there are no examples.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    fn image_len(&self) -> usize {
+        self.image_shape.iter().product()
+    }
+
+    /// A seeded random subset of `n` examples (all of them when `n >= len`), so that slices used
+    /// by quick profiles and tests keep the class balance of the full set in expectation.
+    pub fn subset(&self, n: usize, seed: u64) -> ImageDataset {
+        if n >= self.len() {
+            return self.clone();
+        }
+        let mut order: Vec<usize> = (0..self.len()).collect();
+        order.shuffle(&mut StdRng::seed_from_u64(seed));
+        order.truncate(n);
+        order.sort_unstable();
+        self.select(&order)
+    }
+
+    /// The examples at `indices`, in that order.
+    pub fn select(&self, indices: &[usize]) -> ImageDataset {
+        let len = self.image_len();
+        let mut pixels = Vec::with_capacity(indices.len() * len);
+        for &i in indices {
+            pixels.extend_from_slice(&self.pixels[i * len..(i + 1) * len]);
+        }
+        ImageDataset {
+            pixels,
+            labels: indices.iter().map(|&i| self.labels[i]).collect(),
+            image_shape: self.image_shape,
+            num_classes: self.num_classes,
+        }
+    }
+
+    /// The batch at `indices` as `([B, C, H, W] images, [B] labels)` tensors on `device`.
+    pub fn batch<B: Backend>(
+        &self,
+        indices: &[usize],
+        device: &B::Device,
+    ) -> (Tensor<B, 4>, Tensor<B, 1, Int>) {
+        let len = self.image_len();
+        let mut pixels = Vec::with_capacity(indices.len() * len);
+        let mut labels = Vec::with_capacity(indices.len());
+        for &i in indices {
+            pixels.extend_from_slice(&self.pixels[i * len..(i + 1) * len]);
+            labels.push(self.labels[i] as i64);
+        }
+        let [c, h, w] = self.image_shape;
+        let images = Tensor::from_data(TensorData::new(pixels, [indices.len(), c, h, w]), device);
+        let labels = Tensor::from_data(TensorData::new(labels, [indices.len()]), device);
+        (images, labels)
+    }
+}
+
+/// Train and test splits of one dataset.
+#[derive(Debug, Clone)]
+pub struct DataSplits {
+    pub name: String,
+    pub train: ImageDataset,
+    pub test: ImageDataset,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn toy(n: usize) -> ImageDataset {
+        ImageDataset {
+            pixels: (0..n * 4).map(|v| v as f32).collect(),
+            labels: (0..n).map(|i| (i % 3) as u8).collect(),
+            image_shape: [1, 2, 2],
+            num_classes: 3,
+        }
+    }
+
+    #[test]
+    fn subset_is_seeded_and_keeps_images_with_their_labels() {
+        let data = toy(50);
+        let a = data.subset(10, 4);
+        assert_eq!(a.len(), 10);
+        assert_eq!(a.labels, data.subset(10, 4).labels);
+        for (i, label) in a.labels.iter().enumerate() {
+            let original = a.pixels[i * 4] as usize / 4;
+            assert_eq!(*label, data.labels[original]);
+        }
+        assert_eq!(data.subset(500, 0).len(), 50);
+    }
+}

@@ -1,0 +1,98 @@
+//! Files from the Hugging Face Hub: the local cache first (works offline), then the network
+//! unless `HF_HUB_OFFLINE=1`. `HF_HOME` / `HF_ENDPOINT` are honoured as by the Python client.
+
+use std::path::{Path, PathBuf};
+
+use hf_hub::api::sync::ApiBuilder;
+use hf_hub::{Cache, Repo, RepoType};
+use polars::prelude::*;
+
+use crate::error::{Error, Result};
+
+/// Path of `file` in the Hub dataset `repo`, from the cache or downloaded into it.
+/// `local_hint` says what was looked for locally, for the error when both fail.
+pub fn dataset_file(repo: &str, file: &str, local_hint: &str) -> Result<PathBuf> {
+    let repo_ref = Repo::new(repo.to_string(), RepoType::Dataset);
+    let cache = Cache::from_env();
+    if let Some(path) = cache.repo(repo_ref.clone()).get(file) {
+        return Ok(path);
+    }
+    let offline =
+        std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
+    let unavailable = |why: String| {
+        Error::MissingData(format!(
+            "{local_hint}; and the Hugging Face Hub dataset `{repo}` file `{file}` is {why}. \
+             Put the files in a directory and pass `--data-dir DIR`, or run once with network \
+             access to fill the hub cache at {}",
+            cache.path().display()
+        ))
+    };
+    if offline {
+        return Err(unavailable(
+            "not in the cache (HF_HUB_OFFLINE is set)".into(),
+        ));
+    }
+    let api = ApiBuilder::from_env()
+        .with_progress(false)
+        .build()
+        .map_err(|e| unavailable(format!("unreachable ({e})")))?;
+    api.repo(repo_ref)
+        .get(file)
+        .map_err(|e| unavailable(format!("not downloadable ({e})")))
+}
+
+/// Reads a Hub image-classification parquet file: the `image` struct column's `bytes` field
+/// and the integer `label` column.
+pub fn read_image_parquet(path: &Path) -> Result<(Vec<Vec<u8>>, Vec<i64>)> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let parquet = |source| Error::Parquet {
+        path: path.to_path_buf(),
+        source,
+    };
+    let df = ParquetReader::new(file).finish().map_err(parquet)?;
+    let images = df
+        .column("image")
+        .and_then(|c| c.struct_().cloned())
+        .and_then(|s| s.field_by_name("bytes"))
+        .map_err(|_| {
+            Error::data(
+                path,
+                "expected a struct column `image` with a binary field `bytes`",
+            )
+        })?;
+    let images: Vec<Vec<u8>> = images
+        .binary()
+        .map_err(parquet)?
+        .iter()
+        .map(|b| b.map(|b| b.to_vec()).unwrap_or_default())
+        .collect();
+    let labels = df
+        .column("label")
+        .and_then(|c| c.cast(&DataType::Int64))
+        .map_err(|_| Error::data(path, "expected an integer column `label`"))?;
+    let labels: Vec<i64> = labels
+        .i64()
+        .map_err(parquet)?
+        .iter()
+        .map(|l| l.unwrap_or(-1))
+        .collect();
+    Ok((images, labels))
+}
+
+/// Decodes an 8-bit grayscale PNG into its pixel bytes.
+pub fn decode_png_gray(bytes: &[u8]) -> std::result::Result<Vec<u8>, String> {
+    let decoder = png::Decoder::new(std::io::Cursor::new(bytes));
+    let mut reader = decoder.read_info().map_err(|e| format!("bad PNG: {e}"))?;
+    let mut buf = vec![0; reader.output_buffer_size().ok_or("PNG too large")?];
+    let info = reader
+        .next_frame(&mut buf)
+        .map_err(|e| format!("bad PNG: {e}"))?;
+    if info.color_type != png::ColorType::Grayscale || info.bit_depth != png::BitDepth::Eight {
+        return Err(format!(
+            "expected 8-bit grayscale, got {:?} {:?}",
+            info.color_type, info.bit_depth
+        ));
+    }
+    buf.truncate(info.buffer_size());
+    Ok(buf)
+}

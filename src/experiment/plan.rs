@@ -1,0 +1,94 @@
+//! The plan of an experiment: every (dataset, method, k, seed) run with a stable id.
+
+use burn::tensor::backend::AutodiffBackend;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::spec::Experiment;
+use crate::methods::{self, Method};
+use crate::models::ModelSpec;
+use crate::train::Recipe;
+
+/// Everything that determines a run's result. Its hash is the run's identity: a run whose
+/// file exists with this id is never trained again.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSpec {
+    pub experiment: String,
+    pub dataset: String,
+    pub model: ModelSpec,
+    pub recipe: Recipe,
+    pub method: String,
+    pub options: serde_json::Value,
+    /// Copies per kernel for MK; the factor for methods that use it; 1 for methods that don't.
+    pub k: usize,
+    pub seed: u64,
+    #[serde(skip)]
+    pub dataset_index: usize,
+    #[serde(skip)]
+    pub method_index: usize,
+}
+
+impl RunSpec {
+    /// SHA-256 of the canonical JSON of the spec (hex).
+    pub fn config_hash(&self) -> String {
+        let json = serde_json::to_string(self).expect("run specs serialise");
+        Sha256::digest(json.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    /// Stable, readable run id, e.g. `mnist-mk-k4-s0-1a2b3c4d5e6f`.
+    pub fn id(&self) -> String {
+        format!(
+            "{}-{}-k{}-s{}-{}",
+            self.dataset,
+            self.method,
+            self.k,
+            self.seed,
+            &self.config_hash()[..12]
+        )
+    }
+}
+
+/// Expands an experiment into its runs, in a stable order. Methods that do not depend on k
+/// run once per seed.
+pub fn plan<B: AutodiffBackend>(
+    experiment: &Experiment,
+) -> Result<(Vec<RunSpec>, Vec<Box<dyn Method<B>>>), String> {
+    let built: Vec<Box<dyn Method<B>>> = experiment
+        .methods
+        .iter()
+        .enumerate()
+        .map(|(i, entry)| methods::build::<B>(entry).map_err(|e| format!("methods.{i}: {e}")))
+        .collect::<Result<_, _>>()?;
+    let mut runs = Vec::new();
+    for (dataset_index, entry) in experiment.datasets.iter().enumerate() {
+        for (method_index, method) in built.iter().enumerate() {
+            let ks: Vec<usize> = if method.uses_k() {
+                experiment.k.clone()
+            } else {
+                vec![1]
+            };
+            for k in ks {
+                for &seed in &experiment.seeds {
+                    runs.push(RunSpec {
+                        experiment: experiment.name.clone(),
+                        dataset: entry.dataset.clone(),
+                        model: entry.model.clone(),
+                        recipe: entry.recipe.clone(),
+                        method: method.name().to_string(),
+                        options: method.options(),
+                        k,
+                        seed,
+                        dataset_index,
+                        method_index,
+                    });
+                }
+            }
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    runs.retain(|r| seen.insert(r.id()));
+    Ok((runs, built))
+}

@@ -1,0 +1,264 @@
+//! Experiment files: one declarative YAML file per table or figure under `experiments/`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_norway::Value;
+
+use super::overrides::{parse_assignment, set_path};
+use crate::data::DATASETS;
+use crate::error::{Error, Result};
+use crate::models::ModelSpec;
+use crate::train::Recipe;
+
+/// An experiment: datasets (each with its model and recipe) x methods x k x seeds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Experiment {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub datasets: Vec<DatasetEntry>,
+    /// Method names, or mappings `{name: ..., option: value}`.
+    pub methods: Vec<Value>,
+    /// Overparameterization factors.
+    pub k: Vec<usize>,
+    pub seeds: Vec<u64>,
+    /// Named sets of overrides (`smoke`, `quick`, `paper`, ...): `dotted.path: value`.
+    #[serde(default)]
+    pub profiles: BTreeMap<String, BTreeMap<String, Value>>,
+}
+
+/// One dataset of an experiment with the model and recipe used on it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetEntry {
+    pub dataset: String,
+    pub model: ModelSpec,
+    pub recipe: Recipe,
+}
+
+/// An experiment file resolved for one profile and the command line's overrides.
+#[derive(Debug, Clone)]
+pub struct ResolvedExperiment {
+    pub experiment: Experiment,
+    pub profile: String,
+    /// Where it was read from.
+    pub source: PathBuf,
+    /// The resolved YAML (profile and overrides applied), stored beside the results.
+    pub resolved_yaml: String,
+}
+
+/// Finds `name_or_path`: an existing file, or `experiments/<name>.yaml`.
+pub fn locate(name_or_path: &str, experiments_dir: &Path) -> Result<PathBuf> {
+    let direct = PathBuf::from(name_or_path);
+    if direct.is_file() {
+        return Ok(direct);
+    }
+    let named = experiments_dir.join(format!("{name_or_path}.yaml"));
+    if named.is_file() {
+        return Ok(named);
+    }
+    let known: Vec<String> = std::fs::read_dir(experiments_dir)
+        .map(|entries| {
+            let mut names: Vec<String> = entries
+                .filter_map(|e| e.ok())
+                .filter_map(|e| {
+                    e.file_name()
+                        .to_str()
+                        .and_then(|n| n.strip_suffix(".yaml"))
+                        .map(String::from)
+                })
+                .collect();
+            names.sort();
+            names
+        })
+        .unwrap_or_default();
+    Err(Error::Usage(format!(
+        "no experiment `{name_or_path}`: not a file, and {} does not exist (experiments: {})",
+        named.display(),
+        if known.is_empty() {
+            "none found".into()
+        } else {
+            known.join(", ")
+        }
+    )))
+}
+
+/// Reads an experiment file, applies `profile` then `overrides` (`path=value`), checks it.
+pub fn load(path: &Path, profile: &str, overrides: &[String]) -> Result<ResolvedExperiment> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let mut raw: Value =
+        serde_norway::from_str(&text).map_err(|e| Error::config(&file, e.to_string()))?;
+
+    let profiles = raw.get("profiles").cloned().unwrap_or(Value::Null);
+    let profile_overrides = match profiles.get(profile) {
+        Some(Value::Mapping(map)) => map.clone(),
+        Some(Value::Null) => Default::default(),
+        Some(_) => {
+            return Err(Error::config(
+                &file,
+                format!("profiles.{profile} must be a mapping of `path: value`"),
+            ));
+        }
+        None => {
+            let names: Vec<String> = match &profiles {
+                Value::Mapping(map) => map
+                    .keys()
+                    .filter_map(|k| k.as_str().map(String::from))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            return Err(Error::config(
+                &file,
+                format!(
+                    "no profile `{profile}` (profiles: {})",
+                    if names.is_empty() {
+                        "none".into()
+                    } else {
+                        names.join(", ")
+                    }
+                ),
+            ));
+        }
+    };
+    for (key, value) in profile_overrides {
+        let key = key.as_str().ok_or_else(|| {
+            Error::config(&file, format!("profiles.{profile}: keys must be strings"))
+        })?;
+        set_path(&mut raw, key, value)
+            .map_err(|e| Error::config(&file, format!("profiles.{profile}: {e}")))?;
+    }
+    for assignment in overrides {
+        let (key, value) = parse_assignment(assignment).map_err(|e| Error::config(&file, e))?;
+        set_path(&mut raw, &key, value)
+            .map_err(|e| Error::config(&file, format!("--set {assignment}: {e}")))?;
+    }
+
+    let experiment: Experiment = serde_path_to_error::deserialize(raw.clone()).map_err(|e| {
+        let at = e.path().to_string();
+        Error::config(&file, format!("`{at}`: {}", e.into_inner()))
+    })?;
+    experiment.validate().map_err(|e| Error::config(&file, e))?;
+    let resolved_yaml =
+        serde_norway::to_string(&raw).map_err(|e| Error::config(&file, e.to_string()))?;
+    Ok(ResolvedExperiment {
+        experiment,
+        profile: profile.to_string(),
+        source: path.to_path_buf(),
+        resolved_yaml,
+    })
+}
+
+impl Experiment {
+    /// Checks values the types cannot; the message names the key.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if self.datasets.is_empty() {
+            return Err("`datasets` is empty: list at least one".into());
+        }
+        if self.methods.is_empty() {
+            return Err("`methods` is empty: list at least one".into());
+        }
+        if self.seeds.is_empty() {
+            return Err("`seeds` is empty: list at least one".into());
+        }
+        if self.k.is_empty() {
+            return Err("`k` is empty: list at least one".into());
+        }
+        if let Some(k) = self.k.iter().find(|&&k| k == 0) {
+            return Err(format!("`k` values must be at least 1, got {k}"));
+        }
+        for (i, entry) in self.datasets.iter().enumerate() {
+            if !DATASETS.contains(&entry.dataset.as_str()) {
+                return Err(format!(
+                    "datasets.{i}.dataset: unknown dataset `{}`: expected one of {}",
+                    entry.dataset,
+                    DATASETS.join(", ")
+                ));
+            }
+            entry
+                .model
+                .validate()
+                .map_err(|e| format!("datasets.{i}.{e}"))?;
+            entry
+                .recipe
+                .validate()
+                .map_err(|e| format!("datasets.{i}.{e}"))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+name: demo
+datasets:
+  - dataset: mnist
+    model: {family: mlp, hidden: [32]}
+    recipe: {epochs: 2, batch_size: 64, optimizer: {name: sgd, lr: 0.1}}
+methods: [baseline, {name: mk, mixing: uniform}]
+k: [4]
+seeds: [0, 1]
+profiles:
+  smoke: {datasets.0.recipe.epochs: 1, seeds: [0]}
+"#;
+
+    fn write(text: &str) -> tempfile::NamedTempFile {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), text).unwrap();
+        file
+    }
+
+    #[test]
+    fn profiles_and_sets_override_in_order() {
+        let file = write(BASE);
+        let r = load(
+            file.path(),
+            "smoke",
+            &["datasets.0.recipe.batch_size=16".into()],
+        )
+        .unwrap();
+        let e = &r.experiment;
+        assert_eq!(e.seeds, vec![0]);
+        assert_eq!(e.datasets[0].recipe.epochs, 1);
+        assert_eq!(e.datasets[0].recipe.batch_size, 16);
+    }
+
+    #[test]
+    fn bad_input_names_file_and_key() {
+        let file = write(BASE);
+        let path = file.path().display().to_string();
+        let cases: [(&str, &[&str], &str); 6] = [
+            ("nope", &[], "no profile `nope`"),
+            ("smoke", &["k=[0]"], "`k` values must be at least 1"),
+            ("smoke", &["methods=[]"], "`methods` is empty"),
+            ("smoke", &["datasets.0.recipe.epochz=3"], "epochz"),
+            ("smoke", &["datasets.0.dataset=svhn"], "svhn"),
+            (
+                "smoke",
+                &["datasets.0.recipe.epochs=three"],
+                "`datasets[0].recipe.epochs`",
+            ),
+        ];
+        for (profile, sets, expected) in cases {
+            let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+            let err = load(file.path(), profile, &sets).unwrap_err().to_string();
+            assert!(
+                err.contains(&path) && err.contains(expected),
+                "{sets:?}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_top_level_key_is_rejected() {
+        let file = write(&BASE.replace("seeds: [0, 1]", "seedz: [1]\nseeds: [0, 1]"));
+        let err = load(file.path(), "smoke", &[]).unwrap_err().to_string();
+        assert!(err.contains("seedz"), "{err}");
+    }
+}

@@ -1,0 +1,30 @@
+//! # majority-kernels
+//!
+//! A benchmark harness reproducing *Majority Kernels: An Approach to Leverage Big Model
+//! Dynamics for Efficient Small Model Training* (Mazzawi et al., arXiv 2402.05033).
+//!
+//! Layout, one concept per module:
+//! - [`data`]: datasets (MNIST IDX files or the Hugging Face Hub) and batching;
+//! - [`mk`]: the majority-kernel layers (dense, conv), mixing distributions, init, collapse;
+//! - [`models`]: model families, each a small model and its MK twin;
+//! - [`train`]: recipes, optimisers, the shared training loop, evaluation;
+//! - [`methods`]: training methods as plug-ins behind one trait;
+//! - [`experiment`]: declarative experiment files, profiles, overrides, the run plan;
+//! - [`results`]: parquet storage of runs and curves, provenance;
+//! - [`report`]: tables rendered from stored results;
+//! - [`runner`], [`bench`]: what the `reproduce` binary calls.
+
+pub mod backend;
+pub mod bench;
+pub mod data;
+pub mod error;
+pub mod experiment;
+pub mod methods;
+pub mod mk;
+pub mod models;
+pub mod report;
+pub mod results;
+pub mod runner;
+pub mod train;
+
+pub use error::{Error, Result};

@@ -1,0 +1,45 @@
+//! `baseline_long`: the small model trained `long_factor` times longer (schedule stretched).
+
+use burn::tensor::backend::AutodiffBackend;
+use serde::Deserialize;
+
+use super::baseline::{plain_settings, train_small};
+use super::{Method, MethodContext, MethodOutput};
+use crate::error::{Error, Result};
+
+/// The small model trained `long_factor` times as many epochs, its schedule stretched.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BaselineLong {
+    #[serde(default = "default_long_factor")]
+    pub long_factor: usize,
+}
+
+fn default_long_factor() -> usize {
+    2
+}
+
+impl<B: AutodiffBackend> Method<B> for BaselineLong {
+    fn name(&self) -> &'static str {
+        "baseline_long"
+    }
+
+    fn uses_k(&self) -> bool {
+        false
+    }
+
+    fn options(&self) -> serde_json::Value {
+        serde_json::json!({ "long_factor": self.long_factor })
+    }
+
+    fn run(&self, ctx: &MethodContext<'_, B>) -> Result<MethodOutput<B>> {
+        if self.long_factor == 0 {
+            return Err(Error::Usage(
+                "method baseline_long: long_factor must be at least 1".into(),
+            ));
+        }
+        let mut settings = plain_settings(ctx);
+        settings.epochs *= self.long_factor;
+        Ok(train_small(ctx, &settings))
+    }
+}

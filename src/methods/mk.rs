@@ -1,0 +1,89 @@
+//! `mk`: majority kernels. Every dense/conv kernel of the small model is trained as k copies,
+//! mixed with fresh random simplex coefficients at each step, and collapsed to the mean of its
+//! copies for deployment.
+
+use burn::module::{AutodiffModule, Module};
+use burn::tensor::backend::AutodiffBackend;
+use serde::{Deserialize, Serialize};
+
+use super::baseline::plain_settings;
+use super::{Method, MethodContext, MethodOutput};
+use crate::error::{Error, Result};
+use crate::mk::{Mixing, MkInit};
+use crate::models::MkMlp;
+use crate::train::{Stream, stream_rng, train};
+
+/// Learning-rate compensation for the copies (METHODS.md, "Learning rate").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LrCompensation {
+    /// Under (momentum) SGD the copies get k times the learning rate and 1/k the weight decay,
+    /// so the deployed mean kernel moves as the baseline's would; under Adam nothing changes.
+    #[default]
+    Auto,
+    /// No compensation: under SGD, MK is then the lr/k baseline plus mixing noise.
+    None,
+}
+
+/// Majority kernels with their options.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MajorityKernels {
+    #[serde(default)]
+    pub mixing: Mixing,
+    #[serde(default)]
+    pub init: MkInit,
+    #[serde(default)]
+    pub lr_compensation: LrCompensation,
+}
+
+impl<B: AutodiffBackend> Method<B> for MajorityKernels {
+    fn name(&self) -> &'static str {
+        "mk"
+    }
+
+    fn uses_k(&self) -> bool {
+        true
+    }
+
+    fn options(&self) -> serde_json::Value {
+        serde_json::json!({
+            "mixing": self.mixing.to_string(),
+            "init": self.init.label(),
+            "lr_compensation": self.lr_compensation,
+        })
+    }
+
+    fn mixing_label(&self, k: usize) -> Option<String> {
+        Some(self.mixing.label(k))
+    }
+
+    fn init_label(&self) -> Option<String> {
+        Some(self.init.label().into())
+    }
+
+    fn run(&self, ctx: &MethodContext<'_, B>) -> Result<MethodOutput<B>> {
+        self.mixing
+            .validate(ctx.k)
+            .map_err(|e| Error::Usage(format!("method mk: {e}")))?;
+        let small = ctx.small_model();
+        let model = MkMlp::from_small(
+            &small,
+            ctx.k,
+            self.init,
+            &mut stream_rng(ctx.seed, Stream::MkCopies),
+        );
+        let trained_params = model.num_params();
+        let mut settings = plain_settings(ctx);
+        settings.mixing = Some(self.mixing);
+        if self.lr_compensation == LrCompensation::Auto && ctx.recipe.optimizer.is_sgd() {
+            settings.mk_grad_scale = ctx.k as f32;
+        }
+        let (model, log) = train(model, &ctx.data, &settings, ctx.device, ctx.progress);
+        Ok(MethodOutput {
+            deployed: model.valid().collapse(),
+            log,
+            trained_params,
+        })
+    }
+}

@@ -1,0 +1,195 @@
+//! Training methods as plug-ins behind one trait.
+//!
+//! A method receives the experiment's data, model architecture and recipe, trains however it
+//! likes, and returns the deployed small model plus its training log. The harness evaluates
+//! and stores the result. To add a method: write one file here implementing [`Method`] (see
+//! `lr_over_k.rs` for a ten-line example), add one line to [`REGISTRY`], and name it in an
+//! experiment file.
+
+pub mod baseline;
+pub mod baseline_long;
+pub mod lr_over_k;
+pub mod mk;
+
+use burn::tensor::backend::AutodiffBackend;
+use indicatif::ProgressBar;
+use serde::de::DeserializeOwned;
+use serde_norway::{Mapping, Value};
+
+use crate::error::Result;
+use crate::models::{Mlp, ModelSpec};
+use crate::train::{Recipe, Stream, TrainData, TrainLog, stream_rng};
+
+/// What a method is given for one run.
+pub struct MethodContext<'a, B: AutodiffBackend> {
+    pub data: TrainData<'a>,
+    pub model: &'a ModelSpec,
+    pub recipe: &'a Recipe,
+    /// The overparameterization factor of the experiment cell.
+    pub k: usize,
+    pub seed: u64,
+    pub device: &'a B::Device,
+    pub progress: &'a ProgressBar,
+}
+
+impl<B: AutodiffBackend> MethodContext<'_, B> {
+    /// The freshly initialised small model for this seed (the same for every method).
+    pub fn small_model(&self) -> Mlp<B> {
+        let train = self.data.train;
+        let input: usize = train.image_shape.iter().product();
+        match self.model {
+            ModelSpec::Mlp { hidden, bias } => Mlp::new(
+                input,
+                hidden,
+                train.num_classes,
+                *bias,
+                &mut stream_rng(self.seed, Stream::Init),
+                self.device,
+            ),
+        }
+    }
+}
+
+/// What a method returns.
+pub struct MethodOutput<B: AutodiffBackend> {
+    /// The deployed small model, on the inner (non-autodiff) backend.
+    pub deployed: Mlp<B::InnerBackend>,
+    pub log: TrainLog,
+    /// Parameters that were trained (k·n for majority kernels).
+    pub trained_params: usize,
+}
+
+/// A training method.
+pub trait Method<B: AutodiffBackend> {
+    /// The name used in experiment files and result rows.
+    fn name(&self) -> &'static str;
+
+    /// Whether the result depends on the experiment's k (baselines do not, so they run once
+    /// per seed whatever the k list is).
+    fn uses_k(&self) -> bool;
+
+    /// The options that change the result, recorded in result rows and hashed into run ids.
+    fn options(&self) -> serde_json::Value {
+        serde_json::Value::Object(Default::default())
+    }
+
+    /// Mixing distribution label for the result columns, where it applies.
+    fn mixing_label(&self, _k: usize) -> Option<String> {
+        None
+    }
+
+    /// Init option label for the result columns, where it applies.
+    fn init_label(&self) -> Option<String> {
+        None
+    }
+
+    /// Trains and returns the deployed model.
+    fn run(&self, ctx: &MethodContext<'_, B>) -> Result<MethodOutput<B>>;
+}
+
+/// Builds a method from its options mapping (without `name`).
+type Builder<B> = fn(&Mapping) -> std::result::Result<Box<dyn Method<B>>, String>;
+
+/// Every method the harness knows: name, what it is, builder.
+#[allow(clippy::type_complexity)]
+pub fn registry<B: AutodiffBackend>() -> Vec<(&'static str, &'static str, Builder<B>)> {
+    vec![
+        ("baseline", "the small model, same recipe and steps", |o| {
+            Ok(Box::new(parse::<baseline::Baseline>(o)?))
+        }),
+        (
+            "baseline_long",
+            "the small model trained long_factor times longer",
+            |o| Ok(Box::new(parse::<baseline_long::BaselineLong>(o)?)),
+        ),
+        (
+            "lr_over_k",
+            "the baseline at learning rate lr/k (weight decay k·wd)",
+            |o| Ok(Box::new(parse::<lr_over_k::LrOverK>(o)?)),
+        ),
+        (
+            "mk",
+            "majority kernels: k mixed copies per kernel, collapsed to the mean",
+            |o| Ok(Box::new(parse::<mk::MajorityKernels>(o)?)),
+        ),
+    ]
+}
+
+/// Names of the registered methods.
+pub const REGISTRY: [&str; 4] = ["baseline", "baseline_long", "lr_over_k", "mk"];
+
+/// Parses a method's options; unknown keys and bad values are errors naming the key.
+fn parse<T: DeserializeOwned>(options: &Mapping) -> std::result::Result<T, String> {
+    serde_path_to_error::deserialize(Value::Mapping(options.clone())).map_err(|e| {
+        let at = e.path().to_string();
+        format!("`{at}`: {}", e.into_inner())
+    })
+}
+
+/// Builds the method an experiment entry names: either a bare name (`mk`) or a mapping
+/// (`{name: mk, mixing: uniform}`).
+pub fn build<B: AutodiffBackend>(entry: &Value) -> std::result::Result<Box<dyn Method<B>>, String> {
+    let (name, options) = match entry {
+        Value::String(name) => (name.clone(), Mapping::new()),
+        Value::Mapping(map) => {
+            let mut options = map.clone();
+            let name = match options.remove("name") {
+                Some(Value::String(name)) => name,
+                _ => return Err("each method needs a `name` (a string)".into()),
+            };
+            (name, options)
+        }
+        other => {
+            return Err(format!(
+                "a method is a name or a mapping with `name`, got {other:?}"
+            ));
+        }
+    };
+    let registry = registry::<B>();
+    let (_, _, builder) = registry
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .ok_or_else(|| {
+            format!(
+                "unknown method `{name}`: expected one of {}",
+                REGISTRY.join(", ")
+            )
+        })?;
+    builder(&options).map_err(|e| format!("method `{name}`: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::TestAutodiffBackend as B;
+
+    #[test]
+    fn registry_and_its_name_list_agree() {
+        let names: Vec<&str> = registry::<B>().iter().map(|(n, _, _)| *n).collect();
+        assert_eq!(names, REGISTRY);
+    }
+
+    #[test]
+    fn methods_parse_from_names_and_mappings() {
+        let m = build::<B>(&serde_norway::from_str("mk").unwrap()).unwrap();
+        assert_eq!(m.name(), "mk");
+        let m = build::<B>(
+            &serde_norway::from_str("{name: mk, mixing: 'majority(3)', init: independent}")
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(m.mixing_label(4).as_deref(), Some("majority(3)"));
+        assert_eq!(m.init_label().as_deref(), Some("independent"));
+        let err = build::<B>(&serde_norway::from_str("{name: mk, mixin: uniform}").unwrap())
+            .err()
+            .unwrap();
+        assert!(err.contains("mixin"), "{err}");
+        let err = build::<B>(&serde_norway::from_str("sgd_plus").unwrap())
+            .err()
+            .unwrap();
+        assert!(
+            err.contains("sgd_plus") && err.contains("baseline"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,13 @@
+//! Majority-kernel layers: k copies of a kernel, mixed with random simplex coefficients while
+//! training and collapsed into one ordinary layer for deployment.
+
+pub mod conv;
+pub mod dense;
+pub mod init;
+pub mod kernel;
+pub mod mixing;
+
+pub use conv::MkConv2d;
+pub use dense::MkLinear;
+pub use init::MkInit;
+pub use mixing::Mixing;

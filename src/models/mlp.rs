@@ -1,0 +1,158 @@
+//! Multi-layer perceptron (flattened input, ReLU between layers) and its MK twin.
+
+use burn::module::{Param, ParamId};
+use burn::nn::Linear;
+use burn::prelude::*;
+use burn::tensor::activation::relu;
+use rand::rngs::StdRng;
+
+use super::Classifier;
+use crate::mk::init::kaiming_uniform;
+use crate::mk::kernel::mixing_row;
+use crate::mk::{MkInit, MkLinear};
+
+/// The small, deployable MLP.
+#[derive(Module, Debug)]
+pub struct Mlp<B: Backend> {
+    pub layers: Vec<Linear<B>>,
+}
+
+impl<B: Backend> Mlp<B> {
+    /// A freshly initialised MLP `input -> hidden... -> classes`, drawn from `rng`
+    /// (burn's default Linear init, reproduced on the host so seeds are backend-independent).
+    pub fn new(
+        input: usize,
+        hidden: &[usize],
+        classes: usize,
+        bias: bool,
+        rng: &mut StdRng,
+        device: &B::Device,
+    ) -> Self {
+        let widths: Vec<usize> = std::iter::once(input)
+            .chain(hidden.iter().copied())
+            .chain(std::iter::once(classes))
+            .collect();
+        let layers = widths
+            .windows(2)
+            .map(|w| {
+                let (d_in, d_out) = (w[0], w[1]);
+                let weight = kaiming_uniform(d_in * d_out, d_in, rng);
+                let bias = bias.then(|| {
+                    let values = kaiming_uniform(d_out, d_in, rng);
+                    Param::from_tensor(Tensor::from_data(TensorData::new(values, [d_out]), device))
+                });
+                Linear {
+                    weight: Param::from_tensor(Tensor::from_data(
+                        TensorData::new(weight, [d_in, d_out]),
+                        device,
+                    )),
+                    bias,
+                }
+            })
+            .collect();
+        Self { layers }
+    }
+}
+
+fn flatten<B: Backend>(images: Tensor<B, 4>) -> Tensor<B, 2> {
+    images.flatten(1, 3)
+}
+
+impl<B: Backend> Classifier<B> for Mlp<B> {
+    fn forward(&self, images: Tensor<B, 4>, _mix: Option<&Tensor<B, 2>>) -> Tensor<B, 2> {
+        let last = self.layers.len() - 1;
+        self.layers
+            .iter()
+            .enumerate()
+            .fold(flatten(images), |x, (i, layer)| {
+                let y = layer.forward(x);
+                if i < last { relu(y) } else { y }
+            })
+    }
+}
+
+/// The MLP with every dense kernel trained as k copies.
+#[derive(Module, Debug)]
+pub struct MkMlp<B: Backend> {
+    pub layers: Vec<MkLinear<B>>,
+}
+
+impl<B: Backend> MkMlp<B> {
+    /// k copies of every layer of `small`, initialised as `init` says.
+    pub fn from_small(small: &Mlp<B>, k: usize, init: MkInit, rng: &mut StdRng) -> Self {
+        Self {
+            layers: small
+                .layers
+                .iter()
+                .map(|l| MkLinear::from_linear(l, k, init, rng))
+                .collect(),
+        }
+    }
+
+    /// The deployed small model: every layer collapsed to its mean kernel.
+    pub fn collapse(&self) -> Mlp<B> {
+        Mlp {
+            layers: self.layers.iter().map(MkLinear::collapse).collect(),
+        }
+    }
+}
+
+impl<B: Backend> Classifier<B> for MkMlp<B> {
+    fn forward(&self, images: Tensor<B, 4>, mix: Option<&Tensor<B, 2>>) -> Tensor<B, 2> {
+        let last = self.layers.len() - 1;
+        self.layers
+            .iter()
+            .enumerate()
+            .fold(flatten(images), |x, (i, layer)| {
+                let y = layer.forward(x, mixing_row(mix, i));
+                if i < last { relu(y) } else { y }
+            })
+    }
+
+    fn mk_layers(&self) -> usize {
+        self.layers.len()
+    }
+
+    fn mk_copies(&self) -> usize {
+        self.layers[0].k()
+    }
+
+    fn mk_kernel_ids(&self) -> Vec<ParamId> {
+        self.layers.iter().map(MkLinear::theta_id).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::TestBackend;
+    use rand::SeedableRng;
+
+    #[test]
+    fn collapsed_mk_mlp_has_the_small_models_size_and_outputs() {
+        let device = Default::default();
+        let mut rng = StdRng::seed_from_u64(0);
+        let small = Mlp::<TestBackend>::new(12, &[16, 8], 3, true, &mut rng, &device);
+        let mk = MkMlp::from_small(&small, 4, MkInit::Independent, &mut rng);
+        assert_eq!(mk.num_params(), 4 * (12 * 16 + 16 * 8 + 8 * 3) + 16 + 8 + 3);
+        let deployed = mk.collapse();
+        assert_eq!(deployed.num_params(), small.num_params());
+        let x = Tensor::<TestBackend, 4>::from_data(
+            TensorData::new(kaiming_uniform(5 * 12, 1, &mut rng), [5, 1, 3, 4]),
+            &device,
+        );
+        let eval: Vec<f32> = mk.forward(x.clone(), None).into_data().to_vec().unwrap();
+        let out: Vec<f32> = deployed.forward(x, None).into_data().to_vec().unwrap();
+        assert_eq!(eval, out);
+    }
+
+    #[test]
+    fn same_seed_same_model() {
+        let device = Default::default();
+        let a = Mlp::<TestBackend>::new(4, &[3], 2, true, &mut StdRng::seed_from_u64(9), &device);
+        let b = Mlp::<TestBackend>::new(4, &[3], 2, true, &mut StdRng::seed_from_u64(9), &device);
+        let wa: Vec<f32> = a.layers[0].weight.val().into_data().to_vec().unwrap();
+        let wb: Vec<f32> = b.layers[0].weight.val().into_data().to_vec().unwrap();
+        assert_eq!(wa, wb);
+    }
+}

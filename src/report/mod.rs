@@ -1,0 +1,3 @@
+//! Reports rendered from stored results only.
+
+pub mod table;

@@ -1,0 +1,6 @@
+//! Results: parquet storage of runs and curves, and provenance of each run.
+
+pub mod provenance;
+pub mod store;
+
+pub use store::{CurvePoint, ResultsDir, RunRecord};

@@ -1,0 +1,262 @@
+//! Runs an experiment: resolves it, plans its runs, trains what is not stored yet, stores each
+//! run as it finishes, and renders the table from the stored runs.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use burn::module::Module;
+use burn::tensor::backend::AutodiffBackend;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::backend::{BURN_VERSION, BackendKind, machine_description};
+use crate::data::{self, DataSplits, ImageDataset};
+use crate::error::{Error, Result};
+use crate::experiment::{self, ResolvedExperiment, RunSpec};
+use crate::methods::{Method, MethodContext};
+use crate::report::table;
+use crate::results::{CurvePoint, ResultsDir, RunRecord, provenance};
+use crate::train::{Stream, TrainData, evaluate, stream_rng};
+use crate::with_backend;
+
+/// What `reproduce <experiment>` was asked to do.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub experiment: String,
+    pub profile: String,
+    pub overrides: Vec<String>,
+    pub backend: BackendKind,
+    pub data_dir: Option<PathBuf>,
+    pub results_dir: PathBuf,
+    pub experiments_dir: PathBuf,
+    /// No progress bars (also implied when stderr is not a terminal).
+    pub quiet: bool,
+    /// Only render the table from stored runs; train nothing.
+    pub report_only: bool,
+}
+
+/// Runs (or resumes) an experiment and returns its markdown table.
+pub fn run(options: &RunOptions) -> Result<String> {
+    let path = experiment::locate(&options.experiment, &options.experiments_dir)?;
+    let resolved = experiment::load(&path, &options.profile, &options.overrides)?;
+    with_backend!(options.backend, B => execute::<B>(&resolved, options))
+}
+
+fn execute<B: AutodiffBackend>(
+    resolved: &ResolvedExperiment,
+    options: &RunOptions,
+) -> Result<String> {
+    let experiment = &resolved.experiment;
+    let file = resolved.source.display().to_string();
+    let (runs, methods) = experiment::plan::<B>(experiment).map_err(|e| Error::config(&file, e))?;
+    let dir = ResultsDir::new(&options.results_dir, &experiment.name, &resolved.profile);
+    let pending: Vec<&RunSpec> = runs.iter().filter(|r| !dir.is_done(&r.id())).collect();
+
+    if !options.report_only && !pending.is_empty() {
+        ResultsDir::write_text(&dir.root().join("experiment.yaml"), &resolved.resolved_yaml)?;
+        let mut trainer = Trainer::<B> {
+            options,
+            resolved,
+            dir: &dir,
+            methods: &methods,
+            device: B::Device::default(),
+            machine: machine_description(),
+            commit: provenance::git_commit(),
+            data: Vec::new(),
+        };
+        let started = Instant::now();
+        eprintln!(
+            "{}: {} runs planned, {} stored, {} to train on {} ({})",
+            experiment.name,
+            runs.len(),
+            runs.len() - pending.len(),
+            pending.len(),
+            options.backend,
+            trainer.machine
+        );
+        for (i, spec) in pending.iter().enumerate() {
+            trainer.train_one(spec, i + 1, pending.len())?;
+        }
+        eprintln!(
+            "{}: trained {} runs in {:.1} s",
+            experiment.name,
+            pending.len(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+
+    let stored: Vec<RunRecord> = dir.runs()?;
+    let planned: Vec<RunRecord> = runs
+        .iter()
+        .filter_map(|spec| stored.iter().find(|r| r.run_id == spec.id()).cloned())
+        .collect();
+    let title = format!("{} ({} profile)", experiment.name, resolved.profile);
+    let markdown = table::markdown(&title, &planned, runs.len());
+    let table_path = options
+        .results_dir
+        .join(format!("{}-{}.md", experiment.name, resolved.profile));
+    ResultsDir::write_text(&table_path, &markdown)?;
+    Ok(markdown)
+}
+
+/// State shared by the runs of one invocation (datasets are loaded once).
+struct Trainer<'a, B: AutodiffBackend> {
+    options: &'a RunOptions,
+    resolved: &'a ResolvedExperiment,
+    dir: &'a ResultsDir,
+    methods: &'a [Box<dyn Method<B>>],
+    device: B::Device,
+    machine: String,
+    commit: String,
+    data: Vec<(String, DataSplits)>,
+}
+
+impl<B: AutodiffBackend> Trainer<'_, B> {
+    fn dataset(&mut self, name: &str) -> Result<&DataSplits> {
+        if !self.data.iter().any(|(n, _)| n == name) {
+            let dirs = data::search_dirs(self.options.data_dir.clone());
+            let loaded = data::load(name, &dirs)?;
+            self.data.push((name.to_string(), loaded));
+        }
+        Ok(&self
+            .data
+            .iter()
+            .find(|(n, _)| n == name)
+            .expect("just loaded")
+            .1)
+    }
+
+    fn train_one(&mut self, spec: &RunSpec, index: usize, total: usize) -> Result<()> {
+        let started = Instant::now();
+        let recipe = &spec.recipe;
+        let splits = self.dataset(&spec.dataset)?.clone();
+        // Data slices are seeded by the experiment seed so every method sees the same examples.
+        let subset = |data: &ImageDataset, n: Option<usize>, salt: u64| match n {
+            Some(n) => data.subset(n, subset_seed(spec.seed, salt)),
+            None => data.clone(),
+        };
+        let train = subset(&splits.train, recipe.train_subset, 1);
+        let test = subset(&splits.test, recipe.test_subset, 2);
+        let train_eval = subset(&train, recipe.eval_train_subset, 3);
+
+        let progress = self.progress_bar(spec, index, total);
+        let method = &self.methods[spec.method_index];
+        let ctx = MethodContext::<B> {
+            data: TrainData {
+                train: &train,
+                train_eval: &train_eval,
+                test: &test,
+            },
+            model: &spec.model,
+            recipe,
+            k: spec.k,
+            seed: spec.seed,
+            device: &self.device,
+            progress: &progress,
+        };
+        let output = method.run(&ctx)?;
+        progress.finish_and_clear();
+
+        // The table reports the deployed small model, evaluated here, not the method's own log.
+        let eval_device = self.device.clone();
+        let final_train =
+            evaluate::<B::InnerBackend, _>(&output.deployed, &train_eval, 1000, &eval_device);
+        let final_test =
+            evaluate::<B::InnerBackend, _>(&output.deployed, &test, 1000, &eval_device);
+        let input: usize = train.image_shape.iter().product();
+        let record = RunRecord {
+            run_id: spec.id(),
+            experiment: spec.experiment.clone(),
+            profile: self.resolved.profile.clone(),
+            dataset: spec.dataset.clone(),
+            model: spec.model.label(input, train.num_classes),
+            method: spec.method.clone(),
+            options: spec.options.to_string(),
+            k: spec.k as i64,
+            mixing: method.mixing_label(spec.k),
+            init: method.init_label(),
+            seed: spec.seed as i64,
+            epochs: output.log.points.last().map_or(0, |p| p.epoch as i64),
+            steps: output.log.steps as i64,
+            train_acc: final_train.accuracy,
+            train_loss: final_train.loss,
+            test_acc: final_test.accuracy,
+            test_loss: final_test.loss,
+            deployed_params: output.deployed.num_params() as i64,
+            trained_params: output.trained_params as i64,
+            wall_clock_s: started.elapsed().as_secs_f64(),
+            step_ms: output.log.step_ms(),
+            status: if output.log.diverged {
+                "diverged"
+            } else {
+                "completed"
+            }
+            .into(),
+            backend: format!("{} ({})", self.options.backend, B::name(&self.device)),
+            device: self.machine.clone(),
+            burn_version: BURN_VERSION.into(),
+            git_commit: self.commit.clone(),
+            config_hash: spec.config_hash(),
+            finished_at: provenance::unix_now(),
+        };
+        let curve: Vec<CurvePoint> = output
+            .log
+            .points
+            .iter()
+            .map(|p| CurvePoint {
+                epoch: p.epoch as i64,
+                step: p.step as i64,
+                lr: p.lr,
+                train_acc: p.train.accuracy,
+                train_loss: p.train.loss,
+                test_acc: p.test.accuracy,
+                test_loss: p.test.loss,
+                train_seconds: p.train_seconds,
+            })
+            .collect();
+        self.dir.store(&record, &curve)?;
+        eprintln!(
+            "[{index}/{total}] {}: test acc {:.2}%, train acc {:.2}%, {:.1} s, {:.2} ms/step{}",
+            record.run_id,
+            100.0 * record.test_acc,
+            100.0 * record.train_acc,
+            record.wall_clock_s,
+            record.step_ms,
+            if output.log.diverged {
+                " (diverged)"
+            } else {
+                ""
+            }
+        );
+        Ok(())
+    }
+
+    fn progress_bar(&self, spec: &RunSpec, index: usize, total: usize) -> ProgressBar {
+        if self.options.quiet || !std::io::stderr().is_terminal() {
+            return ProgressBar::hidden();
+        }
+        let bar = ProgressBar::new(0).with_prefix(format!("[{index}/{total}] {}", spec.id()));
+        bar.set_style(
+            ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} steps {msg} ({eta})")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        bar.enable_steady_tick(Duration::from_millis(200));
+        bar
+    }
+}
+
+fn subset_seed(seed: u64, salt: u64) -> u64 {
+    use rand::RngExt;
+    stream_rng(seed, Stream::Subset).random::<u64>() ^ salt
+}
+
+/// The default experiments folder: `experiments/` in the working directory, else beside
+/// the crate's manifest (so `cargo run` works from anywhere in the checkout).
+pub fn default_experiments_dir() -> PathBuf {
+    let local = Path::new("experiments");
+    if local.is_dir() {
+        return local.to_path_buf();
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments")
+}

@@ -1,0 +1,10 @@
+//! Training: recipes, optimisers, the shared loop and evaluation.
+
+pub mod eval;
+pub mod optim;
+pub mod recipe;
+pub mod trainer;
+
+pub use eval::{Metrics, evaluate};
+pub use recipe::{OptimizerSpec, Recipe, ScheduleKind, ScheduleSpec};
+pub use trainer::{EvalPoint, Stream, TrainData, TrainLog, TrainSettings, stream_rng, train};

@@ -1,0 +1,279 @@
+//! The training recipe: optimiser, schedule, budget and data slices, as declared in
+//! experiment files.
+
+use serde::{Deserialize, Serialize};
+
+/// Everything about how a model is trained that is shared by the methods of an experiment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recipe {
+    /// Passes over the training set (methods may stretch it, e.g. `baseline_long`).
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub optimizer: OptimizerSpec,
+    #[serde(default)]
+    pub schedule: ScheduleSpec,
+    /// Train on a seeded random subset of this many examples (all when absent).
+    #[serde(default)]
+    pub train_subset: Option<usize>,
+    /// Evaluate on a seeded random subset of the test set (all when absent).
+    #[serde(default)]
+    pub test_subset: Option<usize>,
+    /// Examples of the training set used for the train-accuracy curve (all when absent).
+    #[serde(default)]
+    pub eval_train_subset: Option<usize>,
+}
+
+impl Recipe {
+    /// Checks the values; the message names the key.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.epochs == 0 {
+            return Err("recipe.epochs must be at least 1".into());
+        }
+        if self.batch_size == 0 {
+            return Err("recipe.batch_size must be at least 1".into());
+        }
+        for (key, value) in [
+            ("recipe.train_subset", self.train_subset),
+            ("recipe.test_subset", self.test_subset),
+            ("recipe.eval_train_subset", self.eval_train_subset),
+        ] {
+            if value == Some(0) {
+                return Err(format!(
+                    "{key} must be at least 1 (omit it to use every example)"
+                ));
+            }
+        }
+        self.optimizer.validate()?;
+        self.schedule.validate()
+    }
+}
+
+/// Optimiser and its hyper-parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "name", rename_all = "snake_case", deny_unknown_fields)]
+pub enum OptimizerSpec {
+    /// SGD, with heavy-ball (or Nesterov) momentum when `momentum > 0`; L2 weight decay.
+    Sgd {
+        lr: f64,
+        #[serde(default)]
+        momentum: f64,
+        #[serde(default)]
+        nesterov: bool,
+        #[serde(default)]
+        weight_decay: f64,
+    },
+    /// Adam with L2 weight decay.
+    Adam {
+        lr: f64,
+        #[serde(default = "default_beta1")]
+        beta1: f64,
+        #[serde(default = "default_beta2")]
+        beta2: f64,
+        #[serde(default = "default_eps")]
+        epsilon: f64,
+        #[serde(default)]
+        weight_decay: f64,
+    },
+}
+
+fn default_beta1() -> f64 {
+    0.9
+}
+fn default_beta2() -> f64 {
+    0.999
+}
+fn default_eps() -> f64 {
+    1e-8
+}
+
+impl OptimizerSpec {
+    /// Base learning rate.
+    pub fn lr(&self) -> f64 {
+        match self {
+            OptimizerSpec::Sgd { lr, .. } | OptimizerSpec::Adam { lr, .. } => *lr,
+        }
+    }
+
+    /// Weight-decay coefficient.
+    pub fn weight_decay(&self) -> f64 {
+        match self {
+            OptimizerSpec::Sgd { weight_decay, .. } | OptimizerSpec::Adam { weight_decay, .. } => {
+                *weight_decay
+            }
+        }
+    }
+
+    /// Whether the update is linear in the gradient (plain or momentum SGD), which is when
+    /// MK's learning-rate compensation applies.
+    pub fn is_sgd(&self) -> bool {
+        matches!(self, OptimizerSpec::Sgd { .. })
+    }
+
+    /// The same optimiser with learning rate `lr * lr_scale` and weight decay `wd * wd_scale`.
+    pub fn scaled(&self, lr_scale: f64, wd_scale: f64) -> OptimizerSpec {
+        let mut out = self.clone();
+        match &mut out {
+            OptimizerSpec::Sgd {
+                lr, weight_decay, ..
+            }
+            | OptimizerSpec::Adam {
+                lr, weight_decay, ..
+            } => {
+                *lr *= lr_scale;
+                *weight_decay *= wd_scale;
+            }
+        }
+        out
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if !(self.lr() > 0.0 && self.lr().is_finite()) {
+            return Err(format!(
+                "recipe.optimizer.lr must be a positive number, got {}",
+                self.lr()
+            ));
+        }
+        if self.weight_decay() < 0.0 {
+            return Err(format!(
+                "recipe.optimizer.weight_decay must be >= 0, got {}",
+                self.weight_decay()
+            ));
+        }
+        if let OptimizerSpec::Sgd { momentum, .. } = self
+            && !(0.0..1.0).contains(momentum)
+        {
+            return Err(format!(
+                "recipe.optimizer.momentum must be in [0, 1), got {momentum}"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Learning-rate schedule over the whole run (stretched, not repeated, for longer runs).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleSpec {
+    #[serde(default)]
+    pub kind: ScheduleKind,
+    /// Linear warm-up from 0, as a fraction of all steps.
+    #[serde(default)]
+    pub warmup_fraction: f64,
+    /// For `step`: fractions of the run at which the rate is multiplied by `gamma`.
+    #[serde(default)]
+    pub milestones: Vec<f64>,
+    #[serde(default = "default_gamma")]
+    pub gamma: f64,
+}
+
+fn default_gamma() -> f64 {
+    0.1
+}
+
+impl Default for ScheduleSpec {
+    fn default() -> Self {
+        Self {
+            kind: ScheduleKind::Constant,
+            warmup_fraction: 0.0,
+            milestones: Vec::new(),
+            gamma: default_gamma(),
+        }
+    }
+}
+
+/// Shape of the schedule after warm-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScheduleKind {
+    #[default]
+    Constant,
+    /// Cosine decay to zero at the last step.
+    Cosine,
+    /// Piecewise constant, multiplied by `gamma` at each milestone.
+    Step,
+    /// Linear decay to zero at the last step.
+    Linear,
+}
+
+impl ScheduleSpec {
+    /// Multiplier of the base learning rate at `step` of `total` steps.
+    pub fn factor(&self, step: usize, total: usize) -> f64 {
+        let total = total.max(1) as f64;
+        let t = step as f64 / total;
+        let warmup = self.warmup_fraction;
+        if t < warmup {
+            return (step as f64 + 1.0) / (warmup * total).max(1.0);
+        }
+        let progress = if warmup < 1.0 {
+            (t - warmup) / (1.0 - warmup)
+        } else {
+            1.0
+        };
+        match self.kind {
+            ScheduleKind::Constant => 1.0,
+            ScheduleKind::Cosine => 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()),
+            ScheduleKind::Linear => 1.0 - progress,
+            ScheduleKind::Step => self
+                .gamma
+                .powi(self.milestones.iter().filter(|&&m| t >= m).count() as i32),
+        }
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if !(0.0..1.0).contains(&self.warmup_fraction) {
+            return Err(format!(
+                "recipe.schedule.warmup_fraction must be in [0, 1), got {}",
+                self.warmup_fraction
+            ));
+        }
+        if let Some(m) = self.milestones.iter().find(|m| !(0.0..=1.0).contains(*m)) {
+            return Err(format!(
+                "recipe.schedule.milestones must be fractions in [0, 1], got {m}"
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedules_have_their_textbook_shape() {
+        let cosine = ScheduleSpec {
+            kind: ScheduleKind::Cosine,
+            ..Default::default()
+        };
+        assert_eq!(cosine.factor(0, 100), 1.0);
+        assert!((cosine.factor(50, 100) - 0.5).abs() < 1e-12);
+        assert!(cosine.factor(99, 100) < 0.001);
+        let step = ScheduleSpec {
+            kind: ScheduleKind::Step,
+            milestones: vec![0.5, 0.75],
+            ..Default::default()
+        };
+        assert_eq!(step.factor(49, 100), 1.0);
+        assert!((step.factor(50, 100) - 0.1).abs() < 1e-12);
+        assert!((step.factor(80, 100) - 0.01).abs() < 1e-12);
+        let warm = ScheduleSpec {
+            warmup_fraction: 0.1,
+            ..Default::default()
+        };
+        assert!((warm.factor(0, 100) - 0.1).abs() < 1e-12);
+        assert_eq!(warm.factor(10, 100), 1.0);
+    }
+
+    #[test]
+    fn unknown_optimizer_fields_are_rejected_by_name() {
+        let err = serde_norway::from_str::<OptimizerSpec>("{name: sgd, lr: 0.1, momentun: 0.9}")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("momentun"), "{err}");
+        let err = serde_norway::from_str::<OptimizerSpec>("{name: lamb, lr: 0.1}")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("lamb"), "{err}");
+    }
+}

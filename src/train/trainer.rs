@@ -1,0 +1,177 @@
+//! The training loop shared by every method.
+
+use std::time::Instant;
+
+use burn::module::AutodiffModule;
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::GradientsParams;
+use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
+use indicatif::ProgressBar;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+
+use super::eval::{Metrics, evaluate};
+use super::optim::{AnyOptimizer, scale_gradients};
+use super::recipe::{OptimizerSpec, ScheduleSpec};
+use crate::data::ImageDataset;
+use crate::mk::Mixing;
+use crate::models::Classifier;
+
+/// Independent random streams derived from a run's seed, so that e.g. MK and the baseline
+/// see the same data order for the same seed whatever else they draw.
+#[derive(Debug, Clone, Copy)]
+pub enum Stream {
+    Init = 1,
+    DataOrder = 2,
+    Mixing = 3,
+    Subset = 4,
+    MkCopies = 5,
+}
+
+/// The RNG of `stream` for `seed`.
+pub fn stream_rng(seed: u64, stream: Stream) -> StdRng {
+    StdRng::seed_from_u64(
+        seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            ^ (stream as u64).wrapping_mul(0xD1B5_4A32_D192_ED03),
+    )
+}
+
+/// How one model is trained: the recipe as a method adapted it.
+#[derive(Debug, Clone)]
+pub struct TrainSettings {
+    pub optimizer: OptimizerSpec,
+    pub schedule: ScheduleSpec,
+    pub epochs: usize,
+    pub batch_size: usize,
+    /// Mixing distribution for MK models (`None` for plain models).
+    pub mixing: Option<Mixing>,
+    /// Factor applied to the gradients of MK copies (learning-rate compensation).
+    pub mk_grad_scale: f32,
+    pub seed: u64,
+}
+
+/// The data a training run sees.
+pub struct TrainData<'a> {
+    /// Examples the optimiser steps on.
+    pub train: &'a ImageDataset,
+    /// Examples for the train-accuracy curve.
+    pub train_eval: &'a ImageDataset,
+    pub test: &'a ImageDataset,
+}
+
+/// One evaluation of the deployed (eval-mode) model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvalPoint {
+    pub epoch: usize,
+    pub step: usize,
+    pub lr: f64,
+    pub train: Metrics,
+    pub test: Metrics,
+    /// Training seconds so far, evaluation excluded.
+    pub train_seconds: f64,
+}
+
+/// What a training run did.
+#[derive(Debug, Clone, Default)]
+pub struct TrainLog {
+    pub points: Vec<EvalPoint>,
+    pub steps: usize,
+    /// Seconds spent in training steps (evaluation excluded).
+    pub train_seconds: f64,
+    /// The loss became NaN or infinite; training stopped at that step.
+    pub diverged: bool,
+}
+
+impl TrainLog {
+    /// Mean wall-clock of one training step in milliseconds.
+    pub fn step_ms(&self) -> f64 {
+        1e3 * self.train_seconds / self.steps.max(1) as f64
+    }
+}
+
+/// How often the loss is read back for the progress bar and the divergence check.
+const LOSS_READ_EVERY: usize = 10;
+const EVAL_BATCH: usize = 1000;
+
+/// Trains `model` as `settings` say, evaluating the eval-mode model after every epoch.
+pub fn train<B, M>(
+    mut model: M,
+    data: &TrainData<'_>,
+    settings: &TrainSettings,
+    device: &B::Device,
+    progress: &ProgressBar,
+) -> (M, TrainLog)
+where
+    B: AutodiffBackend,
+    M: Classifier<B> + AutodiffModule<B>,
+    M::InnerModule: Classifier<B::InnerBackend>,
+{
+    let mut optimizer = AnyOptimizer::<M, B>::new(&settings.optimizer);
+    let loss_fn = CrossEntropyLossConfig::new().init(device);
+    let mut order_rng = stream_rng(settings.seed, Stream::DataOrder);
+    let mut mix_rng = stream_rng(settings.seed, Stream::Mixing);
+    let (layers, k) = (model.mk_layers(), model.mk_copies());
+    let mk_ids = model.mk_kernel_ids();
+
+    let batch = settings.batch_size.min(data.train.len()).max(1);
+    let steps_per_epoch = data.train.len().div_ceil(batch);
+    let total_steps = steps_per_epoch * settings.epochs;
+    progress.set_length(total_steps as u64);
+
+    let mut log = TrainLog::default();
+    let mut order: Vec<usize> = (0..data.train.len()).collect();
+    'epochs: for epoch in 1..=settings.epochs {
+        order.shuffle(&mut order_rng);
+        let started = Instant::now();
+        let mut lr = 0.0;
+        for indices in order.chunks(batch) {
+            lr = settings.optimizer.lr() * settings.schedule.factor(log.steps, total_steps);
+            let (images, labels) = data.train.batch::<B>(indices, device);
+            let mix = settings.mixing.filter(|_| layers > 0).map(|mixing| {
+                let draws = mixing.draw_all(layers, k, &mut mix_rng);
+                Tensor::<B, 2>::from_data(TensorData::new(draws, [layers, k]), device)
+            });
+            let logits = model.forward(images, mix.as_ref());
+            let loss = loss_fn.forward(logits, labels);
+            log.steps += 1;
+            if log.steps % LOSS_READ_EVERY == 1 || log.steps == total_steps {
+                let value: f32 = loss.clone().into_scalar().elem();
+                if !value.is_finite() {
+                    log.diverged = true;
+                    log.train_seconds += started.elapsed().as_secs_f64();
+                    progress.set_message(format!("diverged at step {} (loss {value})", log.steps));
+                    break 'epochs;
+                }
+                progress.set_message(format!("epoch {epoch}/{} loss {value:.4}", settings.epochs));
+            }
+            let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+            if settings.mk_grad_scale != 1.0 && !mk_ids.is_empty() {
+                scale_gradients(&model, &mut grads, &mk_ids, settings.mk_grad_scale);
+            }
+            model = optimizer.step(lr, model, grads);
+            progress.inc(1);
+        }
+        log.train_seconds += started.elapsed().as_secs_f64();
+
+        let eval_model = model.valid();
+        let inner = device.clone();
+        let point = EvalPoint {
+            epoch,
+            step: log.steps,
+            lr,
+            train: evaluate(&eval_model, data.train_eval, EVAL_BATCH, &inner),
+            test: evaluate(&eval_model, data.test, EVAL_BATCH, &inner),
+            train_seconds: log.train_seconds,
+        };
+        progress.set_message(format!(
+            "epoch {epoch}/{} train acc {:.2}% test acc {:.2}%",
+            settings.epochs,
+            100.0 * point.train.accuracy,
+            100.0 * point.test.accuracy
+        ));
+        log.points.push(point);
+    }
+    (model, log)
+}

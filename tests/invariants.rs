@@ -1,0 +1,147 @@
+//! The invariants METHODS.md requires of majority kernels, checked through the real methods on
+//! a slice of real MNIST:
+//! - uniform mixing, identical init, no compensation, momentum SGD with weight decay is
+//!   step-for-step the baseline at learning rate lr/k (weight decay k·wd), i.e. `lr_over_k`,
+//!   for a model without biases (a bias is not copied, so it keeps the full learning rate);
+//! - the same with `lr_compensation: auto` is step-for-step the baseline itself.
+
+use burn::backend::Autodiff;
+use indicatif::ProgressBar;
+use majority_kernels::backend::DefaultCpu;
+use majority_kernels::data::{self, ImageDataset};
+use majority_kernels::methods::baseline::Baseline;
+use majority_kernels::methods::lr_over_k::LrOverK;
+use majority_kernels::methods::mk::{LrCompensation, MajorityKernels};
+use majority_kernels::methods::{Method, MethodContext};
+use majority_kernels::mk::{Mixing, MkInit};
+use majority_kernels::models::ModelSpec;
+use majority_kernels::train::{OptimizerSpec, Recipe, ScheduleKind, ScheduleSpec, TrainData};
+
+type B = Autodiff<DefaultCpu>;
+
+fn mnist_slice() -> (ImageDataset, ImageDataset) {
+    let dir = data::shared_data_dir().expect("tests need the real data in ../shared/data");
+    let splits = data::load("mnist", &[dir]).unwrap();
+    (splits.train.subset(320, 1), splits.test.subset(200, 2))
+}
+
+fn recipe() -> Recipe {
+    Recipe {
+        epochs: 2,
+        batch_size: 32,
+        optimizer: OptimizerSpec::Sgd {
+            lr: 0.05,
+            momentum: 0.9,
+            nesterov: false,
+            weight_decay: 0.001,
+        },
+        schedule: ScheduleSpec {
+            kind: ScheduleKind::Cosine,
+            ..Default::default()
+        },
+        train_subset: None,
+        test_subset: None,
+        eval_train_subset: None,
+    }
+}
+
+fn weights(
+    method: &dyn Method<B>,
+    bias: bool,
+    recipe: &Recipe,
+    train: &ImageDataset,
+    test: &ImageDataset,
+) -> Vec<Vec<f32>> {
+    let progress = ProgressBar::hidden();
+    let model = ModelSpec::Mlp {
+        hidden: vec![48, 24],
+        bias,
+    };
+    let ctx = MethodContext::<B> {
+        data: TrainData {
+            train,
+            train_eval: test,
+            test,
+        },
+        model: &model,
+        recipe,
+        k: 4,
+        seed: 3,
+        device: &Default::default(),
+        progress: &progress,
+    };
+    let out = method.run(&ctx).unwrap();
+    assert_eq!(out.log.steps, 20);
+    out.deployed
+        .layers
+        .iter()
+        .flat_map(|l| {
+            let bias = l
+                .bias
+                .as_ref()
+                .map(|b| b.val().into_data().to_vec().unwrap());
+            std::iter::once(l.weight.val().into_data().to_vec().unwrap()).chain(bias)
+        })
+        .collect()
+}
+
+fn assert_close(a: &[Vec<f32>], b: &[Vec<f32>], what: &str) {
+    let mut worst = 0.0f32;
+    for (x, y) in a.iter().zip(b) {
+        for (u, v) in x.iter().zip(y) {
+            worst = worst.max((u - v).abs() / (1e-3 + v.abs()));
+        }
+    }
+    assert!(worst < 1e-3, "{what}: worst relative difference {worst}");
+}
+
+fn uniform_mk(lr_compensation: LrCompensation) -> MajorityKernels {
+    MajorityKernels {
+        mixing: Mixing::Uniform,
+        init: MkInit::Identical,
+        lr_compensation,
+    }
+}
+
+#[test]
+fn uniform_mk_without_compensation_is_the_lr_over_k_baseline() {
+    let (train, test) = mnist_slice();
+    let recipe = recipe();
+    let mk = weights(
+        &uniform_mk(LrCompensation::None),
+        false,
+        &recipe,
+        &train,
+        &test,
+    );
+    let reference = weights(&LrOverK {}, false, &recipe, &train, &test);
+    assert_close(&mk, &reference, "uniform MK (none) vs lr_over_k");
+    // And the comparison can fail: the plain baseline moved differently.
+    let baseline = weights(&Baseline {}, false, &recipe, &train, &test);
+    let moved = mk
+        .iter()
+        .zip(&baseline)
+        .any(|(a, b)| a.iter().zip(b).any(|(u, v)| (u - v).abs() > 1e-3));
+    assert!(moved, "lr/k training should differ from the baseline");
+}
+
+#[test]
+fn uniform_mk_with_auto_compensation_is_the_baseline() {
+    let (train, test) = mnist_slice();
+    let recipe = recipe();
+    for bias in [true, false] {
+        let mk = weights(
+            &uniform_mk(LrCompensation::Auto),
+            bias,
+            &recipe,
+            &train,
+            &test,
+        );
+        let baseline = weights(&Baseline {}, bias, &recipe, &train, &test);
+        assert_close(
+            &mk,
+            &baseline,
+            &format!("uniform MK (auto) vs baseline, bias {bias}"),
+        );
+    }
+}
