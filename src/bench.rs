@@ -96,7 +96,8 @@ where
     M: Classifier<B> + AutodiffModule<B>,
     M::InnerModule: Classifier<B::InnerBackend>,
 {
-    train(model, data, settings, device, &ProgressBar::hidden())
+    train(model, data, settings, device, &ProgressBar::hidden(), None)
+        .expect("training without checkpoints does no I/O")
         .1
         .step_ms()
 }

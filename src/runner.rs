@@ -1,8 +1,10 @@
-//! Runs an experiment: resolves it, plans its runs, trains what is not stored yet, stores each
-//! run as it finishes, and renders the table from the stored runs.
+//! Runs an experiment: resolves it, plans its runs, trains what is not stored yet (or only
+//! one shard of it), stores each run as it finishes, and renders the table from stored runs.
 
+use std::fmt::Write as _;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use burn::module::Module;
@@ -16,8 +18,44 @@ use crate::experiment::{self, ResolvedExperiment, RunSpec};
 use crate::methods::{Method, MethodContext};
 use crate::report::table;
 use crate::results::{CurvePoint, ResultsDir, RunRecord, provenance};
-use crate::train::{Stream, TrainData, evaluate, stream_rng};
+use crate::train::{CheckpointDir, Stream, TrainData, evaluate, stream_rng};
 use crate::with_backend;
+
+/// One of `count` disjoint slices of an experiment's runs: run `i` of the plan belongs to
+/// shard `i % count`. Written `index/count`, 0-based (`0/3`, `1/3`, `2/3`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl Shard {
+    /// Whether the run at `position` in the plan belongs to this shard.
+    pub fn owns(&self, position: usize) -> bool {
+        position % self.count == self.index
+    }
+}
+
+impl FromStr for Shard {
+    type Err = Error;
+
+    fn from_str(text: &str) -> Result<Self> {
+        let bad = || {
+            Error::Usage(format!(
+                "--shard `{text}`: expected INDEX/COUNT with 0 <= INDEX < COUNT, e.g. 0/4"
+            ))
+        };
+        let (index, count) = text.split_once('/').ok_or_else(bad)?;
+        let (index, count): (usize, usize) = (
+            index.trim().parse().map_err(|_| bad())?,
+            count.trim().parse().map_err(|_| bad())?,
+        );
+        if count == 0 || index >= count {
+            return Err(bad());
+        }
+        Ok(Shard { index, count })
+    }
+}
 
 /// What `reproduce <experiment>` was asked to do.
 #[derive(Debug, Clone)]
@@ -31,11 +69,23 @@ pub struct RunOptions {
     pub experiments_dir: PathBuf,
     /// No progress bars (also implied when stderr is not a terminal).
     pub quiet: bool,
-    /// Only render the table from stored runs; train nothing.
-    pub report_only: bool,
+    pub mode: Mode,
+    /// Train only this shard of the plan.
+    pub shard: Option<Shard>,
+    /// Save a checkpoint every this many epochs (0: never).
+    pub checkpoint_every: usize,
 }
 
-/// Runs (or resumes) an experiment and returns its markdown table.
+/// Train and report, report only, or list the plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Train,
+    Report,
+    Plan,
+}
+
+/// Runs (or resumes) an experiment and returns its markdown table (or, in plan mode, the list
+/// of runs).
 pub fn run(options: &RunOptions) -> Result<String> {
     let path = experiment::locate(&options.experiment, &options.experiments_dir)?;
     let resolved = experiment::load(&path, &options.profile, &options.overrides)?;
@@ -48,13 +98,60 @@ fn execute<B: AutodiffBackend>(
 ) -> Result<String> {
     let experiment = &resolved.experiment;
     let file = resolved.source.display().to_string();
-    let (runs, methods) = experiment::plan::<B>(experiment).map_err(|e| Error::config(&file, e))?;
-    let dir = ResultsDir::new(&options.results_dir, &experiment.name, &resolved.profile);
-    let pending: Vec<&RunSpec> = runs.iter().filter(|r| !dir.is_done(&r.id())).collect();
+    let dirs = data::search_dirs(options.data_dir.clone());
+    let mut datasets: Vec<(String, DataSplits)> = Vec::new();
+    for entry in &experiment.datasets {
+        if !datasets.iter().any(|(name, _)| *name == entry.dataset) {
+            datasets.push((entry.dataset.clone(), data::load(&entry.dataset, &dirs)?));
+        }
+    }
+    let splits_of = |name: &str| {
+        &datasets
+            .iter()
+            .find(|(n, _)| n == name)
+            .expect("loaded above")
+            .1
+    };
+    let fingerprints: Vec<String> = experiment
+        .datasets
+        .iter()
+        .map(|e| splits_of(&e.dataset).fingerprint.clone())
+        .collect();
+    let (runs, methods) =
+        experiment::plan::<B>(experiment, &fingerprints).map_err(|e| Error::config(&file, e))?;
 
-    if !options.report_only && !pending.is_empty() {
+    let dir = ResultsDir::new(&options.results_dir, &experiment.name, &resolved.profile);
+    for (path, reason) in dir.audit()? {
+        eprintln!(
+            "warning: set aside unreadable results file {} ({reason})",
+            path.display()
+        );
+    }
+    let owned = |position: usize| options.shard.is_none_or(|s| s.owns(position));
+
+    if options.mode == Mode::Plan {
+        let mut out = String::new();
+        for (position, spec) in runs.iter().enumerate().filter(|(p, _)| owned(*p)) {
+            let status = if dir.is_done(&spec.id()) {
+                "stored"
+            } else {
+                "pending"
+            };
+            let _ = writeln!(out, "{position:>4}  {}  {status}", spec.id());
+        }
+        return Ok(out);
+    }
+
+    let pending: Vec<&RunSpec> = runs
+        .iter()
+        .enumerate()
+        .filter(|(p, r)| owned(*p) && !dir.is_done(&r.id()))
+        .map(|(_, r)| r)
+        .collect();
+    if options.mode == Mode::Train && !pending.is_empty() {
+        // Written first: an unwritable results folder fails before any training.
         ResultsDir::write_text(&dir.root().join("experiment.yaml"), &resolved.resolved_yaml)?;
-        let mut trainer = Trainer::<B> {
+        let trainer = Trainer::<B> {
             options,
             resolved,
             dir: &dir,
@@ -62,23 +159,26 @@ fn execute<B: AutodiffBackend>(
             device: B::Device::default(),
             machine: machine_description(),
             commit: provenance::git_commit(),
-            data: Vec::new(),
         };
         let started = Instant::now();
+        let shard = options
+            .shard
+            .map(|s| format!(" (shard {}/{})", s.index, s.count))
+            .unwrap_or_default();
         eprintln!(
-            "{}: {} runs planned, {} stored, {} to train on {} ({})",
+            "{}{shard}: {} runs planned, {} stored, {} to train on {} ({})",
             experiment.name,
             runs.len(),
-            runs.len() - pending.len(),
+            runs.iter().filter(|r| dir.is_done(&r.id())).count(),
             pending.len(),
             options.backend,
             trainer.machine
         );
         for (i, spec) in pending.iter().enumerate() {
-            trainer.train_one(spec, i + 1, pending.len())?;
+            trainer.train_one(spec, splits_of(&spec.dataset), i + 1, pending.len())?;
         }
         eprintln!(
-            "{}: trained {} runs in {:.1} s",
+            "{}{shard}: trained {} runs in {:.1} s",
             experiment.name,
             pending.len(),
             started.elapsed().as_secs_f64()
@@ -99,7 +199,7 @@ fn execute<B: AutodiffBackend>(
     Ok(markdown)
 }
 
-/// State shared by the runs of one invocation (datasets are loaded once).
+/// State shared by the runs of one invocation.
 struct Trainer<'a, B: AutodiffBackend> {
     options: &'a RunOptions,
     resolved: &'a ResolvedExperiment,
@@ -108,28 +208,18 @@ struct Trainer<'a, B: AutodiffBackend> {
     device: B::Device,
     machine: String,
     commit: String,
-    data: Vec<(String, DataSplits)>,
 }
 
 impl<B: AutodiffBackend> Trainer<'_, B> {
-    fn dataset(&mut self, name: &str) -> Result<&DataSplits> {
-        if !self.data.iter().any(|(n, _)| n == name) {
-            let dirs = data::search_dirs(self.options.data_dir.clone());
-            let loaded = data::load(name, &dirs)?;
-            self.data.push((name.to_string(), loaded));
-        }
-        Ok(&self
-            .data
-            .iter()
-            .find(|(n, _)| n == name)
-            .expect("just loaded")
-            .1)
-    }
-
-    fn train_one(&mut self, spec: &RunSpec, index: usize, total: usize) -> Result<()> {
+    fn train_one(
+        &self,
+        spec: &RunSpec,
+        splits: &DataSplits,
+        index: usize,
+        total: usize,
+    ) -> Result<()> {
         let started = Instant::now();
         let recipe = &spec.recipe;
-        let splits = self.dataset(&spec.dataset)?.clone();
         // Data slices are seeded by the experiment seed so every method sees the same examples.
         let subset = |data: &ImageDataset, n: Option<usize>, salt: u64| match n {
             Some(n) => data.subset(n, subset_seed(spec.seed, salt)),
@@ -141,6 +231,10 @@ impl<B: AutodiffBackend> Trainer<'_, B> {
 
         let progress = self.progress_bar(spec, index, total);
         let method = &self.methods[spec.method_index];
+        let checkpoint = CheckpointDir {
+            dir: self.dir.root().join("checkpoints").join(spec.id()),
+            every_epochs: self.options.checkpoint_every,
+        };
         let ctx = MethodContext::<B> {
             data: TrainData {
                 train: &train,
@@ -153,16 +247,16 @@ impl<B: AutodiffBackend> Trainer<'_, B> {
             seed: spec.seed,
             device: &self.device,
             progress: &progress,
+            checkpoint: Some(checkpoint.clone()),
         };
         let output = method.run(&ctx)?;
         progress.finish_and_clear();
 
         // The table reports the deployed small model, evaluated here, not the method's own log.
-        let eval_device = self.device.clone();
         let final_train =
-            evaluate::<B::InnerBackend, _>(&output.deployed, &train_eval, 1000, &eval_device);
+            evaluate::<B::InnerBackend, _>(&output.deployed, &train_eval, 1000, &self.device);
         let final_test =
-            evaluate::<B::InnerBackend, _>(&output.deployed, &test, 1000, &eval_device);
+            evaluate::<B::InnerBackend, _>(&output.deployed, &test, 1000, &self.device);
         let input: usize = train.image_shape.iter().product();
         let record = RunRecord {
             run_id: spec.id(),
@@ -199,29 +293,21 @@ impl<B: AutodiffBackend> Trainer<'_, B> {
             config_hash: spec.config_hash(),
             finished_at: provenance::unix_now(),
         };
-        let curve: Vec<CurvePoint> = output
-            .log
-            .points
-            .iter()
-            .map(|p| CurvePoint {
-                epoch: p.epoch as i64,
-                step: p.step as i64,
-                lr: p.lr,
-                train_acc: p.train.accuracy,
-                train_loss: p.train.loss,
-                test_acc: p.test.accuracy,
-                test_loss: p.test.loss,
-                train_seconds: p.train_seconds,
-            })
-            .collect();
+        let curve: Vec<CurvePoint> = output.log.points.iter().map(CurvePoint::from).collect();
         self.dir.store(&record, &curve)?;
+        checkpoint.clear();
         eprintln!(
-            "[{index}/{total}] {}: test acc {:.2}%, train acc {:.2}%, {:.1} s, {:.2} ms/step{}",
+            "[{index}/{total}] {}: test acc {:.2}%, train acc {:.2}%, {:.1} s, {:.2} ms/step{}{}",
             record.run_id,
             100.0 * record.test_acc,
             100.0 * record.train_acc,
             record.wall_clock_s,
             record.step_ms,
+            if output.log.resumed_after_epoch > 0 {
+                format!(" (resumed after epoch {})", output.log.resumed_after_epoch)
+            } else {
+                String::new()
+            },
             if output.log.diverged {
                 " (diverged)"
             } else {
@@ -259,4 +345,21 @@ pub fn default_experiments_dir() -> PathBuf {
         return local.to_path_buf();
     }
     Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_partition_the_plan() {
+        let shards: Vec<Shard> = (0..3).map(|i| format!("{i}/3").parse().unwrap()).collect();
+        for position in 0..20 {
+            assert_eq!(shards.iter().filter(|s| s.owns(position)).count(), 1);
+        }
+        for bad in ["3/3", "1", "a/2", "0/0"] {
+            let err = bad.parse::<Shard>().unwrap_err().to_string();
+            assert!(err.contains(bad) && err.contains("INDEX/COUNT"), "{err}");
+        }
+    }
 }

@@ -83,7 +83,27 @@ fn smoke_profile_trains_stores_and_resumes() {
 #[test]
 fn bad_input_is_a_named_error_with_exit_code_2() {
     let tmp = tempfile::tempdir().unwrap();
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 6] = [
+        (
+            &[
+                "table1",
+                "--profile",
+                "smoke",
+                "--set",
+                "methods.3.mixing=majority(9)",
+            ],
+            "mixing.majority.m must be between 1 and k = 4",
+        ),
+        (
+            &[
+                "table1",
+                "--profile",
+                "smoke",
+                "--set",
+                "methods.1.long_factor=0",
+            ],
+            "long_factor must be at least 1",
+        ),
         (
             &["table1", "--profile", "smoke", "--set", "k=[0]"],
             "`k` values must be at least 1",

@@ -69,6 +69,7 @@ fn weights(
         seed: 3,
         device: &Default::default(),
         progress: &progress,
+        checkpoint: None,
     };
     let out = method.run(&ctx).unwrap();
     assert_eq!(out.log.steps, 20);

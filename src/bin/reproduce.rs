@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use majority_kernels::backend::BackendKind;
 use majority_kernels::bench::{self, BenchOptions};
-use majority_kernels::runner::{self, RunOptions};
+use majority_kernels::runner::{self, Mode, RunOptions};
 use majority_kernels::{Error, methods};
 
 /// Reproduce the Majority Kernels paper's tables: `reproduce table1 --profile quick`.
@@ -22,6 +22,8 @@ struct Cli {
 enum Command {
     /// Render an experiment's table from stored runs only (trains nothing).
     Report(ExperimentArgs),
+    /// List every run of an experiment with its stable id and whether it is stored.
+    Plan(ExperimentArgs),
     /// Time training steps of majority kernels against the plain model (ratios from one run).
     Bench(BenchArgs),
     /// List the experiments and methods.
@@ -46,6 +48,12 @@ struct ExperimentArgs {
     /// No progress bars (implied when stderr is not a terminal).
     #[arg(long, short)]
     quiet: bool,
+    /// Only the runs of shard INDEX/COUNT (0-based), for parallel sweeps sharing one results folder.
+    #[arg(long, value_name = "INDEX/COUNT")]
+    shard: Option<String>,
+    /// Save a training checkpoint every N epochs (0: never); a killed run resumes from it.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    checkpoint_every: usize,
 }
 
 #[derive(Args, Clone)]
@@ -97,8 +105,11 @@ fn backend(name: &Option<String>) -> Result<BackendKind, Error> {
     }
 }
 
-fn run_options(args: ExperimentArgs, report_only: bool) -> Result<RunOptions, Error> {
+fn run_options(args: ExperimentArgs, mode: Mode) -> Result<RunOptions, Error> {
     Ok(RunOptions {
+        shard: args.shard.as_deref().map(str::parse).transpose()?,
+        checkpoint_every: args.checkpoint_every,
+        mode,
         experiment: args.experiment,
         profile: args.profile,
         overrides: args.overrides,
@@ -110,7 +121,6 @@ fn run_options(args: ExperimentArgs, report_only: bool) -> Result<RunOptions, Er
             .experiments_dir
             .unwrap_or_else(runner::default_experiments_dir),
         quiet: args.quiet,
-        report_only,
     })
 }
 
@@ -126,11 +136,12 @@ fn main() -> ExitCode {
             }
             let argv = std::iter::once("reproduce".to_string()).chain(words);
             match ExperimentCli::try_parse_from(argv) {
-                Ok(parsed) => run_options(parsed.args, false).and_then(|o| runner::run(&o)),
+                Ok(parsed) => run_options(parsed.args, Mode::Train).and_then(|o| runner::run(&o)),
                 Err(e) => e.exit(),
             }
         }
-        Command::Report(args) => run_options(args, true).and_then(|o| runner::run(&o)),
+        Command::Report(args) => run_options(args, Mode::Report).and_then(|o| runner::run(&o)),
+        Command::Plan(args) => run_options(args, Mode::Plan).and_then(|o| runner::run(&o)),
         Command::Bench(args) => backend(&args.common.backend).and_then(|backend| {
             bench::run(&BenchOptions {
                 backend,

@@ -4,6 +4,7 @@ use burn::prelude::*;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
+use sha2::{Digest, Sha256};
 
 /// Images as normalised `f32` pixels, `[N, C, H, W]` row-major, with integer labels.
 #[derive(Debug, Clone)]
@@ -84,6 +85,37 @@ pub struct DataSplits {
     pub name: String,
     pub train: ImageDataset,
     pub test: ImageDataset,
+    /// sha256 of the content (raw pixels and labels of both splits), whatever the source
+    /// format: part of every run id, so a run on other data is another run.
+    pub fingerprint: String,
+}
+
+/// Incremental content hash of a dataset's splits.
+#[derive(Default)]
+pub struct Fingerprint(Sha256);
+
+impl Fingerprint {
+    /// Adds one split: its raw 8-bit pixels and its labels.
+    pub fn add(&mut self, pixels: &[u8], labels: &[u8]) {
+        self.0.update((pixels.len() as u64).to_le_bytes());
+        self.0.update(pixels);
+        self.0.update((labels.len() as u64).to_le_bytes());
+        self.0.update(labels);
+    }
+
+    /// The hex digest.
+    pub fn finish(self) -> String {
+        hex(&self.0.finalize())
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Hex sha256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
 }
 
 #[cfg(test)]

@@ -9,16 +9,35 @@ use polars::prelude::*;
 
 use crate::error::{Error, Result};
 
+/// Where Hub files come from: a cache folder, and whether the network may be used.
+#[derive(Debug, Clone)]
+pub struct HubAccess {
+    pub cache: Cache,
+    pub offline: bool,
+}
+
+impl HubAccess {
+    /// The standard cache (`$HF_HOME/hub`, else `~/.cache/huggingface/hub`); offline when
+    /// `HF_HUB_OFFLINE` is `1` or `true`.
+    pub fn from_env() -> Self {
+        let offline = std::env::var("HF_HUB_OFFLINE")
+            .is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
+        Self {
+            cache: Cache::from_env(),
+            offline,
+        }
+    }
+}
+
 /// Path of `file` in the Hub dataset `repo`, from the cache or downloaded into it.
 /// `local_hint` says what was looked for locally, for the error when both fail.
-pub fn dataset_file(repo: &str, file: &str, local_hint: &str) -> Result<PathBuf> {
+pub fn dataset_file(hub: &HubAccess, repo: &str, file: &str, local_hint: &str) -> Result<PathBuf> {
     let repo_ref = Repo::new(repo.to_string(), RepoType::Dataset);
-    let cache = Cache::from_env();
+    let cache = &hub.cache;
     if let Some(path) = cache.repo(repo_ref.clone()).get(file) {
         return Ok(path);
     }
-    let offline =
-        std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
+    let offline = hub.offline;
     let unavailable = |why: String| {
         Error::MissingData(format!(
             "{local_hint}; and the Hugging Face Hub dataset `{repo}` file `{file}` is {why}. \
@@ -32,7 +51,7 @@ pub fn dataset_file(repo: &str, file: &str, local_hint: &str) -> Result<PathBuf>
             "not in the cache (HF_HUB_OFFLINE is set)".into(),
         ));
     }
-    let api = ApiBuilder::from_env()
+    let api = ApiBuilder::from_cache(cache.clone())
         .with_progress(false)
         .build()
         .map_err(|e| unavailable(format!("unreachable ({e})")))?;

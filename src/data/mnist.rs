@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use flate2::read::GzDecoder;
 
-use super::dataset::{DataSplits, ImageDataset};
-use super::hub;
+use super::dataset::{DataSplits, Fingerprint, ImageDataset, sha256_hex};
+use super::hub::{self, HubAccess};
 use crate::error::{Error, Result};
 
 /// Per-pixel normalisation used by the usual MNIST recipes.
@@ -30,7 +30,7 @@ const HUB_FILES: [&str; 2] = [
 
 /// Loads MNIST from the first of `dirs` that holds the IDX files (directly or in `mnist/`),
 /// else from the Hub (cache first, network if allowed).
-pub fn load(dirs: &[PathBuf]) -> Result<DataSplits> {
+pub fn load(dirs: &[PathBuf], hub: &HubAccess) -> Result<DataSplits> {
     for dir in dirs {
         for candidate in [dir.join("mnist"), dir.clone()] {
             if let Some(found) = find_idx(&candidate) {
@@ -47,12 +47,16 @@ pub fn load(dirs: &[PathBuf]) -> Result<DataSplits> {
             searched.join(", ")
         }
     );
-    let train = hub::dataset_file(HUB_REPO, HUB_FILES[0], &hint)?;
-    let test = hub::dataset_file(HUB_REPO, HUB_FILES[1], &hint)?;
+    let train = hub::dataset_file(hub, HUB_REPO, HUB_FILES[0], &hint)?;
+    let test = hub::dataset_file(hub, HUB_REPO, HUB_FILES[1], &hint)?;
+    let mut fingerprint = Fingerprint::default();
+    let train = load_hub_parquet(&train, &mut fingerprint)?;
+    let test = load_hub_parquet(&test, &mut fingerprint)?;
     Ok(DataSplits {
         name: "mnist".into(),
-        train: load_hub_parquet(&train)?,
-        test: load_hub_parquet(&test)?,
+        train,
+        test,
+        fingerprint: fingerprint.finish(),
     })
 }
 
@@ -65,11 +69,53 @@ fn find_idx(dir: &Path) -> Option<PathBuf> {
         .then(|| dir.to_path_buf())
 }
 
+/// sha256 of the canonical (decompressed) IDX files; the loader refuses other content unless
+/// `MK_SKIP_CHECKSUMS=1` (e.g. for another dataset in the MNIST format).
+const CANONICAL_SHA256: [(&str, &str); 4] = [
+    (
+        "train-images-idx3-ubyte",
+        "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+    ),
+    (
+        "train-labels-idx1-ubyte",
+        "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+    ),
+    (
+        "t10k-images-idx3-ubyte",
+        "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+    ),
+    (
+        "t10k-labels-idx1-ubyte",
+        "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+    ),
+];
+
+fn verify_checksum(stem: &str, path: &Path, bytes: &[u8]) -> Result<()> {
+    if std::env::var("MK_SKIP_CHECKSUMS").is_ok_and(|v| v == "1") {
+        return Ok(());
+    }
+    let Some((_, expected)) = CANONICAL_SHA256.iter().find(|(s, _)| *s == stem) else {
+        return Ok(());
+    };
+    let actual = sha256_hex(bytes);
+    if actual != *expected {
+        return Err(Error::data(
+            path,
+            format!(
+                "checksum mismatch: content sha256 is {actual}, expected {expected} (the canonical \
+                 MNIST release); set MK_SKIP_CHECKSUMS=1 to use other data in this format"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Loads both splits from a directory of IDX files.
 pub fn load_idx(dir: &Path) -> Result<DataSplits> {
-    let split = |(images, labels): (&str, &str)| -> Result<ImageDataset> {
-        let (images_path, image_bytes) = read_maybe_gz(dir, images)?;
-        let (labels_path, label_bytes) = read_maybe_gz(dir, labels)?;
+    let mut fingerprint = Fingerprint::default();
+    let mut split = |(image_stem, label_stem): (&str, &str)| -> Result<ImageDataset> {
+        let (images_path, image_bytes) = read_maybe_gz(dir, image_stem)?;
+        let (labels_path, label_bytes) = read_maybe_gz(dir, label_stem)?;
         let pixels = parse_idx_images(&images_path, &image_bytes)?;
         let labels = parse_idx_labels(&labels_path, &label_bytes)?;
         if pixels.len() != labels.len() * SIDE * SIDE {
@@ -83,12 +129,17 @@ pub fn load_idx(dir: &Path) -> Result<DataSplits> {
                 ),
             ));
         }
+        verify_checksum(image_stem, &images_path, &image_bytes)?;
+        verify_checksum(label_stem, &labels_path, &label_bytes)?;
+        fingerprint.add(&image_bytes[16..], &labels);
         Ok(dataset(pixels, labels))
     };
+    let (train, test) = (split(FILES[0])?, split(FILES[1])?);
     Ok(DataSplits {
         name: "mnist".into(),
-        train: split(FILES[0])?,
-        test: split(FILES[1])?,
+        train,
+        test,
+        fingerprint: fingerprint.finish(),
     })
 }
 
@@ -197,9 +248,10 @@ pub fn parse_idx_labels(path: &Path, bytes: &[u8]) -> Result<Vec<u8>> {
 }
 
 /// Loads a `ylecun/mnist` parquet split (`image.bytes` PNG, `label`).
-fn load_hub_parquet(path: &Path) -> Result<ImageDataset> {
+fn load_hub_parquet(path: &Path, fingerprint: &mut Fingerprint) -> Result<ImageDataset> {
     let (images, labels) = hub::read_image_parquet(path)?;
     let mut pixels = Vec::with_capacity(images.len() * SIDE * SIDE);
+    let mut raw = Vec::with_capacity(images.len() * SIDE * SIDE);
     for (i, png) in images.iter().enumerate() {
         let gray =
             hub::decode_png_gray(png).map_err(|e| Error::data(path, format!("row {i}: {e}")))?;
@@ -209,25 +261,28 @@ fn load_hub_parquet(path: &Path) -> Result<ImageDataset> {
                 format!("row {i}: image has {} pixels, expected 784", gray.len()),
             ));
         }
-        pixels.extend(gray.into_iter().map(normalise));
+        pixels.extend(gray.iter().copied().map(normalise));
+        raw.extend(gray);
     }
     let labels = labels
         .into_iter()
         .map(|l| u8::try_from(l).ok().filter(|l| *l <= 9))
         .collect::<Option<Vec<u8>>>()
         .ok_or_else(|| Error::data(path, "label column has values outside 0..=9"))?;
+    fingerprint.add(&raw, &labels);
     Ok(dataset(pixels, labels))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::ImageDataset;
     use crate::data::shared_data_dir;
 
     #[test]
     fn loads_the_real_mnist_files() {
-        let Some(dir) = shared_data_dir() else { return };
-        let data = load(&[dir]).unwrap();
+        let dir = shared_data_dir().expect("tests need the real datasets in ../shared/data");
+        let data = load(&[dir], &HubAccess::from_env()).unwrap();
         assert_eq!(data.train.len(), 60_000);
         assert_eq!(data.test.len(), 10_000);
         assert_eq!(data.train.pixels.len(), 60_000 * 784);
@@ -236,6 +291,42 @@ mod tests {
         assert_eq!(data.test.labels[0], 7);
         let counts = (0..10).map(|c| data.train.labels.iter().filter(|&&l| l == c).count());
         assert!(counts.into_iter().all(|n| (5_000..7_000).contains(&n)));
+    }
+
+    #[test]
+    fn changed_content_fails_the_checksum() {
+        let dir = shared_data_dir().expect("tests need the real datasets in ../shared/data");
+        let tmp = tempfile::tempdir().unwrap();
+        for (images, labels) in FILES {
+            for stem in [images, labels] {
+                let (_, mut bytes) = read_maybe_gz(&dir.join("mnist"), stem).unwrap();
+                if stem == "train-images-idx3-ubyte" {
+                    bytes[1000] ^= 0xff; // one pixel: header and size still valid
+                }
+                fs::write(tmp.path().join(stem), &bytes).unwrap();
+            }
+        }
+        let err = load_idx(tmp.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("train-images-idx3-ubyte") && err.contains("checksum mismatch"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn wrong_image_size_is_named() {
+        let mut bytes = vec![0u8; 16 + 32 * 32];
+        bytes[..4].copy_from_slice(&0x0803u32.to_be_bytes());
+        bytes[4..8].copy_from_slice(&1u32.to_be_bytes());
+        bytes[8..12].copy_from_slice(&32u32.to_be_bytes());
+        bytes[12..16].copy_from_slice(&32u32.to_be_bytes());
+        let err = parse_idx_images(Path::new("cifar-ish"), &bytes)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("32x32") && err.contains("expected 28x28"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -258,7 +349,7 @@ mod tests {
 
     #[test]
     fn truncated_gzip_is_reported_with_its_path() {
-        let Some(dir) = shared_data_dir() else { return };
+        let dir = shared_data_dir().expect("tests need the real datasets in ../shared/data");
         let tmp = tempfile::tempdir().unwrap();
         for (images, labels) in FILES {
             for stem in [images, labels] {
@@ -272,7 +363,109 @@ mod tests {
                 fs::write(tmp.path().join(format!("{stem}.gz")), &bytes[..keep]).unwrap();
             }
         }
-        let err = load(&[tmp.path().to_path_buf()]).unwrap_err().to_string();
+        let err = load(&[tmp.path().to_path_buf()], &HubAccess::from_env())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("t10k-labels-idx1-ubyte.gz"), "{err}");
+    }
+
+    /// Encodes real MNIST images as the Hub's parquet (PNG bytes in an `image` struct).
+    fn hub_parquet(data: &ImageDataset, path: &Path) {
+        use polars::prelude::*;
+        let pngs: Vec<Vec<u8>> = (0..data.len())
+            .map(|i| {
+                let gray: Vec<u8> = data.pixels[i * 784..(i + 1) * 784]
+                    .iter()
+                    .map(|p| ((p * STD + MEAN) * 255.0).round() as u8)
+                    .collect();
+                let mut out = Vec::new();
+                let mut encoder = png::Encoder::new(&mut out, 28, 28);
+                encoder.set_color(png::ColorType::Grayscale);
+                encoder.set_depth(png::BitDepth::Eight);
+                encoder
+                    .write_header()
+                    .unwrap()
+                    .write_image_data(&gray)
+                    .unwrap();
+                out
+            })
+            .collect();
+        let bytes = Series::new(
+            "bytes".into(),
+            pngs.iter().map(|p| p.as_slice()).collect::<Vec<&[u8]>>(),
+        );
+        let names = Series::new("path".into(), vec![None::<&str>; data.len()]);
+        let image =
+            StructChunked::from_series("image".into(), data.len(), [bytes, names].iter()).unwrap();
+        let labels: Vec<i64> = data.labels.iter().map(|&l| l as i64).collect();
+        let mut frame = DataFrame::new(
+            data.len(),
+            vec![
+                image.into_series().into(),
+                Series::new("label".into(), labels).into(),
+            ],
+        )
+        .unwrap();
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        ParquetWriter::new(fs::File::create(path).unwrap())
+            .finish(&mut frame)
+            .unwrap();
+    }
+
+    #[test]
+    fn falls_back_to_the_hub_cache_offline() {
+        let dir = shared_data_dir().expect("tests need the real datasets in ../shared/data");
+        let real = load_idx(&dir.join("mnist")).unwrap();
+        let (train, test) = (real.train.subset(40, 0), real.test.subset(20, 0));
+        let cache_dir = tempfile::tempdir().unwrap();
+        let snapshot = cache_dir
+            .path()
+            .join("datasets--ylecun--mnist/snapshots/abc123");
+        hub_parquet(&train, &snapshot.join(HUB_FILES[0]));
+        hub_parquet(&test, &snapshot.join(HUB_FILES[1]));
+        let hub = HubAccess {
+            cache: hf_hub::Cache::new(cache_dir.path().to_path_buf()),
+            offline: true,
+        };
+        let empty = tempfile::tempdir().unwrap();
+
+        // No cache ref yet: offline, nothing local, so the error says what to do.
+        let err = load(&[empty.path().to_path_buf()], &hub)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--data-dir")
+                && err.contains("ylecun/mnist")
+                && err.contains("HF_HUB_OFFLINE"),
+            "{err}"
+        );
+
+        fs::create_dir_all(cache_dir.path().join("datasets--ylecun--mnist/refs")).unwrap();
+        fs::write(
+            cache_dir.path().join("datasets--ylecun--mnist/refs/main"),
+            "abc123",
+        )
+        .unwrap();
+        let from_hub = load(&[empty.path().to_path_buf()], &hub).unwrap();
+        assert_eq!(from_hub.train.labels, train.labels);
+        assert_eq!(from_hub.test.labels, test.labels);
+        assert_eq!(
+            from_hub.train.pixels, train.pixels,
+            "PNG round trip is lossless"
+        );
+        let mut expected = Fingerprint::default();
+        for split in [&train, &test] {
+            let raw: Vec<u8> = split
+                .pixels
+                .iter()
+                .map(|p| ((p * STD + MEAN) * 255.0).round() as u8)
+                .collect();
+            expected.add(&raw, &split.labels);
+        }
+        assert_eq!(
+            from_hub.fingerprint,
+            expected.finish(),
+            "same content, same fingerprint"
+        );
     }
 }

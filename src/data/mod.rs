@@ -32,7 +32,7 @@ pub fn search_dirs(explicit: Option<PathBuf>) -> Vec<PathBuf> {
 /// Loads the dataset `name` from the first directory holding it, else from the Hub.
 pub fn load(name: &str, dirs: &[PathBuf]) -> Result<DataSplits> {
     match name {
-        "mnist" => mnist::load(dirs),
+        "mnist" => mnist::load(dirs, &hub::HubAccess::from_env()),
         other => Err(Error::Usage(format!(
             "unknown dataset `{other}`: expected one of {}",
             DATASETS.join(", ")

@@ -5,7 +5,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::spec::Experiment;
-use crate::methods::{self, Method};
+use crate::methods::{self, Method, Methods};
 use crate::models::ModelSpec;
 use crate::train::Recipe;
 
@@ -22,6 +22,10 @@ pub struct RunSpec {
     /// Copies per kernel for MK; the factor for methods that use it; 1 for methods that don't.
     pub k: usize,
     pub seed: u64,
+    /// Content fingerprint of the dataset (see `DataSplits::fingerprint`).
+    pub data: String,
+    /// [`NUMERICS_VERSION`] of the code.
+    pub code_version: u32,
     #[serde(skip)]
     pub dataset_index: usize,
     #[serde(skip)]
@@ -51,11 +55,17 @@ impl RunSpec {
     }
 }
 
+/// Version of the numerics: bump it in any change that alters the result of an existing run
+/// (initialisation, data order, arithmetic), so that stored runs are not mistaken for runs of
+/// the new code. Part of every run id.
+pub const NUMERICS_VERSION: u32 = 1;
+
 /// Expands an experiment into its runs, in a stable order. Methods that do not depend on k
-/// run once per seed.
+/// run once per seed. `fingerprints[i]` identifies the content of dataset entry `i`.
 pub fn plan<B: AutodiffBackend>(
     experiment: &Experiment,
-) -> Result<(Vec<RunSpec>, Vec<Box<dyn Method<B>>>), String> {
+    fingerprints: &[String],
+) -> Result<(Vec<RunSpec>, Methods<B>), String> {
     let built: Vec<Box<dyn Method<B>>> = experiment
         .methods
         .iter()
@@ -71,6 +81,9 @@ pub fn plan<B: AutodiffBackend>(
                 vec![1]
             };
             for k in ks {
+                method.validate(k).map_err(|e| {
+                    format!("methods.{method_index} ({}), k = {k}: {e}", method.name())
+                })?;
                 for &seed in &experiment.seeds {
                     runs.push(RunSpec {
                         experiment: experiment.name.clone(),
@@ -81,6 +94,8 @@ pub fn plan<B: AutodiffBackend>(
                         options: method.options(),
                         k,
                         seed,
+                        data: fingerprints[dataset_index].clone(),
+                        code_version: NUMERICS_VERSION,
                         dataset_index,
                         method_index,
                     });

@@ -4,7 +4,7 @@ use serde::Deserialize;
 
 use super::{Method, MethodContext, MethodOutput};
 use crate::error::Result;
-use crate::train::{TrainSettings, train};
+use crate::train::TrainSettings;
 use burn::module::{AutodiffModule, Module};
 use burn::tensor::backend::AutodiffBackend;
 
@@ -30,15 +30,15 @@ pub fn plain_settings<B: AutodiffBackend>(ctx: &MethodContext<'_, B>) -> TrainSe
 pub fn train_small<B: AutodiffBackend>(
     ctx: &MethodContext<'_, B>,
     settings: &TrainSettings,
-) -> MethodOutput<B> {
+) -> Result<MethodOutput<B>> {
     let model = ctx.small_model();
     let trained_params = model.num_params();
-    let (model, log) = train(model, &ctx.data, settings, ctx.device, ctx.progress);
-    MethodOutput {
+    let (model, log) = ctx.train(model, settings, "small")?;
+    Ok(MethodOutput {
         deployed: model.valid(),
         log,
         trained_params,
-    }
+    })
 }
 
 impl<B: AutodiffBackend> Method<B> for Baseline {
@@ -51,6 +51,6 @@ impl<B: AutodiffBackend> Method<B> for Baseline {
     }
 
     fn run(&self, ctx: &MethodContext<'_, B>) -> Result<MethodOutput<B>> {
-        Ok(train_small(ctx, &plain_settings(ctx)))
+        train_small(ctx, &plain_settings(ctx))
     }
 }

@@ -5,7 +5,7 @@ use serde::Deserialize;
 
 use super::baseline::{plain_settings, train_small};
 use super::{Method, MethodContext, MethodOutput};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// The small model trained `long_factor` times as many epochs, its schedule stretched.
 #[derive(Debug, Clone, Deserialize)]
@@ -32,14 +32,16 @@ impl<B: AutodiffBackend> Method<B> for BaselineLong {
         serde_json::json!({ "long_factor": self.long_factor })
     }
 
-    fn run(&self, ctx: &MethodContext<'_, B>) -> Result<MethodOutput<B>> {
-        if self.long_factor == 0 {
-            return Err(Error::Usage(
-                "method baseline_long: long_factor must be at least 1".into(),
-            ));
+    fn validate(&self, _k: usize) -> std::result::Result<(), String> {
+        match self.long_factor {
+            0 => Err("long_factor must be at least 1".into()),
+            _ => Ok(()),
         }
+    }
+
+    fn run(&self, ctx: &MethodContext<'_, B>) -> Result<MethodOutput<B>> {
         let mut settings = plain_settings(ctx);
         settings.epochs *= self.long_factor;
-        Ok(train_small(ctx, &settings))
+        train_small(ctx, &settings)
     }
 }

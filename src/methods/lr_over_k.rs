@@ -26,6 +26,6 @@ impl<B: AutodiffBackend> Method<B> for LrOverK {
         let mut settings = plain_settings(ctx);
         let k = ctx.k as f64;
         settings.optimizer = settings.optimizer.scaled(1.0 / k, k);
-        Ok(train_small(ctx, &settings))
+        train_small(ctx, &settings)
     }
 }

@@ -11,7 +11,7 @@ use super::{Method, MethodContext, MethodOutput};
 use crate::error::{Error, Result};
 use crate::mk::{Mixing, MkInit};
 use crate::models::MkMlp;
-use crate::train::{Stream, stream_rng, train};
+use crate::train::{Stream, stream_rng};
 
 /// Learning-rate compensation for the copies (METHODS.md, "Learning rate").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -54,6 +54,10 @@ impl<B: AutodiffBackend> Method<B> for MajorityKernels {
         })
     }
 
+    fn validate(&self, k: usize) -> std::result::Result<(), String> {
+        self.mixing.validate(k)
+    }
+
     fn mixing_label(&self, k: usize) -> Option<String> {
         Some(self.mixing.label(k))
     }
@@ -63,9 +67,7 @@ impl<B: AutodiffBackend> Method<B> for MajorityKernels {
     }
 
     fn run(&self, ctx: &MethodContext<'_, B>) -> Result<MethodOutput<B>> {
-        self.mixing
-            .validate(ctx.k)
-            .map_err(|e| Error::Usage(format!("method mk: {e}")))?;
+        Method::<B>::validate(self, ctx.k).map_err(|e| Error::Usage(format!("method mk: {e}")))?;
         let small = ctx.small_model();
         let model = MkMlp::from_small(
             &small,
@@ -79,7 +81,7 @@ impl<B: AutodiffBackend> Method<B> for MajorityKernels {
         if self.lr_compensation == LrCompensation::Auto && ctx.recipe.optimizer.is_sgd() {
             settings.mk_grad_scale = ctx.k as f32;
         }
-        let (model, log) = train(model, &ctx.data, &settings, ctx.device, ctx.progress);
+        let (model, log) = ctx.train(model, &settings, "mk")?;
         Ok(MethodOutput {
             deployed: model.valid().collapse(),
             log,

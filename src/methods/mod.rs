@@ -17,8 +17,12 @@ use serde::de::DeserializeOwned;
 use serde_norway::{Mapping, Value};
 
 use crate::error::Result;
-use crate::models::{Mlp, ModelSpec};
-use crate::train::{Recipe, Stream, TrainData, TrainLog, stream_rng};
+use burn::module::AutodiffModule;
+
+use crate::models::{Classifier, Mlp, ModelSpec};
+use crate::train::{
+    CheckpointDir, Recipe, Stream, TrainData, TrainLog, TrainSettings, stream_rng, train,
+};
 
 /// What a method is given for one run.
 pub struct MethodContext<'a, B: AutodiffBackend> {
@@ -30,9 +34,32 @@ pub struct MethodContext<'a, B: AutodiffBackend> {
     pub seed: u64,
     pub device: &'a B::Device,
     pub progress: &'a ProgressBar,
+    /// Where the run keeps its checkpoints (none: no checkpointing).
+    pub checkpoint: Option<CheckpointDir>,
 }
 
 impl<B: AutodiffBackend> MethodContext<'_, B> {
+    /// Trains `model` with the shared loop on this run's data, checkpointing as configured.
+    /// Methods with several training phases pass a distinct `phase` name for each.
+    pub fn train<M>(&self, model: M, settings: &TrainSettings, phase: &str) -> Result<(M, TrainLog)>
+    where
+        M: Classifier<B> + AutodiffModule<B>,
+        M::InnerModule: Classifier<B::InnerBackend>,
+    {
+        let checkpoint = self.checkpoint.as_ref().map(|c| CheckpointDir {
+            dir: c.dir.join(phase),
+            every_epochs: c.every_epochs,
+        });
+        train(
+            model,
+            &self.data,
+            settings,
+            self.device,
+            self.progress,
+            checkpoint.as_ref(),
+        )
+    }
+
     /// The freshly initialised small model for this seed (the same for every method).
     pub fn small_model(&self) -> Mlp<B> {
         let train = self.data.train;
@@ -73,6 +100,11 @@ pub trait Method<B: AutodiffBackend> {
         serde_json::Value::Object(Default::default())
     }
 
+    /// Checks the options against the experiment's `k` before anything is trained.
+    fn validate(&self, _k: usize) -> std::result::Result<(), String> {
+        Ok(())
+    }
+
     /// Mixing distribution label for the result columns, where it applies.
     fn mixing_label(&self, _k: usize) -> Option<String> {
         None
@@ -86,6 +118,9 @@ pub trait Method<B: AutodiffBackend> {
     /// Trains and returns the deployed model.
     fn run(&self, ctx: &MethodContext<'_, B>) -> Result<MethodOutput<B>>;
 }
+
+/// The methods of an experiment, in the order of its file.
+pub type Methods<B> = Vec<Box<dyn Method<B>>>;
 
 /// Builds a method from its options mapping (without `name`).
 type Builder<B> = fn(&Mapping) -> std::result::Result<Box<dyn Method<B>>, String>;

@@ -62,6 +62,21 @@ pub struct CurvePoint {
     pub train_seconds: f64,
 }
 
+impl From<&crate::train::EvalPoint> for CurvePoint {
+    fn from(p: &crate::train::EvalPoint) -> Self {
+        CurvePoint {
+            epoch: p.epoch as i64,
+            step: p.step as i64,
+            lr: p.lr,
+            train_acc: p.train.accuracy,
+            train_loss: p.train.loss,
+            test_acc: p.test.accuracy,
+            test_loss: p.test.loss,
+            train_seconds: p.train_seconds,
+        }
+    }
+}
+
 /// The folders of one experiment and profile.
 #[derive(Debug, Clone)]
 pub struct ResultsDir {
@@ -103,6 +118,48 @@ impl ResultsDir {
             &self.run_path(&record.run_id),
             &mut runs_frame(std::slice::from_ref(record))?,
         )
+    }
+
+    /// Checks every stored file at start-up: unreadable run or curve files are moved to
+    /// `corrupt/` (never silently used, never deleted) and temporary files left by a killed
+    /// writer are removed. Returns the files set aside with the reason.
+    pub fn audit(&self) -> Result<Vec<(PathBuf, String)>> {
+        let mut set_aside = Vec::new();
+        for kind in ["runs", "curves"] {
+            let dir = self.root.join(kind);
+            if !dir.is_dir() {
+                continue;
+            }
+            for entry in fs::read_dir(&dir)
+                .map_err(|e| Error::io(&dir, e))?
+                .flatten()
+            {
+                let path = entry.path();
+                let name = entry.file_name().to_string_lossy().to_string();
+                if name.starts_with(".tmp") {
+                    let _ = fs::remove_file(&path);
+                    continue;
+                }
+                if !name.ends_with(".parquet") {
+                    continue;
+                }
+                let check = read(&path).and_then(|frame| {
+                    if kind == "runs" {
+                        records_from_frame(&path, &frame).map(|_| ())
+                    } else {
+                        Ok(())
+                    }
+                });
+                if let Err(err) = check {
+                    let corrupt = self.root.join("corrupt").join(kind);
+                    fs::create_dir_all(&corrupt).map_err(|e| Error::io(&corrupt, e))?;
+                    let target = corrupt.join(&name);
+                    fs::rename(&path, &target).map_err(|e| Error::io(&path, e))?;
+                    set_aside.push((path, format!("{err}; moved to {}", target.display())));
+                }
+            }
+        }
+        Ok(set_aside)
     }
 
     /// Every stored run row, sorted by run id.
@@ -410,6 +467,30 @@ pub(crate) mod tests {
             .filter_map(|e| e.ok())
             .collect();
         assert_eq!(leftovers.len(), 2, "no temporary files left behind");
+    }
+
+    #[test]
+    fn audit_sets_corrupt_files_aside_and_keeps_good_ones() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = ResultsDir::new(tmp.path(), "t", "smoke");
+        let good = record("mk", 0, 0.91);
+        dir.store(&good, &[]).unwrap();
+        let runs = dir.root().join("runs");
+        let truncated = runs.join("mnist-mk-k4-s1-abc.parquet");
+        let bytes = fs::read(runs.join(format!("{}.parquet", good.run_id))).unwrap();
+        fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+        fs::write(runs.join(".tmpXYZ"), b"partial").unwrap();
+        let set_aside = dir.audit().unwrap();
+        assert_eq!(set_aside.len(), 1);
+        assert_eq!(set_aside[0].0, truncated);
+        assert!(
+            dir.root()
+                .join("corrupt/runs/mnist-mk-k4-s1-abc.parquet")
+                .is_file(),
+            "kept for inspection"
+        );
+        assert!(!runs.join(".tmpXYZ").exists());
+        assert_eq!(dir.runs().unwrap(), vec![good]);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use crate::data::ImageDataset;
 use crate::models::Classifier;
 
 /// Loss and accuracy of a model on a dataset.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Metrics {
     pub loss: f64,
     pub accuracy: f64,

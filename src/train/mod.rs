@@ -1,10 +1,14 @@
 //! Training: recipes, optimisers, the shared loop and evaluation.
 
+pub mod checkpoint;
 pub mod eval;
 pub mod optim;
 pub mod recipe;
 pub mod trainer;
 
+pub use checkpoint::CheckpointDir;
 pub use eval::{Metrics, evaluate};
 pub use recipe::{OptimizerSpec, Recipe, ScheduleKind, ScheduleSpec};
-pub use trainer::{EvalPoint, Stream, TrainData, TrainLog, TrainSettings, stream_rng, train};
+pub use trainer::{
+    EvalPoint, Stream, TrainData, TrainLog, TrainSettings, stream_rng, stream_rng_at, train,
+};

@@ -6,6 +6,7 @@ use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{Adam, AdamConfig, GradientsParams, Optimizer, Sgd, SgdConfig};
 use burn::prelude::*;
+use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder, RecorderError};
 use burn::tensor::backend::AutodiffBackend;
 
 use super::recipe::OptimizerSpec;
@@ -28,7 +29,7 @@ impl<M: AutodiffModule<B>, B: AutodiffBackend> AnyOptimizer<M, B> {
                 weight_decay,
                 ..
             } => {
-                let momentum = (momentum > 0.0).then(|| MomentumConfig {
+                let momentum = (momentum > 0.0).then_some(MomentumConfig {
                     momentum,
                     dampening: 0.0,
                     nesterov,
@@ -53,6 +54,28 @@ impl<M: AutodiffModule<B>, B: AutodiffBackend> AnyOptimizer<M, B> {
                 AnyOptimizer::Adam(config.init())
             }
         }
+    }
+
+    /// Saves the optimiser state (momenta, step counts) to `path` (extension added).
+    pub fn save(&self, path: &std::path::Path) -> Result<(), RecorderError> {
+        let recorder = BinFileRecorder::<FullPrecisionSettings>::new();
+        match self {
+            AnyOptimizer::Sgd(o) => recorder.record(o.to_record(), path.to_path_buf()),
+            AnyOptimizer::Adam(o) => recorder.record(o.to_record(), path.to_path_buf()),
+        }
+    }
+
+    /// Loads the state saved by [`AnyOptimizer::save`].
+    pub fn load(self, path: &std::path::Path, device: &B::Device) -> Result<Self, RecorderError> {
+        let recorder = BinFileRecorder::<FullPrecisionSettings>::new();
+        Ok(match self {
+            AnyOptimizer::Sgd(o) => {
+                AnyOptimizer::Sgd(o.load_record(recorder.load(path.to_path_buf(), device)?))
+            }
+            AnyOptimizer::Adam(o) => {
+                AnyOptimizer::Adam(o.load_record(recorder.load(path.to_path_buf(), device)?))
+            }
+        })
     }
 
     /// One update of `module` with learning rate `lr`.

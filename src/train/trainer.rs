@@ -6,16 +6,20 @@ use burn::module::AutodiffModule;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::GradientsParams;
 use burn::prelude::*;
+use burn::record::{BinFileRecorder, FullPrecisionSettings};
 use burn::tensor::backend::AutodiffBackend;
 use indicatif::ProgressBar;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
+use serde::{Deserialize, Serialize};
 
+use super::checkpoint::{CheckpointDir, LoopState, MODEL, OPTIMIZER};
 use super::eval::{Metrics, evaluate};
 use super::optim::{AnyOptimizer, scale_gradients};
 use super::recipe::{OptimizerSpec, ScheduleSpec};
 use crate::data::ImageDataset;
+use crate::error::{Error, Result};
 use crate::mk::Mixing;
 use crate::models::Classifier;
 
@@ -32,10 +36,16 @@ pub enum Stream {
 
 /// The RNG of `stream` for `seed`.
 pub fn stream_rng(seed: u64, stream: Stream) -> StdRng {
-    StdRng::seed_from_u64(
-        seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)
-            ^ (stream as u64).wrapping_mul(0xD1B5_4A32_D192_ED03),
-    )
+    stream_rng_at(seed, stream, 0)
+}
+
+/// The RNG of `stream` for `seed` at position `index` (an epoch). Every epoch has its own
+/// stream, so a run resumed at an epoch draws exactly what an uninterrupted run draws.
+pub fn stream_rng_at(seed: u64, stream: Stream, index: u64) -> StdRng {
+    let mixed = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ (stream as u64).wrapping_mul(0xD1B5_4A32_D192_ED03)
+        ^ index.wrapping_mul(0x94D0_49BB_1331_11EB);
+    StdRng::seed_from_u64(mixed)
 }
 
 /// How one model is trained: the recipe as a method adapted it.
@@ -62,7 +72,7 @@ pub struct TrainData<'a> {
 }
 
 /// One evaluation of the deployed (eval-mode) model.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EvalPoint {
     pub epoch: usize,
     pub step: usize,
@@ -82,6 +92,8 @@ pub struct TrainLog {
     pub train_seconds: f64,
     /// The loss became NaN or infinite; training stopped at that step.
     pub diverged: bool,
+    /// The epoch training resumed after (0 when it started fresh).
+    pub resumed_after_epoch: usize,
 }
 
 impl TrainLog {
@@ -95,14 +107,20 @@ impl TrainLog {
 const LOSS_READ_EVERY: usize = 10;
 const EVAL_BATCH: usize = 1000;
 
+type Recorder = BinFileRecorder<FullPrecisionSettings>;
+
 /// Trains `model` as `settings` say, evaluating the eval-mode model after every epoch.
+///
+/// With `checkpoint`, the loop first resumes from the latest checkpoint there, and saves one
+/// every `every_epochs` epochs; the result is the same as an uninterrupted run's.
 pub fn train<B, M>(
     mut model: M,
     data: &TrainData<'_>,
     settings: &TrainSettings,
     device: &B::Device,
     progress: &ProgressBar,
-) -> (M, TrainLog)
+    checkpoint: Option<&CheckpointDir>,
+) -> Result<(M, TrainLog)>
 where
     B: AutodiffBackend,
     M: Classifier<B> + AutodiffModule<B>,
@@ -110,10 +128,7 @@ where
 {
     let mut optimizer = AnyOptimizer::<M, B>::new(&settings.optimizer);
     let loss_fn = CrossEntropyLossConfig::new().init(device);
-    let mut order_rng = stream_rng(settings.seed, Stream::DataOrder);
-    let mut mix_rng = stream_rng(settings.seed, Stream::Mixing);
     let (layers, k) = (model.mk_layers(), model.mk_copies());
-    let mk_ids = model.mk_kernel_ids();
 
     let batch = settings.batch_size.min(data.train.len()).max(1);
     let steps_per_epoch = data.train.len().div_ceil(batch);
@@ -121,9 +136,34 @@ where
     progress.set_length(total_steps as u64);
 
     let mut log = TrainLog::default();
-    let mut order: Vec<usize> = (0..data.train.len()).collect();
-    'epochs: for epoch in 1..=settings.epochs {
-        order.shuffle(&mut order_rng);
+    if let Some(folder) = checkpoint.and_then(CheckpointDir::latest) {
+        let state = CheckpointDir::read_state(&folder)?;
+        let unreadable = |e: burn::record::RecorderError| {
+            Error::data(&folder, format!("unreadable checkpoint: {e}"))
+        };
+        model = model
+            .load_file(folder.join(MODEL), &Recorder::new(), device)
+            .map_err(unreadable)?;
+        optimizer = optimizer
+            .load(&folder.join(OPTIMIZER), device)
+            .map_err(unreadable)?;
+        log.steps = state.steps;
+        log.train_seconds = state.train_seconds;
+        log.points = state.points;
+        log.resumed_after_epoch = state.epoch;
+        progress.set_position(log.steps as u64);
+    }
+
+    // After a resume: loading a checkpoint restores the saved parameter ids.
+    let mk_ids = model.mk_kernel_ids();
+    'epochs: for epoch in log.resumed_after_epoch + 1..=settings.epochs {
+        let mut order: Vec<usize> = (0..data.train.len()).collect();
+        order.shuffle(&mut stream_rng_at(
+            settings.seed,
+            Stream::DataOrder,
+            epoch as u64,
+        ));
+        let mut mix_rng = stream_rng_at(settings.seed, Stream::Mixing, epoch as u64);
         let started = Instant::now();
         let mut lr = 0.0;
         for indices in order.chunks(batch) {
@@ -156,13 +196,12 @@ where
         log.train_seconds += started.elapsed().as_secs_f64();
 
         let eval_model = model.valid();
-        let inner = device.clone();
         let point = EvalPoint {
             epoch,
             step: log.steps,
             lr,
-            train: evaluate(&eval_model, data.train_eval, EVAL_BATCH, &inner),
-            test: evaluate(&eval_model, data.test, EVAL_BATCH, &inner),
+            train: evaluate(&eval_model, data.train_eval, EVAL_BATCH, device),
+            test: evaluate(&eval_model, data.test, EVAL_BATCH, device),
             train_seconds: log.train_seconds,
         };
         progress.set_message(format!(
@@ -172,6 +211,27 @@ where
             100.0 * point.test.accuracy
         ));
         log.points.push(point);
+
+        if let Some(ck) = checkpoint.filter(|c| {
+            c.every_epochs > 0 && epoch % c.every_epochs == 0 && epoch < settings.epochs
+        }) {
+            let state = LoopState {
+                epoch,
+                steps: log.steps,
+                train_seconds: log.train_seconds,
+                points: log.points.clone(),
+            };
+            ck.save(&state, |folder| {
+                let failed = |e: burn::record::RecorderError| {
+                    Error::data(folder, format!("cannot write checkpoint: {e}"))
+                };
+                model
+                    .clone()
+                    .save_file(folder.join(MODEL), &Recorder::new())
+                    .map_err(failed)?;
+                optimizer.save(&folder.join(OPTIMIZER)).map_err(failed)
+            })?;
+        }
     }
-    (model, log)
+    Ok((model, log))
 }
