@@ -6,7 +6,7 @@ use burn::tensor::backend::AutodiffBackend;
 use indicatif::ProgressBar;
 
 use crate::backend::{BackendKind, machine_description};
-use crate::data::{self, ImageDataset};
+use crate::data::{self, Examples};
 use crate::error::{Error, Result};
 use crate::mk::{Mixing, MkInit};
 use crate::models::{Classifier, MkMlp, Mlp};
@@ -50,7 +50,7 @@ pub fn run(options: &BenchOptions) -> Result<String> {
             "bench: --steps, --repeats and --batch must be at least 1".into(),
         ));
     }
-    let splits = data::load("mnist", &data::search_dirs(options.data_dir.clone()))?;
+    let splits = data::load("mnist", &data::search_dirs(options.data_dir.clone()), None)?;
     let train = splits.train.subset(options.steps * options.batch_size, 0);
     let tiny = train.subset(1, 0);
     let rows = with_backend!(options.backend, B => Ok(measure::<B>(options, &train, &tiny)))?;
@@ -104,8 +104,8 @@ where
 
 fn measure<B: AutodiffBackend>(
     options: &BenchOptions,
-    train: &ImageDataset,
-    tiny: &ImageDataset,
+    train: &Examples,
+    tiny: &Examples,
 ) -> Vec<BenchRow> {
     let device = B::Device::default();
     let data = TrainData {

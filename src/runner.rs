@@ -12,7 +12,7 @@ use burn::tensor::backend::AutodiffBackend;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::backend::{BURN_VERSION, BackendKind, machine_description};
-use crate::data::{self, DataSplits, ImageDataset};
+use crate::data::{self, DataSplits, Examples, TextOptions};
 use crate::error::{Error, Result};
 use crate::experiment::{self, ResolvedExperiment, RunSpec};
 use crate::methods::{Method, MethodContext};
@@ -99,23 +99,29 @@ fn execute<B: AutodiffBackend>(
     let experiment = &resolved.experiment;
     let file = resolved.source.display().to_string();
     let dirs = data::search_dirs(options.data_dir.clone());
-    let mut datasets: Vec<(String, DataSplits)> = Vec::new();
+    // One load per distinct (dataset, tokenisation); text is tokenised to the model's length.
+    let mut datasets: Vec<(String, Option<TextOptions>, DataSplits)> = Vec::new();
     for entry in &experiment.datasets {
-        if !datasets.iter().any(|(name, _)| *name == entry.dataset) {
-            datasets.push((entry.dataset.clone(), data::load(&entry.dataset, &dirs)?));
+        let text = entry.text_options();
+        if !datasets
+            .iter()
+            .any(|(name, t, _)| *name == entry.dataset && *t == text)
+        {
+            let splits = data::load(&entry.dataset, &dirs, text.as_ref())?;
+            datasets.push((entry.dataset.clone(), text, splits));
         }
     }
-    let splits_of = |name: &str| {
+    let splits_of = |index: usize| {
+        let entry = &experiment.datasets[index];
+        let text = entry.text_options();
         &datasets
             .iter()
-            .find(|(n, _)| n == name)
+            .find(|(n, t, _)| *n == entry.dataset && *t == text)
             .expect("loaded above")
-            .1
+            .2
     };
-    let fingerprints: Vec<String> = experiment
-        .datasets
-        .iter()
-        .map(|e| splits_of(&e.dataset).fingerprint.clone())
+    let fingerprints: Vec<String> = (0..experiment.datasets.len())
+        .map(|i| splits_of(i).fingerprint.clone())
         .collect();
     let (runs, methods) =
         experiment::plan::<B>(experiment, &fingerprints).map_err(|e| Error::config(&file, e))?;
@@ -175,7 +181,7 @@ fn execute<B: AutodiffBackend>(
             trainer.machine
         );
         for (i, spec) in pending.iter().enumerate() {
-            trainer.train_one(spec, splits_of(&spec.dataset), i + 1, pending.len())?;
+            trainer.train_one(spec, splits_of(spec.dataset_index), i + 1, pending.len())?;
         }
         eprintln!(
             "{}{shard}: trained {} runs in {:.1} s",
@@ -221,7 +227,7 @@ impl<B: AutodiffBackend> Trainer<'_, B> {
         let started = Instant::now();
         let recipe = &spec.recipe;
         // Data slices are seeded by the experiment seed so every method sees the same examples.
-        let subset = |data: &ImageDataset, n: Option<usize>, salt: u64| match n {
+        let subset = |data: &Examples, n: Option<usize>, salt: u64| match n {
             Some(n) => data.subset(n, subset_seed(spec.seed, salt)),
             None => data.clone(),
         };
@@ -257,13 +263,12 @@ impl<B: AutodiffBackend> Trainer<'_, B> {
             evaluate::<B::InnerBackend, _>(&output.deployed, &train_eval, 1000, &self.device);
         let final_test =
             evaluate::<B::InnerBackend, _>(&output.deployed, &test, 1000, &self.device);
-        let input: usize = train.image_shape.iter().product();
         let record = RunRecord {
             run_id: spec.id(),
             experiment: spec.experiment.clone(),
             profile: self.resolved.profile.clone(),
             dataset: spec.dataset.clone(),
-            model: spec.model.label(input, train.num_classes),
+            model: spec.model.label(&train),
             method: spec.method.clone(),
             options: spec.options.to_string(),
             k: spec.k as i64,
@@ -276,6 +281,9 @@ impl<B: AutodiffBackend> Trainer<'_, B> {
             train_loss: final_train.loss,
             test_acc: final_test.accuracy,
             test_loss: final_test.loss,
+            metric: splits.metric.name().into(),
+            train_score: final_train.score(splits.metric),
+            test_score: final_test.score(splits.metric),
             deployed_params: output.deployed.num_params() as i64,
             trained_params: output.trained_params as i64,
             wall_clock_s: started.elapsed().as_secs_f64(),
@@ -293,7 +301,12 @@ impl<B: AutodiffBackend> Trainer<'_, B> {
             config_hash: spec.config_hash(),
             finished_at: provenance::unix_now(),
         };
-        let curve: Vec<CurvePoint> = output.log.points.iter().map(CurvePoint::from).collect();
+        let curve: Vec<CurvePoint> = output
+            .log
+            .points
+            .iter()
+            .map(|p| CurvePoint::new(p, splits.metric))
+            .collect();
         self.dir.store(&record, &curve)?;
         checkpoint.clear();
         eprintln!(

@@ -8,20 +8,20 @@
 use burn::backend::Autodiff;
 use indicatif::ProgressBar;
 use majority_kernels::backend::DefaultCpu;
-use majority_kernels::data::{self, ImageDataset};
+use majority_kernels::data::{self, Examples};
 use majority_kernels::methods::baseline::Baseline;
 use majority_kernels::methods::lr_over_k::LrOverK;
 use majority_kernels::methods::mk::{LrCompensation, MajorityKernels};
 use majority_kernels::methods::{Method, MethodContext};
 use majority_kernels::mk::{Mixing, MkInit};
-use majority_kernels::models::ModelSpec;
+use majority_kernels::models::{Model, ModelSpec};
 use majority_kernels::train::{OptimizerSpec, Recipe, ScheduleKind, ScheduleSpec, TrainData};
 
 type B = Autodiff<DefaultCpu>;
 
-fn mnist_slice() -> (ImageDataset, ImageDataset) {
+fn mnist_slice() -> (Examples, Examples) {
     let dir = data::shared_data_dir().expect("tests need the real data in ../shared/data");
-    let splits = data::load("mnist", &[dir]).unwrap();
+    let splits = data::load("mnist", &[dir], None).unwrap();
     (splits.train.subset(320, 1), splits.test.subset(200, 2))
 }
 
@@ -49,8 +49,8 @@ fn weights(
     method: &dyn Method<B>,
     bias: bool,
     recipe: &Recipe,
-    train: &ImageDataset,
-    test: &ImageDataset,
+    train: &Examples,
+    test: &Examples,
 ) -> Vec<Vec<f32>> {
     let progress = ProgressBar::hidden();
     let model = ModelSpec::Mlp {
@@ -73,7 +73,10 @@ fn weights(
     };
     let out = method.run(&ctx).unwrap();
     assert_eq!(out.log.steps, 20);
-    out.deployed
+    let Model::Mlp(deployed) = out.deployed else {
+        panic!("an MLP experiment deploys an MLP")
+    };
+    deployed
         .layers
         .iter()
         .flat_map(|l| {

@@ -6,6 +6,8 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use sha2::{Digest, Sha256};
 
+use super::text::TextDataset;
+
 /// Images as normalised `f32` pixels, `[N, C, H, W]` row-major, with integer labels.
 #[derive(Debug, Clone)]
 pub struct ImageDataset {
@@ -79,12 +81,125 @@ impl ImageDataset {
     }
 }
 
+/// The inputs of a batch, as the model families take them.
+#[derive(Debug, Clone)]
+pub enum Inputs<B: Backend> {
+    /// `[batch, channels, height, width]`.
+    Images(Tensor<B, 4>),
+    /// Token ids `[batch, len]` and the additive attention bias `[batch, len]`.
+    Tokens {
+        ids: Tensor<B, 2, Int>,
+        attention_bias: Tensor<B, 2>,
+    },
+}
+
+/// A split of any dataset the harness knows.
+#[derive(Debug, Clone)]
+pub enum Examples {
+    Images(ImageDataset),
+    Text(TextDataset),
+}
+
+impl Examples {
+    pub fn len(&self) -> usize {
+        self.labels().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn labels(&self) -> &[u8] {
+        match self {
+            Examples::Images(d) => &d.labels,
+            Examples::Text(d) => &d.labels,
+        }
+    }
+
+    pub fn num_classes(&self) -> usize {
+        match self {
+            Examples::Images(d) => d.num_classes,
+            Examples::Text(d) => d.num_classes,
+        }
+    }
+
+    /// The image data, for image datasets.
+    pub fn images(&self) -> Option<&ImageDataset> {
+        match self {
+            Examples::Images(d) => Some(d),
+            Examples::Text(_) => None,
+        }
+    }
+
+    /// The text data, for text datasets.
+    pub fn text(&self) -> Option<&TextDataset> {
+        match self {
+            Examples::Text(d) => Some(d),
+            Examples::Images(_) => None,
+        }
+    }
+
+    /// A seeded random subset of `n` examples (all when `n >= len`).
+    pub fn subset(&self, n: usize, seed: u64) -> Examples {
+        match self {
+            Examples::Images(d) => Examples::Images(d.subset(n, seed)),
+            Examples::Text(d) => Examples::Text(d.subset(n, seed)),
+        }
+    }
+
+    /// The batch at `indices` on `device`: inputs and labels.
+    pub fn batch<B: Backend>(
+        &self,
+        indices: &[usize],
+        device: &B::Device,
+    ) -> (Inputs<B>, Tensor<B, 1, Int>) {
+        match self {
+            Examples::Images(d) => {
+                let (images, labels) = d.batch(indices, device);
+                (Inputs::Images(images), labels)
+            }
+            Examples::Text(d) => {
+                let (ids, attention_bias, labels) = d.batch(indices, device);
+                (
+                    Inputs::Tokens {
+                        ids,
+                        attention_bias,
+                    },
+                    labels,
+                )
+            }
+        }
+    }
+}
+
+/// The headline metric of a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metric {
+    Accuracy,
+    /// Matthews correlation (CoLA).
+    Mcc,
+    /// F1 of the positive class (MRPC).
+    F1,
+}
+
+impl Metric {
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::Accuracy => "accuracy",
+            Metric::Mcc => "mcc",
+            Metric::F1 => "f1",
+        }
+    }
+}
+
 /// Train and test splits of one dataset.
 #[derive(Debug, Clone)]
 pub struct DataSplits {
     pub name: String,
-    pub train: ImageDataset,
-    pub test: ImageDataset,
+    pub train: Examples,
+    pub test: Examples,
+    /// The task's headline metric.
+    pub metric: Metric,
     /// sha256 of the content (raw pixels and labels of both splits), whatever the source
     /// format: part of every run id, so a run on other data is another run.
     pub fingerprint: String,

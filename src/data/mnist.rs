@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use flate2::read::GzDecoder;
 
-use super::dataset::{DataSplits, Fingerprint, ImageDataset, sha256_hex};
+use super::dataset::{DataSplits, Examples, Fingerprint, ImageDataset, Metric, sha256_hex};
 use super::hub::{self, HubAccess};
 use crate::error::{Error, Result};
 
@@ -52,12 +52,7 @@ pub fn load(dirs: &[PathBuf], hub: &HubAccess) -> Result<DataSplits> {
     let mut fingerprint = Fingerprint::default();
     let train = load_hub_parquet(&train, &mut fingerprint)?;
     let test = load_hub_parquet(&test, &mut fingerprint)?;
-    Ok(DataSplits {
-        name: "mnist".into(),
-        train,
-        test,
-        fingerprint: fingerprint.finish(),
-    })
+    Ok(splits(train, test, fingerprint))
 }
 
 /// The directory holds the training images file (gzipped or not).
@@ -135,12 +130,17 @@ pub fn load_idx(dir: &Path) -> Result<DataSplits> {
         Ok(dataset(pixels, labels))
     };
     let (train, test) = (split(FILES[0])?, split(FILES[1])?);
-    Ok(DataSplits {
+    Ok(splits(train, test, fingerprint))
+}
+
+fn splits(train: ImageDataset, test: ImageDataset, fingerprint: Fingerprint) -> DataSplits {
+    DataSplits {
         name: "mnist".into(),
-        train,
-        test,
+        train: Examples::Images(train),
+        test: Examples::Images(test),
+        metric: Metric::Accuracy,
         fingerprint: fingerprint.finish(),
-    })
+    }
 }
 
 fn dataset(pixels: Vec<f32>, labels: Vec<u8>) -> ImageDataset {
@@ -285,11 +285,12 @@ mod tests {
         let data = load(&[dir], &HubAccess::from_env()).unwrap();
         assert_eq!(data.train.len(), 60_000);
         assert_eq!(data.test.len(), 10_000);
-        assert_eq!(data.train.pixels.len(), 60_000 * 784);
+        let (train, test) = (data.train.images().unwrap(), data.test.images().unwrap());
+        assert_eq!(train.pixels.len(), 60_000 * 784);
         // The canonical first training label is 5, first test label 7.
-        assert_eq!(data.train.labels[0], 5);
-        assert_eq!(data.test.labels[0], 7);
-        let counts = (0..10).map(|c| data.train.labels.iter().filter(|&&l| l == c).count());
+        assert_eq!(train.labels[0], 5);
+        assert_eq!(test.labels[0], 7);
+        let counts = (0..10).map(|c| train.labels.iter().filter(|&&l| l == c).count());
         assert!(counts.into_iter().all(|n| (5_000..7_000).contains(&n)));
     }
 
@@ -416,7 +417,10 @@ mod tests {
     fn falls_back_to_the_hub_cache_offline() {
         let dir = shared_data_dir().expect("tests need the real datasets in ../shared/data");
         let real = load_idx(&dir.join("mnist")).unwrap();
-        let (train, test) = (real.train.subset(40, 0), real.test.subset(20, 0));
+        let (train, test) = (
+            real.train.images().unwrap().subset(40, 0),
+            real.test.images().unwrap().subset(20, 0),
+        );
         let cache_dir = tempfile::tempdir().unwrap();
         let snapshot = cache_dir
             .path()
@@ -447,10 +451,11 @@ mod tests {
         )
         .unwrap();
         let from_hub = load(&[empty.path().to_path_buf()], &hub).unwrap();
-        assert_eq!(from_hub.train.labels, train.labels);
-        assert_eq!(from_hub.test.labels, test.labels);
+        assert_eq!(from_hub.train.labels(), train.labels);
+        assert_eq!(from_hub.test.labels(), test.labels);
         assert_eq!(
-            from_hub.train.pixels, train.pixels,
+            from_hub.train.images().unwrap().pixels,
+            train.pixels,
             "PNG round trip is lossless"
         );
         let mut expected = Fingerprint::default();

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_norway::Value;
 
 use super::overrides::{parse_assignment, set_path};
-use crate::data::DATASETS;
+use crate::data::{self, DATASETS, TextOptions};
 use crate::error::{Error, Result};
 use crate::models::ModelSpec;
 use crate::train::Recipe;
@@ -37,6 +37,26 @@ pub struct DatasetEntry {
     pub dataset: String,
     pub model: ModelSpec,
     pub recipe: Recipe,
+    /// For text datasets: a `tokenizer.json`/`vocab.txt` path, a folder under a data dir, or a
+    /// Hub model name (default `bert-base-uncased`).
+    #[serde(default)]
+    pub tokenizer: Option<String>,
+}
+
+impl DatasetEntry {
+    /// How the dataset's text is tokenised (`None` for image datasets).
+    pub fn text_options(&self) -> Option<TextOptions> {
+        match &self.model {
+            ModelSpec::Transformer(spec) => Some(TextOptions {
+                tokenizer: self
+                    .tokenizer
+                    .clone()
+                    .unwrap_or_else(|| "bert-base-uncased".into()),
+                max_len: spec.max_len,
+            }),
+            _ => None,
+        }
+    }
 }
 
 /// An experiment file resolved for one profile and the command line's overrides.
@@ -186,6 +206,14 @@ impl Experiment {
                 .recipe
                 .validate()
                 .map_err(|e| format!("datasets.{i}.{e}"))?;
+            let text = data::is_text(&entry.dataset);
+            if text != entry.model.reads_text() {
+                return Err(format!(
+                    "datasets.{i}.model: dataset `{}` needs `family: {}`",
+                    entry.dataset,
+                    if text { "transformer" } else { "mlp" }
+                ));
+            }
         }
         Ok(())
     }

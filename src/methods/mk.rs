@@ -10,7 +10,6 @@ use super::baseline::plain_settings;
 use super::{Method, MethodContext, MethodOutput};
 use crate::error::{Error, Result};
 use crate::mk::{Mixing, MkInit};
-use crate::models::MkMlp;
 use crate::train::{Stream, stream_rng};
 
 /// Learning-rate compensation for the copies (METHODS.md, "Learning rate").
@@ -69,8 +68,7 @@ impl<B: AutodiffBackend> Method<B> for MajorityKernels {
     fn run(&self, ctx: &MethodContext<'_, B>) -> Result<MethodOutput<B>> {
         Method::<B>::validate(self, ctx.k).map_err(|e| Error::Usage(format!("method mk: {e}")))?;
         let small = ctx.small_model();
-        let model = MkMlp::from_small(
-            &small,
+        let model = small.to_mk(
             ctx.k,
             self.init,
             &mut stream_rng(ctx.seed, Stream::MkCopies),

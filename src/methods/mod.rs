@@ -19,7 +19,7 @@ use serde_norway::{Mapping, Value};
 use crate::error::Result;
 use burn::module::AutodiffModule;
 
-use crate::models::{Classifier, Mlp, ModelSpec};
+use crate::models::{Classifier, Model, ModelSpec};
 use crate::train::{
     CheckpointDir, Recipe, Stream, TrainData, TrainLog, TrainSettings, stream_rng, train,
 };
@@ -61,26 +61,19 @@ impl<B: AutodiffBackend> MethodContext<'_, B> {
     }
 
     /// The freshly initialised small model for this seed (the same for every method).
-    pub fn small_model(&self) -> Mlp<B> {
-        let train = self.data.train;
-        let input: usize = train.image_shape.iter().product();
-        match self.model {
-            ModelSpec::Mlp { hidden, bias } => Mlp::new(
-                input,
-                hidden,
-                train.num_classes,
-                *bias,
-                &mut stream_rng(self.seed, Stream::Init),
-                self.device,
-            ),
-        }
+    pub fn small_model(&self) -> Model<B> {
+        self.model.build(
+            self.data.train,
+            &mut stream_rng(self.seed, Stream::Init),
+            self.device,
+        )
     }
 }
 
 /// What a method returns.
 pub struct MethodOutput<B: AutodiffBackend> {
     /// The deployed small model, on the inner (non-autodiff) backend.
-    pub deployed: Mlp<B::InnerBackend>,
+    pub deployed: Model<B::InnerBackend>,
     pub log: TrainLog,
     /// Parameters that were trained (k·n for majority kernels).
     pub trained_params: usize,

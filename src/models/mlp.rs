@@ -6,7 +6,7 @@ use burn::prelude::*;
 use burn::tensor::activation::relu;
 use rand::rngs::StdRng;
 
-use super::Classifier;
+use super::{Classifier, Inputs};
 use crate::mk::init::kaiming_uniform;
 use crate::mk::kernel::mixing_row;
 use crate::mk::{MkInit, MkLinear};
@@ -54,17 +54,20 @@ impl<B: Backend> Mlp<B> {
     }
 }
 
-fn flatten<B: Backend>(images: Tensor<B, 4>) -> Tensor<B, 2> {
-    images.flatten(1, 3)
+fn flatten<B: Backend>(inputs: Inputs<B>) -> Tensor<B, 2> {
+    match inputs {
+        Inputs::Images(images) => images.flatten(1, 3),
+        Inputs::Tokens { .. } => panic!("the MLP takes images, not token ids"),
+    }
 }
 
 impl<B: Backend> Classifier<B> for Mlp<B> {
-    fn forward(&self, images: Tensor<B, 4>, _mix: Option<&Tensor<B, 2>>) -> Tensor<B, 2> {
+    fn forward(&self, inputs: Inputs<B>, _mix: Option<&Tensor<B, 2>>) -> Tensor<B, 2> {
         let last = self.layers.len() - 1;
         self.layers
             .iter()
             .enumerate()
-            .fold(flatten(images), |x, (i, layer)| {
+            .fold(flatten(inputs), |x, (i, layer)| {
                 let y = layer.forward(x);
                 if i < last { relu(y) } else { y }
             })
@@ -98,12 +101,12 @@ impl<B: Backend> MkMlp<B> {
 }
 
 impl<B: Backend> Classifier<B> for MkMlp<B> {
-    fn forward(&self, images: Tensor<B, 4>, mix: Option<&Tensor<B, 2>>) -> Tensor<B, 2> {
+    fn forward(&self, inputs: Inputs<B>, mix: Option<&Tensor<B, 2>>) -> Tensor<B, 2> {
         let last = self.layers.len() - 1;
         self.layers
             .iter()
             .enumerate()
-            .fold(flatten(images), |x, (i, layer)| {
+            .fold(flatten(inputs), |x, (i, layer)| {
                 let y = layer.forward(x, mixing_row(mix, i));
                 if i < last { relu(y) } else { y }
             })
@@ -141,8 +144,16 @@ mod tests {
             TensorData::new(kaiming_uniform(5 * 12, 1, &mut rng), [5, 1, 3, 4]),
             &device,
         );
-        let eval: Vec<f32> = mk.forward(x.clone(), None).into_data().to_vec().unwrap();
-        let out: Vec<f32> = deployed.forward(x, None).into_data().to_vec().unwrap();
+        let eval: Vec<f32> = mk
+            .forward(Inputs::Images(x.clone()), None)
+            .into_data()
+            .to_vec()
+            .unwrap();
+        let out: Vec<f32> = deployed
+            .forward(Inputs::Images(x), None)
+            .into_data()
+            .to_vec()
+            .unwrap();
         assert_eq!(eval, out);
     }
 

@@ -1,21 +1,31 @@
-//! Model families. Each family has a small (deployable) model and its majority-kernel twin,
-//! and both implement [`Classifier`] so one training loop serves every method.
+//! Model families. Each family has a small (deployable) model and its majority-kernel twin;
+//! [`Model`] holds either, and every model implements [`Classifier`] so one training loop
+//! serves every method.
 
+pub mod dense;
+pub mod encoder;
 pub mod mlp;
 
 use burn::module::ParamId;
 use burn::prelude::*;
+use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
+pub use crate::data::Inputs;
+pub use dense::Dense;
+pub use encoder::{Encoder, EncoderSpec};
 pub use mlp::{MkMlp, Mlp};
+
+use crate::data::Examples;
+use crate::mk::MkInit;
 
 /// A classifier the training loop can drive.
 pub trait Classifier<B: Backend>: Module<B> {
-    /// Logits `[batch, classes]` for `images` `[batch, C, H, W]`.
+    /// Logits `[batch, classes]`.
     ///
     /// `mix` holds one row of mixing coefficients per majority-kernel layer (`[layers, k]`);
     /// `None` is eval mode (the mean kernel). Plain models ignore it.
-    fn forward(&self, images: Tensor<B, 4>, mix: Option<&Tensor<B, 2>>) -> Tensor<B, 2>;
+    fn forward(&self, inputs: Inputs<B>, mix: Option<&Tensor<B, 2>>) -> Tensor<B, 2>;
 
     /// Number of majority-kernel layers: the rows of `mix` a training step needs.
     fn mk_layers(&self) -> usize {
@@ -33,6 +43,71 @@ pub trait Classifier<B: Backend>: Module<B> {
     }
 }
 
+/// Any model of any family, small or MK twin.
+// A handful of models exist per run and each is moved once per step: the size difference
+// between variants costs nothing measurable, and boxing would complicate the Module derive.
+#[allow(clippy::large_enum_variant)]
+#[derive(Module, Debug)]
+pub enum Model<B: Backend> {
+    Mlp(Mlp<B>),
+    MkMlp(MkMlp<B>),
+    Encoder(Encoder<B>),
+}
+
+impl<B: Backend> Model<B> {
+    /// The MK twin of a small model, k copies per kernel.
+    pub fn to_mk(&self, k: usize, init: MkInit, rng: &mut StdRng) -> Model<B> {
+        match self {
+            Model::Mlp(small) => Model::MkMlp(MkMlp::from_small(small, k, init, rng)),
+            Model::MkMlp(mk) => Model::MkMlp(mk.clone()),
+            Model::Encoder(encoder) => Model::Encoder(encoder.to_mk(k, init, rng)),
+        }
+    }
+
+    /// The deployed small model: every majority kernel collapsed to the mean of its copies.
+    pub fn collapse(&self) -> Model<B> {
+        match self {
+            Model::Mlp(small) => Model::Mlp(small.clone()),
+            Model::MkMlp(mk) => Model::Mlp(mk.collapse()),
+            Model::Encoder(encoder) => Model::Encoder(encoder.collapse()),
+        }
+    }
+}
+
+impl<B: Backend> Classifier<B> for Model<B> {
+    fn forward(&self, inputs: Inputs<B>, mix: Option<&Tensor<B, 2>>) -> Tensor<B, 2> {
+        match self {
+            Model::Mlp(m) => m.forward(inputs, mix),
+            Model::MkMlp(m) => m.forward(inputs, mix),
+            Model::Encoder(m) => m.forward(inputs, mix),
+        }
+    }
+
+    fn mk_layers(&self) -> usize {
+        match self {
+            Model::Mlp(m) => m.mk_layers(),
+            Model::MkMlp(m) => m.mk_layers(),
+            Model::Encoder(m) => m.mk_layers(),
+        }
+    }
+
+    fn mk_copies(&self) -> usize {
+        match self {
+            Model::Mlp(m) => m.mk_copies(),
+            Model::MkMlp(m) => m.mk_copies(),
+            Model::Encoder(m) => m.mk_copies(),
+        }
+    }
+
+    fn mk_kernel_ids(&self) -> Vec<ParamId> {
+        match self {
+            Model::Mlp(m) => m.mk_kernel_ids(),
+            Model::MkMlp(m) => m.mk_kernel_ids(),
+            Model::Encoder(m) => m.mk_kernel_ids(),
+        }
+    }
+}
+
 fn yes() -> bool {
     true
 }
@@ -41,28 +116,40 @@ fn yes() -> bool {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "family", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ModelSpec {
-    /// Fully connected ReLU network; `hidden` lists the hidden widths. `bias: false` drops
-    /// the biases (then uniform MK without compensation is exactly `lr_over_k`: a single bias
-    /// keeps the full learning rate, unlike the kernels).
+    /// Fully connected ReLU network on flattened images; `hidden` lists the hidden widths.
+    /// `bias: false` drops the biases (then uniform MK without compensation is exactly
+    /// `lr_over_k`: a single bias keeps the full learning rate, unlike the kernels).
     Mlp {
         hidden: Vec<usize>,
         #[serde(default = "yes")]
         bias: bool,
     },
+    /// BERT-style Transformer encoder classifier on token ids.
+    Transformer(EncoderSpec),
 }
 
 impl ModelSpec {
-    /// Short label for tables and result rows, e.g. `mlp-784-512-512-10`.
-    pub fn label(&self, input: usize, classes: usize) -> String {
+    /// Short label for tables and result rows, e.g. `mlp-784-512-512-10` or `transformer-4x256`.
+    pub fn label(&self, data: &Examples) -> String {
         match self {
             ModelSpec::Mlp { hidden, .. } => {
+                let input = data.images().map_or(0, |d| d.image_shape.iter().product());
                 let widths: Vec<String> = std::iter::once(input)
                     .chain(hidden.iter().copied())
-                    .chain(std::iter::once(classes))
+                    .chain(std::iter::once(data.num_classes()))
                     .map(|w| w.to_string())
                     .collect();
                 format!("mlp-{}", widths.join("-"))
             }
+            ModelSpec::Transformer(spec) => format!(
+                "transformer-{}x{}-h{}-ffn{}-len{}{}",
+                spec.layers,
+                spec.hidden,
+                spec.heads,
+                spec.ffn,
+                spec.max_len,
+                if spec.pre_norm { "-prenorm" } else { "" }
+            ),
         }
     }
 
@@ -72,17 +159,35 @@ impl ModelSpec {
             ModelSpec::Mlp { hidden, .. } if hidden.contains(&0) => Err(format!(
                 "model.hidden must list positive widths, got {hidden:?}"
             )),
+            ModelSpec::Transformer(spec) => spec.validate(),
             _ => Ok(()),
         }
     }
 
-    /// The same architecture with every width multiplied by `factor` (the `wide` reference).
-    pub fn widened(&self, factor: usize) -> ModelSpec {
-        match self {
-            ModelSpec::Mlp { hidden, bias } => ModelSpec::Mlp {
-                hidden: hidden.iter().map(|w| w * factor).collect(),
-                bias: *bias,
-            },
+    /// Whether this family reads text (token ids) rather than images.
+    pub fn reads_text(&self) -> bool {
+        matches!(self, ModelSpec::Transformer(_))
+    }
+
+    /// A freshly initialised small model for `data`, drawn from `rng`.
+    pub fn build<B: Backend>(
+        &self,
+        data: &Examples,
+        rng: &mut StdRng,
+        device: &B::Device,
+    ) -> Model<B> {
+        let classes = data.num_classes();
+        match (self, data) {
+            (ModelSpec::Mlp { hidden, bias }, Examples::Images(images)) => {
+                let input = images.image_shape.iter().product();
+                Model::Mlp(Mlp::new(input, hidden, classes, *bias, rng, device))
+            }
+            (ModelSpec::Transformer(spec), Examples::Text(text)) => {
+                Model::Encoder(Encoder::new(spec, text.vocab, classes, rng, device))
+            }
+            _ => panic!(
+                "model family and data kind are checked to match when the experiment is loaded"
+            ),
         }
     }
 }

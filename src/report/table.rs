@@ -81,7 +81,7 @@ pub fn markdown(title: &str, runs: &[RunRecord], planned: usize) -> String {
         };
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} {} | {} | {} | {} | {} | {} | {} | {} |",
             first.dataset,
             first.model,
             method,
@@ -91,6 +91,8 @@ pub fn markdown(title: &str, runs: &[RunRecord], planned: usize) -> String {
                 first.k.to_string()
             },
             first.mixing.as_deref().unwrap_or("—"),
+            first.metric,
+            cell(&col(|r| r.test_score), 100.0, 2),
             cell(&col(|r| r.test_acc), 100.0, 2),
             cell(&col(|r| r.train_acc), 100.0, 2),
             cell(&col(|r| r.test_loss), 1.0, 4),
@@ -111,7 +113,8 @@ pub fn markdown(title: &str, runs: &[RunRecord], planned: usize) -> String {
     let _ = writeln!(out);
     let _ = writeln!(
         out,
-        "Mean ± sample std over seeds (the `seeds` column counts completed runs). {} of {planned} planned runs stored.",
+        "Mean ± sample std over seeds (the `seeds` column counts completed runs); the test score is the task's metric \
+         (accuracy; Matthews correlation for CoLA; F1 for MRPC), on the test split (GLUE: dev). {} of {planned} planned runs stored.",
         runs.len()
     );
     let _ = writeln!(

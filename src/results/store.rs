@@ -32,6 +32,10 @@ pub struct RunRecord {
     pub train_loss: f64,
     pub test_acc: f64,
     pub test_loss: f64,
+    /// The task's headline metric (`accuracy`, `mcc`, `f1`) and its values.
+    pub metric: String,
+    pub train_score: f64,
+    pub test_score: f64,
     pub deployed_params: i64,
     pub trained_params: i64,
     /// Whole run, evaluation included.
@@ -59,12 +63,17 @@ pub struct CurvePoint {
     pub train_loss: f64,
     pub test_acc: f64,
     pub test_loss: f64,
+    pub train_score: f64,
+    pub test_score: f64,
     pub train_seconds: f64,
 }
 
-impl From<&crate::train::EvalPoint> for CurvePoint {
-    fn from(p: &crate::train::EvalPoint) -> Self {
+impl CurvePoint {
+    /// The curve point of an evaluation, with the task's headline `metric`.
+    pub fn new(p: &crate::train::EvalPoint, metric: crate::data::Metric) -> Self {
         CurvePoint {
+            train_score: p.train.score(metric),
+            test_score: p.test.score(metric),
             epoch: p.epoch as i64,
             step: p.step as i64,
             lr: p.lr,
@@ -76,6 +85,9 @@ impl From<&crate::train::EvalPoint> for CurvePoint {
         }
     }
 }
+
+/// Age after which a temporary file in a results folder is a killed writer's leftover.
+const STALE_TEMP_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// The folders of one experiment and profile.
 #[derive(Debug, Clone)]
@@ -137,7 +149,15 @@ impl ResultsDir {
                 let path = entry.path();
                 let name = entry.file_name().to_string_lossy().to_string();
                 if name.starts_with(".tmp") {
-                    let _ = fs::remove_file(&path);
+                    // A writer's temporary file: another process may be writing it right now
+                    // (shards share the folder), so only old leftovers of killed writers go.
+                    let stale = entry
+                        .metadata()
+                        .and_then(|m| m.modified())
+                        .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > STALE_TEMP_AGE));
+                    if stale {
+                        let _ = fs::remove_file(&path);
+                    }
                     continue;
                 }
                 if !name.ends_with(".parquet") {
@@ -264,6 +284,9 @@ fn runs_frame(records: &[RunRecord]) -> Result<DataFrame> {
         "train_loss" => x(|r| r.train_loss),
         "test_acc" => x(|r| r.test_acc),
         "test_loss" => x(|r| r.test_loss),
+        "metric" => s(|r| &r.metric),
+        "train_score" => x(|r| r.train_score),
+        "test_score" => x(|r| r.test_score),
         "deployed_params" => i(|r| r.deployed_params),
         "trained_params" => i(|r| r.trained_params),
         "wall_clock_s" => x(|r| r.wall_clock_s),
@@ -299,6 +322,8 @@ fn curves_frame(record: &RunRecord, curve: &[CurvePoint]) -> Result<DataFrame> {
         "train_loss" => x(|p| p.train_loss),
         "test_acc" => x(|p| p.test_acc),
         "test_loss" => x(|p| p.test_loss),
+        "train_score" => x(|p| p.train_score),
+        "test_score" => x(|p| p.test_score),
         "train_seconds" => x(|p| p.train_seconds),
     )
     .map_err(|source| Error::Parquet {
@@ -368,6 +393,20 @@ fn records_from_frame(path: &Path, frame: &DataFrame) -> Result<Vec<RunRecord>> 
         floats("test_loss")?,
     );
     let (wall_clock_s, step_ms) = (floats("wall_clock_s")?, floats("step_ms")?);
+    // Files written before the task-metric columns existed scored accuracy.
+    let (metric, train_score, test_score) = if frame.column("metric").is_ok() {
+        (
+            text("metric")?,
+            floats("train_score")?,
+            floats("test_score")?,
+        )
+    } else {
+        (
+            vec!["accuracy".to_string(); frame.height()],
+            train_acc.clone(),
+            test_acc.clone(),
+        )
+    };
     Ok((0..frame.height())
         .map(|r| RunRecord {
             run_id: run_id[r].clone(),
@@ -387,6 +426,9 @@ fn records_from_frame(path: &Path, frame: &DataFrame) -> Result<Vec<RunRecord>> 
             train_loss: train_loss[r],
             test_acc: test_acc[r],
             test_loss: test_loss[r],
+            metric: metric[r].clone(),
+            train_score: train_score[r],
+            test_score: test_score[r],
             deployed_params: deployed_params[r],
             trained_params: trained_params[r],
             wall_clock_s: wall_clock_s[r],
@@ -425,6 +467,9 @@ pub(crate) mod tests {
             train_loss: 0.3,
             test_acc,
             test_loss: 0.35,
+            metric: "accuracy".into(),
+            train_score: 0.9,
+            test_score: test_acc,
             deployed_params: 25_450,
             trained_params: 101_800,
             wall_clock_s: 1.5,
@@ -452,6 +497,8 @@ pub(crate) mod tests {
             train_loss: 0.3,
             test_acc: 0.91,
             test_loss: 0.35,
+            train_score: 0.9,
+            test_score: 0.91,
             train_seconds: 1.0,
         };
         assert!(!dir.is_done(&a.run_id));
@@ -480,6 +527,14 @@ pub(crate) mod tests {
         let bytes = fs::read(runs.join(format!("{}.parquet", good.run_id))).unwrap();
         fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
         fs::write(runs.join(".tmpXYZ"), b"partial").unwrap();
+        let day_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(86_400);
+        fs::File::options()
+            .write(true)
+            .open(runs.join(".tmpXYZ"))
+            .unwrap()
+            .set_modified(day_ago)
+            .unwrap();
+        fs::write(runs.join(".tmpLIVE"), b"being written").unwrap();
         let set_aside = dir.audit().unwrap();
         assert_eq!(set_aside.len(), 1);
         assert_eq!(set_aside[0].0, truncated);
@@ -489,7 +544,14 @@ pub(crate) mod tests {
                 .is_file(),
             "kept for inspection"
         );
-        assert!(!runs.join(".tmpXYZ").exists());
+        assert!(
+            !runs.join(".tmpXYZ").exists(),
+            "a killed writer's leftover is removed"
+        );
+        assert!(
+            runs.join(".tmpLIVE").exists(),
+            "a live writer's file is left alone"
+        );
         assert_eq!(dir.runs().unwrap(), vec![good]);
     }
 

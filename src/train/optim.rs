@@ -4,7 +4,9 @@ use burn::module::{AutodiffModule, ModuleVisitor, Param, ParamId};
 use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
-use burn::optim::{Adam, AdamConfig, GradientsParams, Optimizer, Sgd, SgdConfig};
+use burn::optim::{
+    Adam, AdamConfig, AdamW, AdamWConfig, GradientsParams, Optimizer, Sgd, SgdConfig,
+};
 use burn::prelude::*;
 use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder, RecorderError};
 use burn::tensor::backend::AutodiffBackend;
@@ -16,6 +18,7 @@ use super::recipe::OptimizerSpec;
 pub enum AnyOptimizer<M: AutodiffModule<B>, B: AutodiffBackend> {
     Sgd(OptimizerAdaptor<Sgd<B::InnerBackend>, M, B>),
     Adam(OptimizerAdaptor<Adam, M, B>),
+    AdamW(OptimizerAdaptor<AdamW, M, B>),
 }
 
 impl<M: AutodiffModule<B>, B: AutodiffBackend> AnyOptimizer<M, B> {
@@ -53,6 +56,20 @@ impl<M: AutodiffModule<B>, B: AutodiffBackend> AnyOptimizer<M, B> {
                     .with_weight_decay(decay(weight_decay));
                 AnyOptimizer::Adam(config.init())
             }
+            OptimizerSpec::AdamW {
+                beta1,
+                beta2,
+                epsilon,
+                weight_decay,
+                ..
+            } => {
+                let config = AdamWConfig::new()
+                    .with_beta_1(beta1 as f32)
+                    .with_beta_2(beta2 as f32)
+                    .with_epsilon(epsilon as f32)
+                    .with_weight_decay(weight_decay as f32);
+                AnyOptimizer::AdamW(config.init())
+            }
         }
     }
 
@@ -62,6 +79,7 @@ impl<M: AutodiffModule<B>, B: AutodiffBackend> AnyOptimizer<M, B> {
         match self {
             AnyOptimizer::Sgd(o) => recorder.record(o.to_record(), path.to_path_buf()),
             AnyOptimizer::Adam(o) => recorder.record(o.to_record(), path.to_path_buf()),
+            AnyOptimizer::AdamW(o) => recorder.record(o.to_record(), path.to_path_buf()),
         }
     }
 
@@ -75,6 +93,9 @@ impl<M: AutodiffModule<B>, B: AutodiffBackend> AnyOptimizer<M, B> {
             AnyOptimizer::Adam(o) => {
                 AnyOptimizer::Adam(o.load_record(recorder.load(path.to_path_buf(), device)?))
             }
+            AnyOptimizer::AdamW(o) => {
+                AnyOptimizer::AdamW(o.load_record(recorder.load(path.to_path_buf(), device)?))
+            }
         })
     }
 
@@ -83,6 +104,7 @@ impl<M: AutodiffModule<B>, B: AutodiffBackend> AnyOptimizer<M, B> {
         match self {
             AnyOptimizer::Sgd(o) => o.step(lr, module, grads),
             AnyOptimizer::Adam(o) => o.step(lr, module, grads),
+            AnyOptimizer::AdamW(o) => o.step(lr, module, grads),
         }
     }
 }

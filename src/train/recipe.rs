@@ -63,6 +63,19 @@ pub enum OptimizerSpec {
         #[serde(default)]
         weight_decay: f64,
     },
+    /// AdamW: Adam with decoupled weight decay (the usual Transformer recipe).
+    #[serde(rename = "adamw")]
+    AdamW {
+        lr: f64,
+        #[serde(default = "default_beta1")]
+        beta1: f64,
+        #[serde(default = "default_beta2")]
+        beta2: f64,
+        #[serde(default = "default_eps")]
+        epsilon: f64,
+        #[serde(default = "default_adamw_decay")]
+        weight_decay: f64,
+    },
     /// Adam with L2 weight decay.
     Adam {
         lr: f64,
@@ -86,21 +99,26 @@ fn default_beta2() -> f64 {
 fn default_eps() -> f64 {
     1e-8
 }
+fn default_adamw_decay() -> f64 {
+    0.01
+}
 
 impl OptimizerSpec {
     /// Base learning rate.
     pub fn lr(&self) -> f64 {
         match self {
-            OptimizerSpec::Sgd { lr, .. } | OptimizerSpec::Adam { lr, .. } => *lr,
+            OptimizerSpec::Sgd { lr, .. }
+            | OptimizerSpec::Adam { lr, .. }
+            | OptimizerSpec::AdamW { lr, .. } => *lr,
         }
     }
 
     /// Weight-decay coefficient.
     pub fn weight_decay(&self) -> f64 {
         match self {
-            OptimizerSpec::Sgd { weight_decay, .. } | OptimizerSpec::Adam { weight_decay, .. } => {
-                *weight_decay
-            }
+            OptimizerSpec::Sgd { weight_decay, .. }
+            | OptimizerSpec::Adam { weight_decay, .. }
+            | OptimizerSpec::AdamW { weight_decay, .. } => *weight_decay,
         }
     }
 
@@ -118,6 +136,9 @@ impl OptimizerSpec {
                 lr, weight_decay, ..
             }
             | OptimizerSpec::Adam {
+                lr, weight_decay, ..
+            }
+            | OptimizerSpec::AdamW {
                 lr, weight_decay, ..
             } => {
                 *lr *= lr_scale;

@@ -18,7 +18,7 @@ use super::checkpoint::{CheckpointDir, LoopState, MODEL, OPTIMIZER};
 use super::eval::{Metrics, evaluate};
 use super::optim::{AnyOptimizer, scale_gradients};
 use super::recipe::{OptimizerSpec, ScheduleSpec};
-use crate::data::ImageDataset;
+use crate::data::Examples;
 use crate::error::{Error, Result};
 use crate::mk::Mixing;
 use crate::models::Classifier;
@@ -65,10 +65,10 @@ pub struct TrainSettings {
 /// The data a training run sees.
 pub struct TrainData<'a> {
     /// Examples the optimiser steps on.
-    pub train: &'a ImageDataset,
+    pub train: &'a Examples,
     /// Examples for the train-accuracy curve.
-    pub train_eval: &'a ImageDataset,
-    pub test: &'a ImageDataset,
+    pub train_eval: &'a Examples,
+    pub test: &'a Examples,
 }
 
 /// One evaluation of the deployed (eval-mode) model.
@@ -168,12 +168,12 @@ where
         let mut lr = 0.0;
         for indices in order.chunks(batch) {
             lr = settings.optimizer.lr() * settings.schedule.factor(log.steps, total_steps);
-            let (images, labels) = data.train.batch::<B>(indices, device);
+            let (inputs, labels) = data.train.batch::<B>(indices, device);
             let mix = settings.mixing.filter(|_| layers > 0).map(|mixing| {
                 let draws = mixing.draw_all(layers, k, &mut mix_rng);
                 Tensor::<B, 2>::from_data(TensorData::new(draws, [layers, k]), device)
             });
-            let logits = model.forward(images, mix.as_ref());
+            let logits = model.forward(inputs, mix.as_ref());
             let loss = loss_fn.forward(logits, labels);
             log.steps += 1;
             if log.steps % LOSS_READ_EVERY == 1 || log.steps == total_steps {

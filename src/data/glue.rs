@@ -1,0 +1,303 @@
+//! GLUE tasks CoLA, SST-2 and MRPC from the GLUE distribution's TSV files
+//! (`<dir>/glue_data/<Task>/{train,dev}.tsv`) or the Hub (`nyu-mll/glue` parquet).
+//! The dev split is the test set (GLUE's test labels are hidden).
+
+use std::path::{Path, PathBuf};
+
+use polars::prelude::*;
+use tokenizers::Tokenizer;
+
+use super::dataset::Fingerprint;
+use super::hub::{self, HubAccess};
+use super::text::TextDataset;
+use crate::error::{Error, Result};
+
+/// The GLUE tasks this harness knows, with their headline metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Task {
+    Cola,
+    Sst2,
+    Mrpc,
+}
+
+impl Task {
+    pub fn from_name(name: &str) -> Option<Task> {
+        match name {
+            "cola" => Some(Task::Cola),
+            "sst2" => Some(Task::Sst2),
+            "mrpc" => Some(Task::Mrpc),
+            _ => None,
+        }
+    }
+
+    fn folder(self) -> &'static str {
+        match self {
+            Task::Cola => "CoLA",
+            Task::Sst2 => "SST-2",
+            Task::Mrpc => "MRPC",
+        }
+    }
+
+    fn hub_name(self) -> &'static str {
+        match self {
+            Task::Cola => "cola",
+            Task::Sst2 => "sst2",
+            Task::Mrpc => "mrpc",
+        }
+    }
+}
+
+/// Hub repository used when no local copy is found.
+pub const HUB_REPO: &str = "nyu-mll/glue";
+
+/// One labelled example: one sentence or a pair.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Example {
+    pub first: String,
+    pub second: Option<String>,
+    pub label: u8,
+}
+
+/// Parses a GLUE TSV file. Tolerates a UTF-8 byte-order mark, a header row or none (CoLA has
+/// none), quotes inside sentences (fields are split on tabs only, as GLUE writes them) and a
+/// trailing newline; any other malformed row is an error naming the file and line.
+pub fn parse_tsv(task: Task, path: &Path, text: &str) -> Result<Vec<Example>> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut examples = Vec::new();
+    for (number, line) in text.lines().enumerate() {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if line.is_empty() {
+            continue;
+        }
+        let fields: Vec<&str> = line.split('\t').collect();
+        let (label, first, second) = match task {
+            Task::Cola if fields.len() == 4 => (fields[1], fields[3], None),
+            Task::Sst2 if fields.len() == 2 => (fields[1], fields[0], None),
+            Task::Mrpc if fields.len() == 5 => (fields[0], fields[3], Some(fields[4])),
+            _ => {
+                return Err(Error::data(
+                    path,
+                    format!(
+                        "line {}: {} tab-separated fields, not the {} layout",
+                        number + 1,
+                        fields.len(),
+                        task.folder()
+                    ),
+                ));
+            }
+        };
+        let label = match label.trim().parse::<u8>() {
+            Ok(l @ (0 | 1)) => l,
+            _ if number == 0 => continue, // header row
+            _ => {
+                return Err(Error::data(
+                    path,
+                    format!("line {}: label `{label}` is not 0 or 1", number + 1),
+                ));
+            }
+        };
+        examples.push(Example {
+            first: first.to_string(),
+            second: second.map(String::from),
+            label,
+        });
+    }
+    if examples.is_empty() {
+        return Err(Error::data(path, "no examples"));
+    }
+    Ok(examples)
+}
+
+/// Reads a `nyu-mll/glue` parquet split.
+pub fn parse_parquet(task: Task, path: &Path) -> Result<Vec<Example>> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let df = ParquetReader::new(file)
+        .finish()
+        .map_err(|source| Error::Parquet {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    let text = |name: &str| -> Result<Vec<String>> {
+        let col = df
+            .column(name)
+            .and_then(|c| c.str().cloned())
+            .map_err(|_| Error::data(path, format!("expected a text column `{name}`")))?;
+        Ok(col
+            .iter()
+            .map(|s| s.unwrap_or_default().to_string())
+            .collect())
+    };
+    let labels = df
+        .column("label")
+        .and_then(|c| c.cast(&DataType::Int64))
+        .map_err(|_| Error::data(path, "expected an integer column `label`"))?;
+    let labels: Vec<i64> = labels
+        .i64()
+        .map_err(|source| Error::Parquet {
+            path: path.to_path_buf(),
+            source,
+        })?
+        .iter()
+        .map(|l| l.unwrap_or(-1))
+        .collect();
+    let (first, second) = match task {
+        Task::Mrpc => (text("sentence1")?, Some(text("sentence2")?)),
+        _ => (text("sentence")?, None),
+    };
+    first
+        .into_iter()
+        .enumerate()
+        .map(|(i, first)| {
+            let label = u8::try_from(labels[i])
+                .ok()
+                .filter(|l| *l <= 1)
+                .ok_or_else(|| {
+                    Error::data(path, format!("row {i}: label {} is not 0 or 1", labels[i]))
+                })?;
+            Ok(Example {
+                first,
+                second: second.as_ref().map(|s| s[i].clone()),
+                label,
+            })
+        })
+        .collect()
+}
+
+/// Finds the task's `{train,dev}.tsv` in `dirs` (`<dir>/glue_data/<Task>/` or `<dir>/<Task>/`),
+/// else the Hub parquet files; returns (train, dev) examples.
+pub fn read(
+    task: Task,
+    dirs: &[PathBuf],
+    hub_access: &HubAccess,
+) -> Result<(Vec<Example>, Vec<Example>)> {
+    for dir in dirs {
+        for folder in [
+            dir.join("glue_data").join(task.folder()),
+            dir.join(task.folder()),
+        ] {
+            let (train, dev) = (folder.join("train.tsv"), folder.join("dev.tsv"));
+            if train.is_file() && dev.is_file() {
+                let read = |p: &Path| -> Result<Vec<Example>> {
+                    let text = std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?;
+                    parse_tsv(task, p, &text)
+                };
+                return Ok((read(&train)?, read(&dev)?));
+            }
+        }
+    }
+    let searched = dirs
+        .iter()
+        .map(|d| d.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let hint = format!(
+        "GLUE {} train.tsv/dev.tsv not found under glue_data/{} in {searched}",
+        task.folder(),
+        task.folder()
+    );
+    let name = task.hub_name();
+    let train = hub::dataset_file(
+        hub_access,
+        HUB_REPO,
+        &format!("{name}/train-00000-of-00001.parquet"),
+        &hint,
+    )?;
+    let dev = hub::dataset_file(
+        hub_access,
+        HUB_REPO,
+        &format!("{name}/validation-00000-of-00001.parquet"),
+        &hint,
+    )?;
+    Ok((parse_parquet(task, &train)?, parse_parquet(task, &dev)?))
+}
+
+/// Tokenises examples to at most `max_len` ids (truncating the longer of a pair first).
+pub fn tokenize(
+    examples: &[Example],
+    tokenizer: &Tokenizer,
+    max_len: usize,
+    fingerprint: &mut Fingerprint,
+) -> Result<TextDataset> {
+    let mut tokenizer = tokenizer.clone();
+    tokenizer
+        .with_truncation(Some(tokenizers::TruncationParams {
+            max_length: max_len,
+            ..Default::default()
+        }))
+        .map_err(|e| Error::Usage(format!("tokenizer truncation to {max_len}: {e}")))?;
+    tokenizer.with_padding(None);
+    let mut ids = vec![0u32; examples.len() * max_len];
+    let mut lengths = Vec::with_capacity(examples.len());
+    for (i, example) in examples.iter().enumerate() {
+        let encoding = match &example.second {
+            Some(second) => tokenizer.encode((example.first.as_str(), second.as_str()), true),
+            None => tokenizer.encode(example.first.as_str(), true),
+        }
+        .map_err(|e| Error::Usage(format!("tokenizing `{}`: {e}", example.first)))?;
+        let row = encoding.get_ids();
+        ids[i * max_len..i * max_len + row.len()].copy_from_slice(row);
+        lengths.push(row.len() as u16);
+    }
+    let labels: Vec<u8> = examples.iter().map(|e| e.label).collect();
+    let bytes: Vec<u8> = ids.iter().flat_map(|id| id.to_le_bytes()).collect();
+    fingerprint.add(&bytes, &labels);
+    Ok(TextDataset {
+        ids,
+        lengths,
+        max_len,
+        labels,
+        num_classes: 2,
+        vocab: tokenizer.get_vocab_size(true),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::shared_data_dir;
+
+    #[test]
+    fn reads_the_real_glue_files() {
+        let dir = shared_data_dir().expect("tests need the real datasets in ../shared/data");
+        let hub = HubAccess::from_env();
+        for (task, train_n, dev_n) in [
+            (Task::Cola, 8551, 1043),
+            (Task::Sst2, 67349, 872),
+            (Task::Mrpc, 3668, 408),
+        ] {
+            let (train, dev) = read(task, std::slice::from_ref(&dir), &hub).unwrap();
+            assert_eq!((train.len(), dev.len()), (train_n, dev_n), "{task:?}");
+            assert!(train.iter().any(|e| e.label == 0) && train.iter().any(|e| e.label == 1));
+            assert_eq!(train[0].second.is_some(), task == Task::Mrpc);
+        }
+    }
+
+    #[test]
+    fn quirks_are_tolerated_and_bad_rows_named() {
+        let path = Path::new("train.tsv");
+        let mrpc = "\u{feff}Quality\t#1 ID\t#2 ID\t#1 String\t#2 String\r\n1\t1\t2\tHe said \"hi\".\tShe said 'hi'.\r\n";
+        let rows = parse_tsv(Task::Mrpc, path, mrpc).unwrap();
+        assert_eq!(
+            rows,
+            vec![Example {
+                first: "He said \"hi\".".into(),
+                second: Some("She said 'hi'.".into()),
+                label: 1
+            }]
+        );
+        let cola = "gj04\t1\t\tThe book was read.\ngj04\t0\t*\tBook the read was.\n";
+        assert_eq!(
+            parse_tsv(Task::Cola, path, cola).unwrap().len(),
+            2,
+            "no header row"
+        );
+        let err = parse_tsv(Task::Sst2, path, "sentence\tlabel\nfine\t1\nbroken row\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("train.tsv") && err.contains("line 3"), "{err}");
+        let err = parse_tsv(Task::Sst2, path, "sentence\tlabel\nfine\t7\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`7`"), "{err}");
+    }
+}

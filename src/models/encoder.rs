@@ -1,0 +1,433 @@
+//! BERT-style Transformer encoder classifier: token + position embeddings, pre- or post-norm
+//! blocks of multi-head self-attention and a GELU feed-forward, [CLS] pooling.
+//!
+//! The Q/K/V/O projections and both feed-forward projections are [`Dense`] layers, so the MK
+//! twin replaces exactly those with majority kernels; embeddings, LayerNorms, the pooler and
+//! the classification head stay single.
+
+use burn::module::{Param, ParamId};
+use burn::nn::{Dropout, DropoutConfig, Embedding, LayerNorm, LayerNormConfig};
+use burn::prelude::*;
+use burn::tensor::activation::{gelu, softmax, tanh};
+use rand::rngs::StdRng;
+use serde::{Deserialize, Serialize};
+
+use super::dense::{Dense, normal_values};
+use super::{Classifier, Inputs};
+use crate::mk::MkInit;
+use crate::mk::kernel::mixing_row;
+
+/// Size of the encoder, as written in experiment files.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EncoderSpec {
+    pub layers: usize,
+    pub hidden: usize,
+    pub heads: usize,
+    /// Feed-forward width (4 x hidden in BERT).
+    pub ffn: usize,
+    /// Longest sequence in tokens (the position table's size); longer inputs are truncated.
+    pub max_len: usize,
+    /// Pre-norm blocks (`x + f(LN(x))`) instead of BERT's post-norm (`LN(x + f(x))`).
+    #[serde(default)]
+    pub pre_norm: bool,
+    /// Dropout probability. Dropout draws from the backend's RNG, so runs with dropout > 0
+    /// are not bit-reproducible; the default 0 keeps them so.
+    #[serde(default)]
+    pub dropout: f64,
+}
+
+impl EncoderSpec {
+    /// Checks the values; the message names the key.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.layers == 0
+            || self.hidden == 0
+            || self.heads == 0
+            || self.ffn == 0
+            || self.max_len < 2
+        {
+            return Err(
+                "model: layers, hidden, heads and ffn must be at least 1 and max_len at least 2"
+                    .into(),
+            );
+        }
+        if !self.hidden.is_multiple_of(self.heads) {
+            return Err(format!(
+                "model.hidden ({}) must be divisible by model.heads ({})",
+                self.hidden, self.heads
+            ));
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(format!(
+                "model.dropout must be in [0, 1), got {}",
+                self.dropout
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Number of MK-capable projections per block (Q, K, V, O, FF1, FF2).
+const PROJECTIONS: usize = 6;
+/// BERT's initialisation scale.
+const INIT_STD: f64 = 0.02;
+
+/// One encoder block.
+#[derive(Module, Debug)]
+pub struct Block<B: Backend> {
+    pub query: Dense<B>,
+    pub key: Dense<B>,
+    pub value: Dense<B>,
+    pub output: Dense<B>,
+    pub ff_in: Dense<B>,
+    pub ff_out: Dense<B>,
+    pub attention_norm: LayerNorm<B>,
+    pub ff_norm: LayerNorm<B>,
+}
+
+/// The encoder classifier (small model or MK twin, depending on its [`Dense`] layers).
+#[derive(Module, Debug)]
+pub struct Encoder<B: Backend> {
+    pub token: Embedding<B>,
+    pub position: Embedding<B>,
+    pub embedding_norm: LayerNorm<B>,
+    pub blocks: Vec<Block<B>>,
+    pub pooler: Dense<B>,
+    pub head: Dense<B>,
+    pub dropout: Dropout,
+    pub heads: usize,
+    pub pre_norm: bool,
+}
+
+fn embedding<B: Backend>(
+    rows: usize,
+    dim: usize,
+    rng: &mut StdRng,
+    device: &B::Device,
+) -> Embedding<B> {
+    Embedding {
+        weight: Param::from_tensor(Tensor::from_data(
+            TensorData::new(normal_values(rows * dim, INIT_STD, rng), [rows, dim]),
+            device,
+        )),
+    }
+}
+
+impl<B: Backend> Encoder<B> {
+    /// A freshly initialised small encoder for `vocab` tokens and `classes` labels.
+    pub fn new(
+        spec: &EncoderSpec,
+        vocab: usize,
+        classes: usize,
+        rng: &mut StdRng,
+        device: &B::Device,
+    ) -> Self {
+        let d = spec.hidden;
+        let norm = || LayerNormConfig::new(d).with_epsilon(1e-12).init(device);
+        let token = embedding(vocab, d, rng, device);
+        let position = embedding(spec.max_len, d, rng, device);
+        let blocks = (0..spec.layers)
+            .map(|_| Block {
+                query: Dense::normal(d, d, INIT_STD, rng, device),
+                key: Dense::normal(d, d, INIT_STD, rng, device),
+                value: Dense::normal(d, d, INIT_STD, rng, device),
+                output: Dense::normal(d, d, INIT_STD, rng, device),
+                ff_in: Dense::normal(d, spec.ffn, INIT_STD, rng, device),
+                ff_out: Dense::normal(spec.ffn, d, INIT_STD, rng, device),
+                attention_norm: norm(),
+                ff_norm: norm(),
+            })
+            .collect();
+        Self {
+            token,
+            position,
+            embedding_norm: norm(),
+            blocks,
+            pooler: Dense::normal(d, d, INIT_STD, rng, device),
+            head: Dense::normal(d, classes, INIT_STD, rng, device),
+            dropout: DropoutConfig::new(spec.dropout).init(),
+            heads: spec.heads,
+            pre_norm: spec.pre_norm,
+        }
+    }
+
+    fn map_projections(&self, f: &mut impl FnMut(&Dense<B>) -> Dense<B>) -> Self {
+        let mut out = self.clone();
+        for block in &mut out.blocks {
+            for dense in [
+                &mut block.query,
+                &mut block.key,
+                &mut block.value,
+                &mut block.output,
+                &mut block.ff_in,
+                &mut block.ff_out,
+            ] {
+                *dense = f(dense);
+            }
+        }
+        out
+    }
+
+    /// The MK twin: every attention and feed-forward projection as k copies.
+    pub fn to_mk(&self, k: usize, init: MkInit, rng: &mut StdRng) -> Self {
+        self.map_projections(&mut |d| d.to_mk(k, init, rng))
+    }
+
+    /// The deployed small model: every MK projection collapsed to its mean kernel.
+    pub fn collapse(&self) -> Self {
+        self.map_projections(&mut |d| d.collapse())
+    }
+
+    fn attention(
+        &self,
+        block: &Block<B>,
+        x: Tensor<B, 3>,
+        bias: Tensor<B, 4>,
+        mix: Option<&Tensor<B, 2>>,
+        row: usize,
+    ) -> Tensor<B, 3> {
+        let [b, t, d] = x.dims();
+        let (h, dh) = (self.heads, d / self.heads);
+        let split = |y: Tensor<B, 3>| y.reshape([b, t, h, dh]).swap_dims(1, 2);
+        let q = split(block.query.forward(x.clone(), mixing_row(mix, row)));
+        let k = split(block.key.forward(x.clone(), mixing_row(mix, row + 1)));
+        let v = split(block.value.forward(x, mixing_row(mix, row + 2)));
+        let scores = q.matmul(k.swap_dims(2, 3)).div_scalar((dh as f64).sqrt()) + bias;
+        let weights = self.dropout.forward(softmax(scores, 3));
+        let context = weights.matmul(v).swap_dims(1, 2).reshape([b, t, d]);
+        block.output.forward(context, mixing_row(mix, row + 3))
+    }
+
+    fn feed_forward(
+        &self,
+        block: &Block<B>,
+        x: Tensor<B, 3>,
+        mix: Option<&Tensor<B, 2>>,
+        row: usize,
+    ) -> Tensor<B, 3> {
+        let hidden = gelu(block.ff_in.forward(x, mixing_row(mix, row + 4)));
+        block.ff_out.forward(hidden, mixing_row(mix, row + 5))
+    }
+
+    /// Logits for token ids `[batch, len]` with an additive attention bias `[batch, len]`
+    /// (0 for tokens, a large negative number for padding).
+    pub fn logits(
+        &self,
+        ids: Tensor<B, 2, Int>,
+        attention_bias: Tensor<B, 2>,
+        mix: Option<&Tensor<B, 2>>,
+    ) -> Tensor<B, 2> {
+        let [b, t] = ids.dims();
+        let positions = self.position.weight.val().slice(0..t).unsqueeze::<3>();
+        let mut x = self.dropout.forward(
+            self.embedding_norm
+                .forward(self.token.forward(ids) + positions),
+        );
+        let bias: Tensor<B, 4> = attention_bias.reshape([b, 1, 1, t]);
+        let mk = self
+            .blocks
+            .first()
+            .is_some_and(|blk| matches!(blk.query, Dense::Mk(_)));
+        let mix = mix.filter(|_| mk);
+        for (l, block) in self.blocks.iter().enumerate() {
+            let row = l * PROJECTIONS;
+            if self.pre_norm {
+                x = x.clone()
+                    + self.dropout.forward(self.attention(
+                        block,
+                        block.attention_norm.forward(x.clone()),
+                        bias.clone(),
+                        mix,
+                        row,
+                    ));
+                x = x.clone()
+                    + self.dropout.forward(self.feed_forward(
+                        block,
+                        block.ff_norm.forward(x.clone()),
+                        mix,
+                        row,
+                    ));
+            } else {
+                x = block.attention_norm.forward(
+                    x.clone()
+                        + self.dropout.forward(self.attention(
+                            block,
+                            x.clone(),
+                            bias.clone(),
+                            mix,
+                            row,
+                        )),
+                );
+                x = block.ff_norm.forward(
+                    x.clone()
+                        + self
+                            .dropout
+                            .forward(self.feed_forward(block, x.clone(), mix, row)),
+                );
+            }
+        }
+        let cls: Tensor<B, 2> = x
+            .slice([0..b, 0..1])
+            .reshape([b, self.token.weight.dims()[1]]);
+        let pooled = tanh(self.pooler.forward(cls, None));
+        self.head.forward(self.dropout.forward(pooled), None)
+    }
+}
+
+impl<B: Backend> Classifier<B> for Encoder<B> {
+    fn forward(&self, inputs: Inputs<B>, mix: Option<&Tensor<B, 2>>) -> Tensor<B, 2> {
+        match inputs {
+            Inputs::Tokens {
+                ids,
+                attention_bias,
+            } => self.logits(ids, attention_bias, mix),
+            Inputs::Images(_) => panic!("the transformer encoder takes token inputs, not images"),
+        }
+    }
+
+    fn mk_layers(&self) -> usize {
+        match self.blocks.first() {
+            Some(block) if matches!(block.query, Dense::Mk(_)) => self.blocks.len() * PROJECTIONS,
+            _ => 0,
+        }
+    }
+
+    fn mk_copies(&self) -> usize {
+        self.blocks.first().map_or(1, |b| b.query.k())
+    }
+
+    fn mk_kernel_ids(&self) -> Vec<ParamId> {
+        self.blocks
+            .iter()
+            .flat_map(|b| [&b.query, &b.key, &b.value, &b.output, &b.ff_in, &b.ff_out])
+            .filter_map(Dense::mk_id)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::{TestAutodiffBackend, TestBackend};
+    use burn::module::Module;
+    use rand::SeedableRng;
+
+    fn spec() -> EncoderSpec {
+        EncoderSpec {
+            layers: 2,
+            hidden: 16,
+            heads: 4,
+            ffn: 32,
+            max_len: 12,
+            pre_norm: false,
+            dropout: 0.0,
+        }
+    }
+
+    fn batch<B: Backend>() -> (Tensor<B, 2, Int>, Tensor<B, 2>) {
+        let device = Default::default();
+        let ids = Tensor::from_data(
+            TensorData::new(vec![101i64, 7, 9, 102, 0, 0, 101, 5, 6, 8, 3, 102], [2, 6]),
+            &device,
+        );
+        let bias = Tensor::from_data(
+            TensorData::new(
+                vec![0f32, 0., 0., 0., -1e4, -1e4, 0., 0., 0., 0., 0., 0.],
+                [2, 6],
+            ),
+            &device,
+        );
+        (ids, bias)
+    }
+
+    #[test]
+    fn collapse_is_exact_and_keeps_the_small_size() {
+        for pre_norm in [false, true] {
+            let mut rng = StdRng::seed_from_u64(0);
+            let small = Encoder::<TestBackend>::new(
+                &EncoderSpec { pre_norm, ..spec() },
+                200,
+                3,
+                &mut rng,
+                &Default::default(),
+            );
+            let mk = small.to_mk(4, MkInit::Independent, &mut rng);
+            assert_eq!(mk.mk_layers(), 12);
+            assert_eq!(mk.mk_kernel_ids().len(), 12);
+            let deployed = mk.collapse();
+            assert_eq!(deployed.num_params(), small.num_params());
+            assert_eq!(deployed.mk_layers(), 0);
+            let (ids, bias) = batch::<TestBackend>();
+            let eval: Vec<f32> = mk
+                .logits(ids.clone(), bias.clone(), None)
+                .into_data()
+                .to_vec()
+                .unwrap();
+            let out: Vec<f32> = deployed
+                .logits(ids, bias, None)
+                .into_data()
+                .to_vec()
+                .unwrap();
+            assert_eq!(eval, out, "pre_norm {pre_norm}");
+        }
+    }
+
+    #[test]
+    fn padding_does_not_change_the_logits() {
+        let mut rng = StdRng::seed_from_u64(1);
+        let model = Encoder::<TestBackend>::new(&spec(), 200, 2, &mut rng, &Default::default());
+        let device = Default::default();
+        let short = model.logits(
+            Tensor::from_data(TensorData::new(vec![101i64, 7, 9, 102], [1, 4]), &device),
+            Tensor::zeros([1, 4], &device),
+            None,
+        );
+        let padded = model.logits(
+            Tensor::from_data(
+                TensorData::new(vec![101i64, 7, 9, 102, 0, 0, 0], [1, 7]),
+                &device,
+            ),
+            Tensor::from_data(
+                TensorData::new(vec![0f32, 0., 0., 0., -1e4, -1e4, -1e4], [1, 7]),
+                &device,
+            ),
+            None,
+        );
+        let (a, b): (Vec<f32>, Vec<f32>) = (
+            short.into_data().to_vec().unwrap(),
+            padded.into_data().to_vec().unwrap(),
+        );
+        for (x, y) in a.iter().zip(&b) {
+            assert!((x - y).abs() < 1e-5, "{a:?} vs {b:?}");
+        }
+    }
+
+    #[test]
+    fn every_projection_copy_gets_a_gradient() {
+        let mut rng = StdRng::seed_from_u64(2);
+        let small =
+            Encoder::<TestAutodiffBackend>::new(&spec(), 200, 2, &mut rng, &Default::default());
+        let mk = small.to_mk(3, MkInit::Independent, &mut rng);
+        let (ids, bias) = batch::<TestAutodiffBackend>();
+        let mix = Tensor::<TestAutodiffBackend, 2>::from_data(
+            TensorData::new(vec![1.0f32 / 3.0; 12 * 3], [12, 3]),
+            &Default::default(),
+        );
+        let grads = mk.logits(ids, bias, Some(&mix)).sum().backward();
+        for block in &mk.blocks {
+            for dense in [
+                &block.query,
+                &block.key,
+                &block.value,
+                &block.output,
+                &block.ff_in,
+                &block.ff_out,
+            ] {
+                let Dense::Mk(layer) = dense else {
+                    panic!("MK twin has MK projections")
+                };
+                assert!(layer.theta.val().grad(&grads).is_some());
+            }
+        }
+    }
+}
