@@ -1,15 +1,14 @@
 //! `reproduce bench`: training-step time of majority kernels against the plain small model on
 //! the same data, batch and backend, measured in one process and reported as a ratio.
 
-use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
 use indicatif::ProgressBar;
 
 use crate::backend::{BackendKind, machine_description};
-use crate::data::{self, Examples};
+use crate::data::{self, Examples, TextOptions};
 use crate::error::{Error, Result};
 use crate::mk::{Mixing, MkInit};
-use crate::models::{Classifier, MkMlp, Mlp};
+use crate::models::{EncoderSpec, Model, ModelSpec};
 use crate::train::{
     OptimizerSpec, ScheduleSpec, Stream, TrainData, TrainSettings, stream_rng, train,
 };
@@ -20,13 +19,27 @@ use crate::with_backend;
 pub struct BenchOptions {
     pub backend: BackendKind,
     pub data_dir: Option<std::path::PathBuf>,
-    pub hidden: Vec<usize>,
+    /// The model family: an MLP on MNIST, or a Transformer encoder on SST-2.
+    pub model: ModelSpec,
     pub batch_size: usize,
     pub ks: Vec<usize>,
     /// Timed steps per measurement.
     pub steps: usize,
     /// Alternating repeats; the median is reported.
     pub repeats: usize,
+}
+
+/// The Transformer that `bench --family transformer` times (table4's quick encoder).
+pub fn bench_encoder() -> ModelSpec {
+    ModelSpec::Transformer(EncoderSpec {
+        layers: 2,
+        hidden: 128,
+        heads: 4,
+        ffn: 512,
+        max_len: 64,
+        pre_norm: false,
+        dropout: 0.0,
+    })
 }
 
 /// One measured configuration.
@@ -43,28 +56,58 @@ impl BenchRow {
     }
 }
 
-/// Times baseline and MK steps on real MNIST and returns a printable report.
+/// Times baseline and MK training steps on real data and returns a printable report.
 pub fn run(options: &BenchOptions) -> Result<String> {
     if options.steps == 0 || options.repeats == 0 || options.batch_size == 0 {
         return Err(Error::Usage(
             "bench: --steps, --repeats and --batch must be at least 1".into(),
         ));
     }
-    let splits = data::load("mnist", &data::search_dirs(options.data_dir.clone()), None)?;
-    let train = splits.train.subset(options.steps * options.batch_size, 0);
-    let tiny = train.subset(1, 0);
-    let rows = with_backend!(options.backend, B => Ok(measure::<B>(options, &train, &tiny)))?;
+    let (dataset, text, optimizer) = match &options.model {
+        ModelSpec::Mlp { .. } => (
+            "mnist",
+            None,
+            OptimizerSpec::Sgd {
+                lr: 0.01,
+                momentum: 0.9,
+                nesterov: false,
+                weight_decay: 0.0,
+            },
+        ),
+        ModelSpec::Transformer(spec) => (
+            "sst2",
+            Some(TextOptions {
+                tokenizer: "bert-base-uncased".into(),
+                max_len: spec.max_len,
+            }),
+            OptimizerSpec::AdamW {
+                lr: 1e-4,
+                beta1: 0.9,
+                beta2: 0.999,
+                epsilon: 1e-8,
+                weight_decay: 0.01,
+            },
+        ),
+    };
+    let splits = data::load(
+        dataset,
+        &data::search_dirs(options.data_dir.clone()),
+        text.as_ref(),
+    )?;
+    let train_set = splits.train.subset(options.steps * options.batch_size, 0);
+    let tiny = train_set.subset(1, 0);
+    let rows = with_backend!(options.backend, B => Ok(measure::<B>(options, &optimizer, &train_set, &tiny)))?;
     let mut out = format!(
-        "MLP 784-{}-10 on MNIST, batch {}, {} steps x {} repeats (median), SGD momentum, backend {}, {}\n\n| k | baseline ms/step | mk ms/step | ratio |\n|---:|---:|---:|---:|\n",
-        options
-            .hidden
-            .iter()
-            .map(|h| h.to_string())
-            .collect::<Vec<_>>()
-            .join("-"),
+        "{} on {dataset}, batch {}, {} steps x {} repeats (median), {}, backend {}, {}\n\n| k | baseline ms/step | mk ms/step | ratio |\n|---:|---:|---:|---:|\n",
+        options.model.label(&train_set),
         options.batch_size,
         options.steps,
         options.repeats,
+        if optimizer.is_sgd() {
+            "SGD momentum"
+        } else {
+            "AdamW"
+        },
         options.backend,
         machine_description()
     );
@@ -85,41 +128,20 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// Mean step time of one training pass of `model`.
-fn step_ms<B: AutodiffBackend, M>(
-    model: M,
-    data: &TrainData<'_>,
-    settings: &TrainSettings,
-    device: &B::Device,
-) -> f64
-where
-    M: Classifier<B> + AutodiffModule<B>,
-    M::InnerModule: Classifier<B::InnerBackend>,
-{
-    train(model, data, settings, device, &ProgressBar::hidden(), None)
-        .expect("training without checkpoints does no I/O")
-        .1
-        .step_ms()
-}
-
 fn measure<B: AutodiffBackend>(
     options: &BenchOptions,
-    train: &Examples,
+    optimizer: &OptimizerSpec,
+    train_set: &Examples,
     tiny: &Examples,
 ) -> Vec<BenchRow> {
     let device = B::Device::default();
     let data = TrainData {
-        train,
+        train: train_set,
         train_eval: tiny,
         test: tiny,
     };
     let settings = TrainSettings {
-        optimizer: OptimizerSpec::Sgd {
-            lr: 0.01,
-            momentum: 0.9,
-            nesterov: false,
-            weight_decay: 0.0,
-        },
+        optimizer: optimizer.clone(),
         schedule: ScheduleSpec::default(),
         epochs: 1,
         batch_size: options.batch_size,
@@ -127,37 +149,42 @@ fn measure<B: AutodiffBackend>(
         mk_grad_scale: 1.0,
         seed: 0,
     };
-    let small = || {
-        Mlp::<B>::new(
-            784,
-            &options.hidden,
-            10,
-            true,
-            &mut stream_rng(0, Stream::Init),
-            &device,
-        )
+    let small = || -> Model<B> {
+        options
+            .model
+            .build(train_set, &mut stream_rng(0, Stream::Init), &device)
     };
-    let time = |model_ms: &mut dyn FnMut() -> f64| -> f64 {
-        median((0..options.repeats).map(|_| model_ms()).collect())
+    let step_ms = |model: Model<B>| {
+        train(
+            model,
+            &data,
+            &settings,
+            &device,
+            &ProgressBar::hidden(),
+            None,
+        )
+        .expect("training without checkpoints does no I/O")
+        .1
+        .step_ms()
     };
     // Warm-up: allocator and kernel caches.
-    step_ms(small(), &data, &settings, &device);
+    step_ms(small());
     options
         .ks
         .iter()
         .map(|&k| {
-            let mut baseline = || step_ms(small(), &data, &settings, &device);
-            let baseline_ms = time(&mut baseline);
-            let mut mk = || {
-                let model = MkMlp::from_small(
-                    &small(),
-                    k,
-                    MkInit::Identical,
-                    &mut stream_rng(0, Stream::MkCopies),
-                );
-                step_ms(model, &data, &settings, &device)
-            };
-            let mk_ms = time(&mut mk);
+            let baseline_ms = median((0..options.repeats).map(|_| step_ms(small())).collect());
+            let mk_ms = median(
+                (0..options.repeats)
+                    .map(|_| {
+                        step_ms(small().to_mk(
+                            k,
+                            MkInit::Identical,
+                            &mut stream_rng(0, Stream::MkCopies),
+                        ))
+                    })
+                    .collect(),
+            );
             BenchRow {
                 k,
                 baseline_ms,

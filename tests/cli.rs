@@ -137,3 +137,28 @@ fn bad_input_is_a_named_error_with_exit_code_2() {
         "nothing is written for rejected input"
     );
 }
+
+#[test]
+fn glue_smoke_profile_reports_each_tasks_metric() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = reproduce(&["table4", "--profile", "smoke"], tmp.path());
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    for (task, metric) in [("cola", "mcc"), ("sst2", "accuracy"), ("mrpc", "f1")] {
+        let rows: Vec<&str> = stdout
+            .lines()
+            .filter(|l| l.starts_with(&format!("| {task} |")))
+            .collect();
+        assert_eq!(rows.len(), 3, "{stdout}");
+        assert!(
+            rows.iter().all(|r| r.contains(&format!("| {metric} "))),
+            "{stdout}"
+        );
+    }
+    let curves = tmp.path().join("table4/smoke/curves");
+    assert_eq!(
+        std::fs::read_dir(curves).unwrap().count(),
+        9,
+        "CoLA/SST-2/MRPC curves stored"
+    );
+}

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use majority_kernels::backend::BackendKind;
 use majority_kernels::bench::{self, BenchOptions};
+use majority_kernels::models::ModelSpec;
 use majority_kernels::runner::{self, Mode, RunOptions};
 use majority_kernels::{Error, methods};
 
@@ -76,6 +77,9 @@ struct CommonArgs {
 struct BenchArgs {
     #[command(flatten)]
     common: CommonArgs,
+    /// Model family: `mlp` (on MNIST) or `transformer` (2 x 128 encoder on SST-2).
+    #[arg(long, default_value = "mlp")]
+    family: String,
     /// Hidden widths of the MLP.
     #[arg(long, value_delimiter = ',', default_value = "512,512")]
     hidden: Vec<usize>,
@@ -143,10 +147,22 @@ fn main() -> ExitCode {
         Command::Report(args) => run_options(args, Mode::Report).and_then(|o| runner::run(&o)),
         Command::Plan(args) => run_options(args, Mode::Plan).and_then(|o| runner::run(&o)),
         Command::Bench(args) => backend(&args.common.backend).and_then(|backend| {
+            let model = match args.family.as_str() {
+                "mlp" => ModelSpec::Mlp {
+                    hidden: args.hidden,
+                    bias: true,
+                },
+                "transformer" => bench::bench_encoder(),
+                other => {
+                    return Err(Error::Usage(format!(
+                        "bench --family `{other}`: expected mlp or transformer"
+                    )));
+                }
+            };
             bench::run(&BenchOptions {
                 backend,
                 data_dir: args.common.data_dir,
-                hidden: args.hidden,
+                model,
                 batch_size: args.batch,
                 ks: args.k,
                 steps: args.steps,

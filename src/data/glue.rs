@@ -272,6 +272,79 @@ mod tests {
         }
     }
 
+    fn write_hub_parquet(task: Task, examples: &[Example], path: &Path) {
+        let n = examples.len();
+        let first = Series::new(
+            "sentence".into(),
+            examples
+                .iter()
+                .map(|e| e.first.as_str())
+                .collect::<Vec<_>>(),
+        );
+        let labels = Series::new(
+            "label".into(),
+            examples.iter().map(|e| e.label as i64).collect::<Vec<_>>(),
+        );
+        let idx = Series::new("idx".into(), (0..n as i32).collect::<Vec<_>>());
+        let columns = match task {
+            Task::Mrpc => vec![
+                first.with_name("sentence1".into()).into(),
+                Series::new(
+                    "sentence2".into(),
+                    examples
+                        .iter()
+                        .map(|e| e.second.as_deref().unwrap())
+                        .collect::<Vec<_>>(),
+                )
+                .into(),
+                labels.into(),
+                idx.into(),
+            ],
+            _ => vec![first.into(), labels.into(), idx.into()],
+        };
+        let mut frame = DataFrame::new(n, columns).unwrap();
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        ParquetWriter::new(std::fs::File::create(path).unwrap())
+            .finish(&mut frame)
+            .unwrap();
+    }
+
+    #[test]
+    fn falls_back_to_the_hub_cache_offline() {
+        let dir = shared_data_dir().expect("tests need the real datasets in ../shared/data");
+        let local = HubAccess::from_env();
+        let cache = tempfile::tempdir().unwrap();
+        let repo = cache.path().join("datasets--nyu-mll--glue");
+        let hub = HubAccess {
+            cache: hf_hub::Cache::new(cache.path().to_path_buf()),
+            offline: true,
+        };
+        let empty = tempfile::tempdir().unwrap();
+        let err = read(Task::Mrpc, &[empty.path().to_path_buf()], &hub)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("MRPC") && err.contains("nyu-mll/glue") && err.contains("--data-dir"),
+            "{err}"
+        );
+
+        std::fs::create_dir_all(repo.join("refs")).unwrap();
+        std::fs::write(repo.join("refs/main"), "c0ffee").unwrap();
+        for task in [Task::Cola, Task::Mrpc] {
+            let (train, dev) = read(task, std::slice::from_ref(&dir), &local).unwrap();
+            let (train, dev) = (&train[..50], &dev[..20]);
+            let snapshot = repo.join("snapshots/c0ffee").join(task.hub_name());
+            write_hub_parquet(task, train, &snapshot.join("train-00000-of-00001.parquet"));
+            write_hub_parquet(
+                task,
+                dev,
+                &snapshot.join("validation-00000-of-00001.parquet"),
+            );
+            let (hub_train, hub_dev) = read(task, &[empty.path().to_path_buf()], &hub).unwrap();
+            assert_eq!((&hub_train[..], &hub_dev[..]), (train, dev), "{task:?}");
+        }
+    }
+
     #[test]
     fn quirks_are_tolerated_and_bad_rows_named() {
         let path = Path::new("train.tsv");

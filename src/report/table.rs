@@ -54,11 +54,11 @@ pub fn markdown(title: &str, runs: &[RunRecord], planned: usize) -> String {
     let _ = writeln!(out, "## {title}\n");
     let _ = writeln!(
         out,
-        "| dataset | model | method | k | mixing | test acc (%) | train acc (%) | test loss | deployed params | trained params | step (ms) | seeds |"
+        "| dataset | model | method | k | mixing | test score (%) | test acc (%) | train acc (%) | test loss | deployed params | trained params | step (ms) | seeds |"
     );
     let _ = writeln!(
         out,
-        "|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"
+        "|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     for row in &rows {
         let first = row.runs[0];
@@ -152,6 +152,15 @@ mod tests {
             ..record("mk", 1, f64::NAN)
         });
         let table = markdown("t", &runs, 4);
+        let columns = |line: &str| line.matches('|').count();
+        let header = table.lines().find(|l| l.starts_with("| dataset")).unwrap();
+        assert!(
+            table
+                .lines()
+                .filter(|l| l.starts_with('|'))
+                .all(|l| columns(l) == columns(header)),
+            "{table}"
+        );
         let baseline = table.lines().find(|l| l.contains("| baseline |")).unwrap();
         assert!(
             baseline.contains("91.00 ± 1.41") && baseline.ends_with("| 2 |"),
