@@ -147,6 +147,7 @@ fn measure<B: AutodiffBackend>(
         batch_size: options.batch_size,
         mixing: Some(Mixing::default()),
         mk_grad_scale: 1.0,
+        adversary: None,
         seed: 0,
     };
     let small = || -> Model<B> {

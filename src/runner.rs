@@ -268,7 +268,7 @@ impl<B: AutodiffBackend> Trainer<'_, B> {
             experiment: spec.experiment.clone(),
             profile: self.resolved.profile.clone(),
             dataset: spec.dataset.clone(),
-            model: spec.model.label(&train),
+            model: method.deployed_spec(&spec.model, spec.k).label(&train),
             method: spec.method.clone(),
             options: spec.options.to_string(),
             k: spec.k as i64,

@@ -162,3 +162,43 @@ fn glue_smoke_profile_reports_each_tasks_metric() {
         "CoLA/SST-2/MRPC curves stored"
     );
 }
+
+#[test]
+fn adversarial_and_wide_methods_run_from_an_experiment_entry() {
+    let tmp = tempfile::tempdir().unwrap();
+    let methods = "methods=[{name: adv_mj, rho: 0.5}, adv_only, wide, mk]";
+    let out = reproduce(
+        &["table1", "--profile", "smoke", "--set", methods],
+        tmp.path(),
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let row = |method: &str| {
+        stdout
+            .lines()
+            .find(|l| l.contains(&format!("| {method} ")))
+            .unwrap_or_else(|| panic!("no {method} row in\n{stdout}"))
+            .split('|')
+            .map(|c| c.trim().to_string())
+            .collect::<Vec<_>>()
+    };
+    let (adv, only, wide, mk) = (row("adv_mj"), row("adv_only"), row("wide"), row("mk"));
+    assert_eq!(adv[5], "dirichlet(1) + ascent(0.5)");
+    assert_eq!(only[5], "uniform + ascent(1)");
+    // Columns (after the leading empty cell): model at 2, deployed params at 10, step ms at 12.
+    assert_eq!(adv[10], mk[10], "adversarial MK deploys the small model");
+    let deployed: f64 = wide[10].parse().unwrap();
+    assert!(
+        deployed > 3.5 * mk[10].parse::<f64>().unwrap(),
+        "wide deploys a k-fold model: {wide:?}"
+    );
+    assert_eq!(
+        wide[2], "mlp-784-128-10",
+        "the row names the wide architecture"
+    );
+    let (adv_ms, mk_ms): (f64, f64) = (adv[12].parse().unwrap(), mk[12].parse().unwrap());
+    assert!(
+        adv_ms > 1.2 * mk_ms,
+        "the ascent needs a second forward/backward: {adv_ms} vs {mk_ms}"
+    );
+}

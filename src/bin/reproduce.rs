@@ -9,7 +9,7 @@ use majority_kernels::backend::BackendKind;
 use majority_kernels::bench::{self, BenchOptions};
 use majority_kernels::models::ModelSpec;
 use majority_kernels::runner::{self, Mode, RunOptions};
-use majority_kernels::{Error, methods};
+use majority_kernels::{Error, methods, with_backend};
 
 /// Reproduce the Majority Kernels paper's tables: `reproduce table1 --profile quick`.
 #[derive(Parser)]
@@ -173,31 +173,20 @@ fn main() -> ExitCode {
             let dir = args
                 .experiments_dir
                 .unwrap_or_else(runner::default_experiments_dir);
-            let mut names: Vec<String> = std::fs::read_dir(&dir)
-                .map(|entries| {
-                    entries
-                        .filter_map(|e| e.ok())
-                        .filter_map(|e| {
-                            e.file_name()
-                                .to_str()
-                                .and_then(|n| n.strip_suffix(".yaml"))
-                                .map(String::from)
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            names.sort();
+            let names = majority_kernels::experiment::list(&dir);
             let mut out = format!(
                 "experiments ({}): {}\nmethods:\n",
                 dir.display(),
                 names.join(", ")
             );
-            for (name, about, _) in methods::registry::<
-                burn::backend::Autodiff<majority_kernels::backend::DefaultCpu>,
-            >() {
-                out.push_str(&format!("  {name:<14} {about}\n"));
-            }
-            Ok(out)
+            BackendKind::default_compiled().and_then(|kind| {
+                with_backend!(kind, B => {
+                    for (name, about, _) in methods::registry::<B>() {
+                        out.push_str(&format!("  {name:<14} {about}\n"));
+                    }
+                    Ok(out)
+                })
+            })
         }
     };
     match outcome {

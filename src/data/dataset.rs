@@ -36,14 +36,10 @@ impl ImageDataset {
     /// A seeded random subset of `n` examples (all of them when `n >= len`), so that slices used
     /// by quick profiles and tests keep the class balance of the full set in expectation.
     pub fn subset(&self, n: usize, seed: u64) -> ImageDataset {
-        if n >= self.len() {
-            return self.clone();
+        match subset_indices(self.len(), n, seed) {
+            Some(indices) => self.select(&indices),
+            None => self.clone(),
         }
-        let mut order: Vec<usize> = (0..self.len()).collect();
-        order.shuffle(&mut StdRng::seed_from_u64(seed));
-        order.truncate(n);
-        order.sort_unstable();
-        self.select(&order)
     }
 
     /// The examples at `indices`, in that order.
@@ -79,6 +75,19 @@ impl ImageDataset {
         let labels = Tensor::from_data(TensorData::new(labels, [indices.len()]), device);
         (images, labels)
     }
+}
+
+/// Sorted indices of a seeded random subset of `n` of `len` examples; `None` when `n >= len`
+/// (the whole set).
+pub fn subset_indices(len: usize, n: usize, seed: u64) -> Option<Vec<usize>> {
+    if n >= len {
+        return None;
+    }
+    let mut order: Vec<usize> = (0..len).collect();
+    order.shuffle(&mut StdRng::seed_from_u64(seed));
+    order.truncate(n);
+    order.sort_unstable();
+    Some(order)
 }
 
 /// The inputs of a batch, as the model families take them.

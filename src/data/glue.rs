@@ -4,7 +4,6 @@
 
 use std::path::{Path, PathBuf};
 
-use polars::prelude::*;
 use tokenizers::Tokenizer;
 
 use super::dataset::Fingerprint;
@@ -110,13 +109,7 @@ pub fn parse_tsv(task: Task, path: &Path, text: &str) -> Result<Vec<Example>> {
 
 /// Reads a `nyu-mll/glue` parquet split.
 pub fn parse_parquet(task: Task, path: &Path) -> Result<Vec<Example>> {
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let df = ParquetReader::new(file)
-        .finish()
-        .map_err(|source| Error::Parquet {
-            path: path.to_path_buf(),
-            source,
-        })?;
+    let df = hub::read_parquet(path)?;
     let text = |name: &str| -> Result<Vec<String>> {
         let col = df
             .column(name)
@@ -127,19 +120,7 @@ pub fn parse_parquet(task: Task, path: &Path) -> Result<Vec<Example>> {
             .map(|s| s.unwrap_or_default().to_string())
             .collect())
     };
-    let labels = df
-        .column("label")
-        .and_then(|c| c.cast(&DataType::Int64))
-        .map_err(|_| Error::data(path, "expected an integer column `label`"))?;
-    let labels: Vec<i64> = labels
-        .i64()
-        .map_err(|source| Error::Parquet {
-            path: path.to_path_buf(),
-            source,
-        })?
-        .iter()
-        .map(|l| l.unwrap_or(-1))
-        .collect();
+    let labels = hub::read_labels(&df, path)?;
     let (first, second) = match task {
         Task::Mrpc => (text("sentence1")?, Some(text("sentence2")?)),
         _ => (text("sentence")?, None),
@@ -255,6 +236,7 @@ pub fn tokenize(
 mod tests {
     use super::*;
     use crate::data::shared_data_dir;
+    use polars::prelude::*;
 
     #[test]
     fn reads_the_real_glue_files() {

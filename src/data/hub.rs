@@ -63,12 +63,11 @@ pub fn dataset_file(hub: &HubAccess, repo: &str, file: &str, local_hint: &str) -
 /// Reads a Hub image-classification parquet file: the `image` struct column's `bytes` field
 /// and the integer `label` column.
 pub fn read_image_parquet(path: &Path) -> Result<(Vec<Vec<u8>>, Vec<i64>)> {
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let parquet = |source| Error::Parquet {
         path: path.to_path_buf(),
         source,
     };
-    let df = ParquetReader::new(file).finish().map_err(parquet)?;
+    let df = read_parquet(path)?;
     let images = df
         .column("image")
         .and_then(|c| c.struct_().cloned())
@@ -85,17 +84,31 @@ pub fn read_image_parquet(path: &Path) -> Result<(Vec<Vec<u8>>, Vec<i64>)> {
         .iter()
         .map(|b| b.map(|b| b.to_vec()).unwrap_or_default())
         .collect();
+    Ok((images, read_labels(&df, path)?))
+}
+
+/// Reads a Hub parquet file into a frame.
+pub fn read_parquet(path: &Path) -> Result<DataFrame> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    ParquetReader::new(file)
+        .finish()
+        .map_err(|source| Error::Parquet {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+/// The integer `label` column of a Hub dataset frame read from `path` (-1 for nulls).
+pub fn read_labels(df: &DataFrame, path: &Path) -> Result<Vec<i64>> {
     let labels = df
         .column("label")
         .and_then(|c| c.cast(&DataType::Int64))
         .map_err(|_| Error::data(path, "expected an integer column `label`"))?;
-    let labels: Vec<i64> = labels
-        .i64()
-        .map_err(parquet)?
-        .iter()
-        .map(|l| l.unwrap_or(-1))
-        .collect();
-    Ok((images, labels))
+    let labels = labels.i64().map_err(|source| Error::Parquet {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(labels.iter().map(|l| l.unwrap_or(-1)).collect())
 }
 
 /// Decodes an 8-bit grayscale PNG into its pixel bytes.

@@ -1,9 +1,8 @@
 //! Tokenised text classification data: fixed-length id rows (padded with 0) and labels.
 
 use burn::prelude::*;
-use rand::SeedableRng;
-use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
+
+use super::dataset::subset_indices;
 
 /// Additive attention bias for padding positions (exp(-1e4) is 0 in f32).
 pub const PAD_BIAS: f32 = -1e4;
@@ -56,14 +55,10 @@ impl TextDataset {
 
     /// A seeded random subset of `n` examples (all when `n >= len`).
     pub fn subset(&self, n: usize, seed: u64) -> TextDataset {
-        if n >= self.len() {
-            return self.clone();
+        match subset_indices(self.len(), n, seed) {
+            Some(indices) => self.select(&indices),
+            None => self.clone(),
         }
-        let mut order: Vec<usize> = (0..self.len()).collect();
-        order.shuffle(&mut StdRng::seed_from_u64(seed));
-        order.truncate(n);
-        order.sort_unstable();
-        self.select(&order)
     }
 
     /// The batch at `indices`: ids `[B, T]` and attention bias `[B, T]` (0 for tokens,

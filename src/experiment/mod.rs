@@ -5,4 +5,4 @@ pub mod plan;
 pub mod spec;
 
 pub use plan::{RunSpec, plan};
-pub use spec::{DatasetEntry, Experiment, ResolvedExperiment, load, locate};
+pub use spec::{DatasetEntry, Experiment, ResolvedExperiment, list, load, locate};

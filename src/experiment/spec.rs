@@ -70,6 +70,25 @@ pub struct ResolvedExperiment {
     pub resolved_yaml: String,
 }
 
+/// Names of the experiment files (`<name>.yaml`) in `dir`, sorted.
+pub fn list(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .filter_map(|e| {
+                    e.file_name()
+                        .to_str()
+                        .and_then(|n| n.strip_suffix(".yaml"))
+                        .map(String::from)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
 /// Finds `name_or_path`: an existing file, or `experiments/<name>.yaml`.
 pub fn locate(name_or_path: &str, experiments_dir: &Path) -> Result<PathBuf> {
     let direct = PathBuf::from(name_or_path);
@@ -80,21 +99,7 @@ pub fn locate(name_or_path: &str, experiments_dir: &Path) -> Result<PathBuf> {
     if named.is_file() {
         return Ok(named);
     }
-    let known: Vec<String> = std::fs::read_dir(experiments_dir)
-        .map(|entries| {
-            let mut names: Vec<String> = entries
-                .filter_map(|e| e.ok())
-                .filter_map(|e| {
-                    e.file_name()
-                        .to_str()
-                        .and_then(|n| n.strip_suffix(".yaml"))
-                        .map(String::from)
-                })
-                .collect();
-            names.sort();
-            names
-        })
-        .unwrap_or_default();
+    let known = list(experiments_dir);
     Err(Error::Usage(format!(
         "no experiment `{name_or_path}`: not a file, and {} does not exist (experiments: {})",
         named.display(),

@@ -22,6 +22,7 @@ pub fn plain_settings<B: AutodiffBackend>(ctx: &MethodContext<'_, B>) -> TrainSe
         batch_size: ctx.recipe.batch_size,
         mixing: None,
         mk_grad_scale: 1.0,
+        adversary: None,
         seed: ctx.seed,
     }
 }

@@ -10,7 +10,7 @@ use super::baseline::plain_settings;
 use super::{Method, MethodContext, MethodOutput};
 use crate::error::{Error, Result};
 use crate::mk::{Mixing, MkInit};
-use crate::train::{Stream, stream_rng};
+use crate::train::{Adversary, Stream, stream_rng};
 
 /// Learning-rate compensation for the copies (METHODS.md, "Learning rate").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -34,6 +34,36 @@ pub struct MajorityKernels {
     pub init: MkInit,
     #[serde(default)]
     pub lr_compensation: LrCompensation,
+}
+
+impl MajorityKernels {
+    /// Trains the MK twin of the seed's small model (with `adversary`, adversarial MK) and
+    /// deploys it collapsed.
+    pub fn train_mk<B: AutodiffBackend>(
+        &self,
+        ctx: &MethodContext<'_, B>,
+        adversary: Option<Adversary>,
+    ) -> Result<MethodOutput<B>> {
+        let small = ctx.small_model();
+        let model = small.to_mk(
+            ctx.k,
+            self.init,
+            &mut stream_rng(ctx.seed, Stream::MkCopies),
+        );
+        let trained_params = model.num_params();
+        let mut settings = plain_settings(ctx);
+        settings.mixing = Some(self.mixing);
+        settings.adversary = adversary;
+        if self.lr_compensation == LrCompensation::Auto && ctx.recipe.optimizer.is_sgd() {
+            settings.mk_grad_scale = ctx.k as f32;
+        }
+        let (model, log) = ctx.train(model, &settings, "mk")?;
+        Ok(MethodOutput {
+            deployed: model.valid().collapse(),
+            log,
+            trained_params,
+        })
+    }
 }
 
 impl<B: AutodiffBackend> Method<B> for MajorityKernels {
@@ -67,23 +97,6 @@ impl<B: AutodiffBackend> Method<B> for MajorityKernels {
 
     fn run(&self, ctx: &MethodContext<'_, B>) -> Result<MethodOutput<B>> {
         Method::<B>::validate(self, ctx.k).map_err(|e| Error::Usage(format!("method mk: {e}")))?;
-        let small = ctx.small_model();
-        let model = small.to_mk(
-            ctx.k,
-            self.init,
-            &mut stream_rng(ctx.seed, Stream::MkCopies),
-        );
-        let trained_params = model.num_params();
-        let mut settings = plain_settings(ctx);
-        settings.mixing = Some(self.mixing);
-        if self.lr_compensation == LrCompensation::Auto && ctx.recipe.optimizer.is_sgd() {
-            settings.mk_grad_scale = ctx.k as f32;
-        }
-        let (model, log) = ctx.train(model, &settings, "mk")?;
-        Ok(MethodOutput {
-            deployed: model.valid().collapse(),
-            log,
-            trained_params,
-        })
+        self.train_mk(ctx, None)
     }
 }

@@ -6,10 +6,12 @@
 //! `lr_over_k.rs` for a ten-line example), add one line to [`REGISTRY`], and name it in an
 //! experiment file.
 
+pub mod adversarial;
 pub mod baseline;
 pub mod baseline_long;
 pub mod lr_over_k;
 pub mod mk;
+pub mod wide;
 
 use burn::tensor::backend::AutodiffBackend;
 use indicatif::ProgressBar;
@@ -93,6 +95,12 @@ pub trait Method<B: AutodiffBackend> {
         serde_json::Value::Object(Default::default())
     }
 
+    /// The architecture of the deployed model (the small model's, except for references
+    /// such as `wide`).
+    fn deployed_spec(&self, small: &ModelSpec, _k: usize) -> ModelSpec {
+        small.clone()
+    }
+
     /// Checks the options against the experiment's `k` before anything is trained.
     fn validate(&self, _k: usize) -> std::result::Result<(), String> {
         Ok(())
@@ -140,11 +148,34 @@ pub fn registry<B: AutodiffBackend>() -> Vec<(&'static str, &'static str, Builde
             "majority kernels: k mixed copies per kernel, collapsed to the mean",
             |o| Ok(Box::new(parse::<mk::MajorityKernels>(o)?)),
         ),
+        (
+            "adv_mj",
+            "adversarial MK: random draw, then an ascent step on the mixing coefficients",
+            |o| Ok(Box::new(parse::<adversarial::AdvMajority>(o)?)),
+        ),
+        (
+            "adv_only",
+            "adversarial MK from uniform mixing (ascent step only)",
+            |o| Ok(Box::new(parse::<adversarial::AdvOnly>(o)?)),
+        ),
+        (
+            "wide",
+            "the k-times-wider model trained normally (deployed size k-fold)",
+            |o| Ok(Box::new(parse::<wide::Wide>(o)?)),
+        ),
     ]
 }
 
 /// Names of the registered methods.
-pub const REGISTRY: [&str; 4] = ["baseline", "baseline_long", "lr_over_k", "mk"];
+pub const REGISTRY: [&str; 7] = [
+    "baseline",
+    "baseline_long",
+    "lr_over_k",
+    "mk",
+    "adv_mj",
+    "adv_only",
+    "wide",
+];
 
 /// Parses a method's options; unknown keys and bad values are errors naming the key.
 fn parse<T: DeserializeOwned>(options: &Mapping) -> std::result::Result<T, String> {

@@ -164,6 +164,23 @@ impl ModelSpec {
         }
     }
 
+    /// The same family with every hidden width multiplied by `factor` (the `wide` reference):
+    /// MLP hidden layers; the Transformer's hidden size and feed-forward width (heads and
+    /// depth unchanged).
+    pub fn widened(&self, factor: usize) -> ModelSpec {
+        match self {
+            ModelSpec::Mlp { hidden, bias } => ModelSpec::Mlp {
+                hidden: hidden.iter().map(|w| w * factor).collect(),
+                bias: *bias,
+            },
+            ModelSpec::Transformer(spec) => ModelSpec::Transformer(EncoderSpec {
+                hidden: spec.hidden * factor,
+                ffn: spec.ffn * factor,
+                ..spec.clone()
+            }),
+        }
+    }
+
     /// Whether this family reads text (token ids) rather than images.
     pub fn reads_text(&self) -> bool {
         matches!(self, ModelSpec::Transformer(_))

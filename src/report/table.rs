@@ -75,9 +75,9 @@ pub fn markdown(title: &str, runs: &[RunRecord], planned: usize) -> String {
         } else {
             ok.len().to_string()
         };
-        let method = match (&first.mixing, &first.init) {
-            (_, Some(init)) if first.method == "mk" => format!("{} ({init})", first.method),
-            _ => first.method.clone(),
+        let method = match &first.init {
+            Some(init) => format!("{} ({init})", first.method),
+            None => first.method.clone(),
         };
         let _ = writeln!(
             out,

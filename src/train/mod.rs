@@ -1,11 +1,13 @@
 //! Training: recipes, optimisers, the shared loop and evaluation.
 
+pub mod adversary;
 pub mod checkpoint;
 pub mod eval;
 pub mod optim;
 pub mod recipe;
 pub mod trainer;
 
+pub use adversary::Adversary;
 pub use checkpoint::CheckpointDir;
 pub use eval::{Metrics, evaluate};
 pub use recipe::{OptimizerSpec, Recipe, ScheduleKind, ScheduleSpec};

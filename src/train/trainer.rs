@@ -14,6 +14,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
+use super::adversary::{Adversary, adversarial_mix};
 use super::checkpoint::{CheckpointDir, LoopState, MODEL, OPTIMIZER};
 use super::eval::{Metrics, evaluate};
 use super::optim::{AnyOptimizer, scale_gradients};
@@ -59,6 +60,8 @@ pub struct TrainSettings {
     pub mixing: Option<Mixing>,
     /// Factor applied to the gradients of MK copies (learning-rate compensation).
     pub mk_grad_scale: f32,
+    /// Adversarial mixing (adv MK): an ascent step on each step's coefficients.
+    pub adversary: Option<Adversary>,
     pub seed: u64,
 }
 
@@ -170,7 +173,21 @@ where
             lr = settings.optimizer.lr() * settings.schedule.factor(log.steps, total_steps);
             let (inputs, labels) = data.train.batch::<B>(indices, device);
             let mix = settings.mixing.filter(|_| layers > 0).map(|mixing| {
-                let draws = mixing.draw_all(layers, k, &mut mix_rng);
+                let mut draws = match settings.adversary {
+                    Some(adversary) if adversary.from_uniform => vec![1.0 / k as f32; layers * k],
+                    _ => mixing.draw_all(layers, k, &mut mix_rng),
+                };
+                if let Some(adversary) = settings.adversary {
+                    draws = adversarial_mix(
+                        &model,
+                        inputs.clone(),
+                        labels.clone(),
+                        draws,
+                        layers,
+                        k,
+                        adversary.rho,
+                    );
+                }
                 Tensor::<B, 2>::from_data(TensorData::new(draws, [layers, k]), device)
             });
             let logits = model.forward(inputs, mix.as_ref());
