@@ -1,25 +1,9 @@
 //! The `reproduce` binary end to end on the smoke profile: it trains, stores parquet, prints
 //! the table, resumes without retraining, and rejects bad input with a named key.
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
 
-fn reproduce(args: &[&str], results: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_reproduce"))
-        .args(args)
-        .arg("--results-dir")
-        .arg(results)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("the binary runs")
-}
-
-fn text(out: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
-}
+use common::{reproduce, text};
 
 #[test]
 fn smoke_profile_trains_stores_and_resumes() {

@@ -6,22 +6,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{BIN, reproduce, text};
 use majority_kernels::results::{ResultsDir, RunRecord};
 
-const BIN: &str = env!("CARGO_BIN_EXE_reproduce");
-
-fn reproduce(args: &[&str], results: &Path) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .arg("--results-dir")
-        .arg(results)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("the binary runs")
-}
-
 fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into()
+    text(out).1
 }
 
 fn write_experiment(dir: &Path, name: &str, body: &str) -> PathBuf {

@@ -50,6 +50,33 @@ fn check_rho(rho: f64) -> std::result::Result<(), String> {
     }
 }
 
+impl AdvMajority {
+    fn as_mk(&self) -> MajorityKernels {
+        MajorityKernels {
+            mixing: self.mixing,
+            init: self.init,
+            lr_compensation: self.lr_compensation,
+        }
+    }
+}
+
+impl AdvOnly {
+    fn as_mk(&self) -> MajorityKernels {
+        MajorityKernels {
+            mixing: Mixing::Uniform,
+            init: self.init,
+            lr_compensation: self.lr_compensation,
+        }
+    }
+}
+
+/// The MK method's options with the ascent's step size added.
+fn options_with_rho<B: AutodiffBackend>(mk: &MajorityKernels, rho: f64) -> serde_json::Value {
+    let mut options = Method::<B>::options(mk);
+    options["rho"] = serde_json::json!(rho);
+    options
+}
+
 impl<B: AutodiffBackend> Method<B> for AdvMajority {
     fn name(&self) -> &'static str {
         "adv_mj"
@@ -60,12 +87,7 @@ impl<B: AutodiffBackend> Method<B> for AdvMajority {
     }
 
     fn options(&self) -> serde_json::Value {
-        serde_json::json!({
-            "mixing": self.mixing.to_string(),
-            "init": self.init.label(),
-            "lr_compensation": self.lr_compensation,
-            "rho": self.rho,
-        })
+        options_with_rho::<B>(&self.as_mk(), self.rho)
     }
 
     fn validate(&self, k: usize) -> std::result::Result<(), String> {
@@ -84,12 +106,7 @@ impl<B: AutodiffBackend> Method<B> for AdvMajority {
     fn run(&self, ctx: &MethodContext<'_, B>) -> Result<MethodOutput<B>> {
         Method::<B>::validate(self, ctx.k)
             .map_err(|e| Error::Usage(format!("method adv_mj: {e}")))?;
-        let mk = MajorityKernels {
-            mixing: self.mixing,
-            init: self.init,
-            lr_compensation: self.lr_compensation,
-        };
-        mk.train_mk(
+        self.as_mk().train_mk(
             ctx,
             Some(Adversary {
                 rho: self.rho,
@@ -109,11 +126,7 @@ impl<B: AutodiffBackend> Method<B> for AdvOnly {
     }
 
     fn options(&self) -> serde_json::Value {
-        serde_json::json!({
-            "init": self.init.label(),
-            "lr_compensation": self.lr_compensation,
-            "rho": self.rho,
-        })
+        options_with_rho::<B>(&self.as_mk(), self.rho)
     }
 
     fn validate(&self, _k: usize) -> std::result::Result<(), String> {
@@ -131,12 +144,7 @@ impl<B: AutodiffBackend> Method<B> for AdvOnly {
     fn run(&self, ctx: &MethodContext<'_, B>) -> Result<MethodOutput<B>> {
         Method::<B>::validate(self, ctx.k)
             .map_err(|e| Error::Usage(format!("method adv_only: {e}")))?;
-        let mk = MajorityKernels {
-            mixing: Mixing::Uniform,
-            init: self.init,
-            lr_compensation: self.lr_compensation,
-        };
-        mk.train_mk(
+        self.as_mk().train_mk(
             ctx,
             Some(Adversary {
                 rho: self.rho,

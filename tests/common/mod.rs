@@ -1,0 +1,28 @@
+//! Helpers shared by the integration tests that drive the `reproduce` binary.
+// Each test binary uses a subset of these.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_reproduce");
+
+/// Runs `reproduce ARGS --results-dir RESULTS` from the crate's root.
+pub fn reproduce(args: &[&str], results: &Path) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .arg("--results-dir")
+        .arg(results)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("the binary runs")
+}
+
+/// Standard output and standard error as text.
+pub fn text(out: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
