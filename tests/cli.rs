@@ -169,7 +169,7 @@ fn adversarial_and_wide_methods_run_from_an_experiment_entry() {
     let (adv, only, wide, mk) = (row("adv_mj"), row("adv_only"), row("wide"), row("mk"));
     assert_eq!(adv[5], "dirichlet(1) + ascent(0.5)");
     assert_eq!(only[5], "uniform + ascent(1)");
-    // Columns (after the leading empty cell): model at 2, deployed params at 10, step ms at 12.
+    // Columns (after the leading empty cell): model at 2, deployed params at 10.
     assert_eq!(adv[10], mk[10], "adversarial MK deploys the small model");
     let deployed: f64 = wide[10].parse().unwrap();
     assert!(
@@ -180,9 +180,6 @@ fn adversarial_and_wide_methods_run_from_an_experiment_entry() {
         wide[2], "mlp-784-128-10",
         "the row names the wide architecture"
     );
-    let (adv_ms, mk_ms): (f64, f64) = (adv[12].parse().unwrap(), mk[12].parse().unwrap());
-    assert!(
-        adv_ms > 1.2 * mk_ms,
-        "the ascent needs a second forward/backward: {adv_ms} vs {mk_ms}"
-    );
+    // Same seed, same draws: only the ascent step separates adv_mj from mk (column 9: test loss).
+    assert_ne!(adv[9], mk[9], "the ascent step changes training");
 }
