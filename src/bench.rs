@@ -139,6 +139,7 @@ fn measure<B: AutodiffBackend>(
         train: train_set,
         train_eval: tiny,
         test: tiny,
+        soft_targets: None,
     };
     let settings = TrainSettings {
         optimizer: optimizer.clone(),
@@ -148,6 +149,7 @@ fn measure<B: AutodiffBackend>(
         mixing: Some(Mixing::default()),
         mk_grad_scale: 1.0,
         adversary: None,
+        distillation: None,
         seed: 0,
     };
     let small = || -> Model<B> {

@@ -246,6 +246,7 @@ impl<B: AutodiffBackend> Trainer<'_, B> {
                 train: &train,
                 train_eval: &train_eval,
                 test: &test,
+                soft_targets: None,
             },
             model: &spec.model,
             recipe,
@@ -254,6 +255,8 @@ impl<B: AutodiffBackend> Trainer<'_, B> {
             device: &self.device,
             progress: &progress,
             checkpoint: Some(checkpoint.clone()),
+            models_dir: Some(self.dir.root().join("models")),
+            data_fingerprint: &spec.data,
         };
         let output = method.run(&ctx)?;
         progress.finish_and_clear();
@@ -277,6 +280,7 @@ impl<B: AutodiffBackend> Trainer<'_, B> {
             seed: spec.seed as i64,
             epochs: output.log.points.last().map_or(0, |p| p.epoch as i64),
             steps: output.log.steps as i64,
+            teacher_steps: output.log.teacher_steps as i64,
             train_acc: final_train.accuracy,
             train_loss: final_train.loss,
             test_acc: final_test.accuracy,

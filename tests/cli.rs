@@ -183,3 +183,51 @@ fn adversarial_and_wide_methods_run_from_an_experiment_entry() {
     // Same seed, same draws: only the ascent step separates adv_mj from mk (column 9: test loss).
     assert_ne!(adv[9], mk[9], "the ascent step changes training");
 }
+
+#[test]
+fn distilled_ensembles_reuse_their_stored_members() {
+    use majority_kernels::results::ResultsDir;
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |methods: &str| {
+        let out = reproduce(
+            &["table1", "--profile", "smoke", "--set", methods],
+            tmp.path(),
+        );
+        assert!(out.status.success(), "{}", text(&out).1);
+        text(&out).0
+    };
+    let stdout = run("methods=[distilled_ensemble, {name: distilled_ensemble, teacher: wide}]");
+    assert_eq!(
+        stdout
+            .lines()
+            .filter(|l| l.contains("| distilled_ensemble |"))
+            .count(),
+        2,
+        "{stdout}"
+    );
+    let runs = ResultsDir::new(tmp.path(), "table1", "smoke")
+        .runs()
+        .unwrap();
+    assert!(
+        runs.iter().all(|r| r.teacher_steps > 0),
+        "the first runs train their teachers"
+    );
+    assert!(
+        runs.iter().all(|r| r.deployed_params == 25_450),
+        "the student has the small size"
+    );
+
+    // Another temperature needs the same members: they are loaded, not trained again.
+    run("methods=[{name: distilled_ensemble, temperature: 2.0}]");
+    let runs = ResultsDir::new(tmp.path(), "table1", "smoke")
+        .runs()
+        .unwrap();
+    let reused = runs
+        .iter()
+        .find(|r| r.options.contains("\"temperature\":2.0"))
+        .unwrap();
+    assert_eq!(
+        reused.teacher_steps, 0,
+        "members reused from the models/ folder"
+    );
+}

@@ -61,6 +61,7 @@ fn weights(
         data: TrainData {
             train,
             train_eval: test,
+            soft_targets: None,
             test,
         },
         model: &model,
@@ -70,6 +71,8 @@ fn weights(
         device: &Default::default(),
         progress: &progress,
         checkpoint: None,
+        models_dir: None,
+        data_fingerprint: "test",
     };
     let out = method.run(&ctx).unwrap();
     assert_eq!(out.log.steps, 20);

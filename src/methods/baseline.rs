@@ -23,6 +23,7 @@ pub fn plain_settings<B: AutodiffBackend>(ctx: &MethodContext<'_, B>) -> TrainSe
         mixing: None,
         mk_grad_scale: 1.0,
         adversary: None,
+        distillation: None,
         seed: ctx.seed,
     }
 }

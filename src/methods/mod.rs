@@ -9,6 +9,7 @@
 pub mod adversarial;
 pub mod baseline;
 pub mod baseline_long;
+pub mod distill;
 pub mod lr_over_k;
 pub mod mk;
 pub mod wide;
@@ -19,6 +20,8 @@ use serde::de::DeserializeOwned;
 use serde_norway::{Mapping, Value};
 
 use crate::error::Result;
+use std::path::PathBuf;
+
 use burn::module::AutodiffModule;
 
 use crate::models::{Classifier, Model, ModelSpec};
@@ -38,6 +41,11 @@ pub struct MethodContext<'a, B: AutodiffBackend> {
     pub progress: &'a ProgressBar,
     /// Where the run keeps its checkpoints (none: no checkpointing).
     pub checkpoint: Option<CheckpointDir>,
+    /// Where trained models that other runs reuse (ensemble members, teachers) are stored
+    /// (none: nothing is reused).
+    pub models_dir: Option<PathBuf>,
+    /// Content fingerprint of the dataset, part of the key of every reusable model.
+    pub data_fingerprint: &'a str,
 }
 
 impl<B: AutodiffBackend> MethodContext<'_, B> {
@@ -48,13 +56,28 @@ impl<B: AutodiffBackend> MethodContext<'_, B> {
         M: Classifier<B> + AutodiffModule<B>,
         M::InnerModule: Classifier<B::InnerBackend>,
     {
+        self.train_on(model, settings, phase, &self.data)
+    }
+
+    /// [`MethodContext::train`] on other data (e.g. the same examples with soft targets).
+    pub fn train_on<M>(
+        &self,
+        model: M,
+        settings: &TrainSettings,
+        phase: &str,
+        data: &TrainData<'_>,
+    ) -> Result<(M, TrainLog)>
+    where
+        M: Classifier<B> + AutodiffModule<B>,
+        M::InnerModule: Classifier<B::InnerBackend>,
+    {
         let checkpoint = self.checkpoint.as_ref().map(|c| CheckpointDir {
             dir: c.dir.join(phase),
             every_epochs: c.every_epochs,
         });
         train(
             model,
-            &self.data,
+            data,
             settings,
             self.device,
             self.progress,
@@ -163,11 +186,16 @@ pub fn registry<B: AutodiffBackend>() -> Vec<(&'static str, &'static str, Builde
             "the k-times-wider model trained normally (deployed size k-fold)",
             |o| Ok(Box::new(parse::<wide::Wide>(o)?)),
         ),
+        (
+            "distilled_ensemble",
+            "k small models (or the wide model) distilled into a fresh small model",
+            |o| Ok(Box::new(parse::<distill::DistilledEnsemble>(o)?)),
+        ),
     ]
 }
 
 /// Names of the registered methods.
-pub const REGISTRY: [&str; 7] = [
+pub const REGISTRY: [&str; 8] = [
     "baseline",
     "baseline_long",
     "lr_over_k",
@@ -175,6 +203,7 @@ pub const REGISTRY: [&str; 7] = [
     "adv_mj",
     "adv_only",
     "wide",
+    "distilled_ensemble",
 ];
 
 /// Parses a method's options; unknown keys and bad values are errors naming the key.

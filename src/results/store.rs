@@ -28,6 +28,8 @@ pub struct RunRecord {
     pub seed: i64,
     pub epochs: i64,
     pub steps: i64,
+    /// Steps spent on teachers/members trained for this run (0 when reused).
+    pub teacher_steps: i64,
     pub train_acc: f64,
     pub train_loss: f64,
     pub test_acc: f64,
@@ -280,6 +282,7 @@ fn runs_frame(records: &[RunRecord]) -> Result<DataFrame> {
         "seed" => i(|r| r.seed),
         "epochs" => i(|r| r.epochs),
         "steps" => i(|r| r.steps),
+        "teacher_steps" => i(|r| r.teacher_steps),
         "train_acc" => x(|r| r.train_acc),
         "train_loss" => x(|r| r.train_loss),
         "test_acc" => x(|r| r.test_acc),
@@ -393,6 +396,12 @@ fn records_from_frame(path: &Path, frame: &DataFrame) -> Result<Vec<RunRecord>> 
         floats("test_loss")?,
     );
     let (wall_clock_s, step_ms) = (floats("wall_clock_s")?, floats("step_ms")?);
+    // Files written before the column existed had no teachers.
+    let teacher_steps = if frame.column("teacher_steps").is_ok() {
+        ints("teacher_steps")?
+    } else {
+        vec![0; frame.height()]
+    };
     // Files written before the task-metric columns existed scored accuracy.
     let (metric, train_score, test_score) = if frame.column("metric").is_ok() {
         (
@@ -422,6 +431,7 @@ fn records_from_frame(path: &Path, frame: &DataFrame) -> Result<Vec<RunRecord>> 
             seed: seed[r],
             epochs: epochs[r],
             steps: steps[r],
+            teacher_steps: teacher_steps[r],
             train_acc: train_acc[r],
             train_loss: train_loss[r],
             test_acc: test_acc[r],
@@ -463,6 +473,7 @@ pub(crate) mod tests {
             seed,
             epochs: 1,
             steps: 10,
+            teacher_steps: 0,
             train_acc: 0.9,
             train_loss: 0.3,
             test_acc,

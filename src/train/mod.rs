@@ -12,5 +12,6 @@ pub use checkpoint::CheckpointDir;
 pub use eval::{Metrics, evaluate};
 pub use recipe::{OptimizerSpec, Recipe, ScheduleKind, ScheduleSpec};
 pub use trainer::{
-    EvalPoint, Stream, TrainData, TrainLog, TrainSettings, stream_rng, stream_rng_at, train,
+    Distillation, EvalPoint, Stream, TrainData, TrainLog, TrainSettings, stream_rng, stream_rng_at,
+    train,
 };

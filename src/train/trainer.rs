@@ -7,6 +7,7 @@ use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::record::{BinFileRecorder, FullPrecisionSettings};
+use burn::tensor::activation::{log_softmax, softmax};
 use burn::tensor::backend::AutodiffBackend;
 use indicatif::ProgressBar;
 use rand::SeedableRng;
@@ -62,6 +63,8 @@ pub struct TrainSettings {
     pub mk_grad_scale: f32,
     /// Adversarial mixing (adv MK): an ascent step on each step's coefficients.
     pub adversary: Option<Adversary>,
+    /// Knowledge distillation from `TrainData::soft_targets`.
+    pub distillation: Option<Distillation>,
     pub seed: u64,
 }
 
@@ -72,6 +75,9 @@ pub struct TrainData<'a> {
     /// Examples for the train-accuracy curve.
     pub train_eval: &'a Examples,
     pub test: &'a Examples,
+    /// Teacher logits for every example of `train` (`[N, classes]`, row-major), for
+    /// knowledge distillation.
+    pub soft_targets: Option<&'a [f32]>,
 }
 
 /// One evaluation of the deployed (eval-mode) model.
@@ -97,12 +103,46 @@ pub struct TrainLog {
     pub diverged: bool,
     /// The epoch training resumed after (0 when it started fresh).
     pub resumed_after_epoch: usize,
+    /// Steps spent training the teachers or ensemble members this run needed (0 when they
+    /// were reused from earlier runs): the method's cost beyond its own steps.
+    pub teacher_steps: usize,
 }
 
 impl TrainLog {
     /// Mean wall-clock of one training step in milliseconds.
     pub fn step_ms(&self) -> f64 {
         1e3 * self.train_seconds / self.steps.max(1) as f64
+    }
+}
+
+/// Knowledge distillation (Hinton et al.): `alpha * T^2 * CE(softmax(teacher / T),
+/// softmax(student / T)) + (1 - alpha) * CE(labels, student)`. The soft term's cross-entropy
+/// differs from the KL divergence by the teacher's entropy, a constant: same gradients.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Distillation {
+    pub temperature: f64,
+    pub alpha: f64,
+}
+
+impl Distillation {
+    /// The distillation loss of `logits` against `teacher` logits and hard `labels`.
+    pub fn loss<B: Backend>(
+        &self,
+        logits: Tensor<B, 2>,
+        teacher: Tensor<B, 2>,
+        labels: Tensor<B, 1, Int>,
+        cross_entropy: &burn::nn::loss::CrossEntropyLoss<B>,
+    ) -> Tensor<B, 1> {
+        let t = self.temperature;
+        let targets = softmax(teacher.div_scalar(t), 1);
+        let log_student = log_softmax(logits.clone().div_scalar(t), 1);
+        let soft = (targets * log_student)
+            .sum_dim(1)
+            .mean()
+            .neg()
+            .mul_scalar(t * t);
+        let hard = cross_entropy.forward(logits, labels);
+        soft.mul_scalar(self.alpha) + hard.mul_scalar(1.0 - self.alpha)
     }
 }
 
@@ -191,7 +231,21 @@ where
                 Tensor::<B, 2>::from_data(TensorData::new(draws, [layers, k]), device)
             });
             let logits = model.forward(inputs, mix.as_ref());
-            let loss = loss_fn.forward(logits, labels);
+            let loss = match (settings.distillation, data.soft_targets) {
+                (Some(distillation), Some(targets)) => {
+                    let classes = targets.len() / data.train.len();
+                    let teacher: Vec<f32> = indices
+                        .iter()
+                        .flat_map(|&i| targets[i * classes..(i + 1) * classes].iter().copied())
+                        .collect();
+                    let teacher = Tensor::<B, 2>::from_data(
+                        TensorData::new(teacher, [indices.len(), classes]),
+                        device,
+                    );
+                    distillation.loss(logits, teacher, labels, &loss_fn)
+                }
+                _ => loss_fn.forward(logits, labels),
+            };
             log.steps += 1;
             if log.steps % LOSS_READ_EVERY == 1 || log.steps == total_steps {
                 let value: f32 = loss.clone().into_scalar().elem();
@@ -251,4 +305,41 @@ where
         }
     }
     Ok((model, log))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::TestBackend as B;
+    use burn::nn::loss::CrossEntropyLossConfig;
+
+    #[test]
+    fn distillation_loss_interpolates_between_teacher_and_labels() {
+        let device = Default::default();
+        let tensor = |v: Vec<f32>| Tensor::<B, 2>::from_data(TensorData::new(v, [2, 3]), &device);
+        let labels = Tensor::<B, 1, Int>::from_data(TensorData::new(vec![0i64, 2], [2]), &device);
+        let ce = CrossEntropyLossConfig::new().init(&device);
+        let student = vec![1.0f32, 0.2, -0.5, 0.1, 0.3, 2.0];
+        let teacher = vec![2.0f32, -1.0, 0.0, 0.5, 0.5, 1.0];
+        let value = |d: Distillation, s: Vec<f32>| -> f32 {
+            d.loss(tensor(s), tensor(teacher.clone()), labels.clone(), &ce)
+                .into_scalar()
+                .elem()
+        };
+        let hard: f32 = ce
+            .forward(tensor(student.clone()), labels.clone())
+            .into_scalar()
+            .elem();
+        let only_labels = Distillation {
+            temperature: 4.0,
+            alpha: 0.0,
+        };
+        assert!((value(only_labels, student.clone()) - hard).abs() < 1e-6);
+        // With alpha = 1 the loss is smallest when the student matches the teacher.
+        let only_teacher = Distillation {
+            temperature: 2.0,
+            alpha: 1.0,
+        };
+        assert!(value(only_teacher, teacher.clone()) < value(only_teacher, student));
+    }
 }

@@ -1,0 +1,214 @@
+//! `distilled_ensemble` (METHODS.md): k small models trained with different seeds (or the
+//! `wide` model, with `teacher: wide`), their averaged logits distilled into a fresh small
+//! model with the usual knowledge-distillation loss. Members and teachers are stored under the
+//! results folder's `models/`, keyed by everything that determines them, and reused by every
+//! run and rerun that needs the same one.
+
+use std::path::PathBuf;
+
+use burn::module::{AutodiffModule, Module};
+use burn::prelude::*;
+use burn::record::{BinFileRecorder, FullPrecisionSettings};
+use burn::tensor::backend::AutodiffBackend;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::baseline::plain_settings;
+use super::{Method, MethodContext, MethodOutput};
+use crate::error::{Error, Result};
+use crate::models::{Classifier, Model, ModelSpec};
+use crate::train::{Distillation, Stream, TrainData, stream_rng};
+
+/// Which models teach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TeacherKind {
+    /// The average logits of k small models trained with different seeds.
+    #[default]
+    Ensemble,
+    /// The k-times-wider model ("distilled-Baseline" with a big teacher).
+    Wide,
+}
+
+fn default_temperature() -> f64 {
+    4.0
+}
+
+fn default_alpha() -> f64 {
+    0.9
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DistilledEnsemble {
+    #[serde(default = "default_temperature")]
+    pub temperature: f64,
+    /// Weight of the soft (teacher) term.
+    #[serde(default = "default_alpha")]
+    pub alpha: f64,
+    #[serde(default)]
+    pub teacher: TeacherKind,
+}
+
+type Recorder = BinFileRecorder<FullPrecisionSettings>;
+
+/// Seed of ensemble member `index` for the run seed `seed` (member 0 is the seed itself).
+fn member_seed(seed: u64, index: usize) -> u64 {
+    seed.wrapping_add(1_000_003 * index as u64)
+}
+
+impl DistilledEnsemble {
+    /// A teacher model (member or wide), loaded from `models/` when it was trained before.
+    fn teacher<B: AutodiffBackend>(
+        &self,
+        ctx: &MethodContext<'_, B>,
+        spec: &ModelSpec,
+        seed: u64,
+        phase: &str,
+    ) -> Result<(Model<B::InnerBackend>, usize)> {
+        let mut settings = plain_settings(ctx);
+        settings.seed = seed;
+        let key = serde_json::json!({
+            "model": spec, "recipe": ctx.recipe, "seed": seed, "data": ctx.data_fingerprint,
+            "code_version": crate::experiment::plan::NUMERICS_VERSION,
+        });
+        let hash: String = Sha256::digest(key.to_string().as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let path: Option<PathBuf> = ctx
+            .models_dir
+            .as_ref()
+            .map(|d| d.join(format!("teacher-{}", &hash[..16])));
+        let fresh = || {
+            spec.build::<B>(
+                ctx.data.train,
+                &mut stream_rng(seed, Stream::Init),
+                ctx.device,
+            )
+        };
+        if let Some(path) = path.as_ref().filter(|p| p.with_extension("bin").is_file()) {
+            let model = fresh()
+                .valid()
+                .load_file(path.clone(), &Recorder::new(), ctx.device)
+                .map_err(|e| Error::data(path, format!("unreadable stored teacher: {e}")))?;
+            return Ok((model, 0));
+        }
+        let (model, log) = ctx.train(fresh(), &settings, phase)?;
+        let model = model.valid();
+        if let Some(path) = path {
+            let dir = path.parent().expect("models live in a folder");
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+            // Written to a temporary name and renamed, like every result file.
+            // (the recorder appends `.bin` to both names)
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("teacher");
+            let tmp = path.with_file_name(format!("{name}-partial"));
+            model
+                .clone()
+                .save_file(tmp.clone(), &Recorder::new())
+                .map_err(|e| Error::data(&tmp, e.to_string()))?;
+            std::fs::rename(tmp.with_extension("bin"), path.with_extension("bin"))
+                .map_err(|e| Error::io(&path, e))?;
+        }
+        Ok((model, log.steps))
+    }
+}
+
+/// The teacher logits of every example of `data`, averaged over `teachers`.
+fn average_logits<B: Backend>(
+    teachers: &[Model<B>],
+    data: &crate::data::Examples,
+    device: &B::Device,
+) -> Vec<f32> {
+    let indices: Vec<usize> = (0..data.len()).collect();
+    let mut sum = vec![0f32; data.len() * data.num_classes()];
+    for teacher in teachers {
+        let mut at = 0;
+        for chunk in indices.chunks(1000) {
+            let (inputs, _) = data.batch::<B>(chunk, device);
+            let logits: Vec<f32> = teacher
+                .forward(inputs, None)
+                .into_data()
+                .convert::<f32>()
+                .to_vec()
+                .expect("f32 logits");
+            for (s, l) in sum[at..at + logits.len()].iter_mut().zip(&logits) {
+                *s += l;
+            }
+            at += logits.len();
+        }
+    }
+    sum.iter_mut().for_each(|s| *s /= teachers.len() as f32);
+    sum
+}
+
+impl<B: AutodiffBackend> Method<B> for DistilledEnsemble {
+    fn name(&self) -> &'static str {
+        "distilled_ensemble"
+    }
+
+    fn uses_k(&self) -> bool {
+        true
+    }
+
+    fn options(&self) -> serde_json::Value {
+        serde_json::json!({ "temperature": self.temperature, "alpha": self.alpha, "teacher": self.teacher })
+    }
+
+    fn validate(&self, _k: usize) -> std::result::Result<(), String> {
+        if !(self.temperature > 0.0 && self.temperature.is_finite()) {
+            return Err(format!(
+                "temperature must be positive, got {}",
+                self.temperature
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.alpha) {
+            return Err(format!("alpha must be in [0, 1], got {}", self.alpha));
+        }
+        Ok(())
+    }
+
+    fn run(&self, ctx: &MethodContext<'_, B>) -> Result<MethodOutput<B>> {
+        let mut teachers = Vec::new();
+        let mut teacher_steps = 0;
+        match self.teacher {
+            TeacherKind::Ensemble => {
+                for index in 0..ctx.k {
+                    let seed = member_seed(ctx.seed, index);
+                    let (model, steps) =
+                        self.teacher(ctx, ctx.model, seed, &format!("member-{index}"))?;
+                    teachers.push(model);
+                    teacher_steps += steps;
+                }
+            }
+            TeacherKind::Wide => {
+                let (model, steps) =
+                    self.teacher(ctx, &ctx.model.widened(ctx.k), ctx.seed, "wide")?;
+                teachers.push(model);
+                teacher_steps += steps;
+            }
+        }
+        let targets = average_logits(&teachers, ctx.data.train, ctx.device);
+        let data = TrainData {
+            soft_targets: Some(&targets),
+            ..ctx.data
+        };
+        let mut settings = plain_settings(ctx);
+        settings.distillation = Some(Distillation {
+            temperature: self.temperature,
+            alpha: self.alpha,
+        });
+        let student = ctx.small_model();
+        let trained_params = student.num_params();
+        let (student, mut log) = ctx.train_on(student, &settings, "student", &data)?;
+        log.teacher_steps = teacher_steps;
+        Ok(MethodOutput {
+            deployed: student.valid(),
+            log,
+            trained_params,
+        })
+    }
+}
