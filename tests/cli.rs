@@ -231,3 +231,48 @@ fn distilled_ensembles_reuse_their_stored_members() {
         "members reused from the models/ folder"
     );
 }
+
+#[test]
+fn submodular_selection_deploys_the_small_size_and_reports_before_fine_tuning() {
+    use majority_kernels::results::ResultsDir;
+    let tmp = tempfile::tempdir().unwrap();
+    let methods = "methods=[{name: submodular, calibration: 256}, {name: submodular, calibration: 256, finetune_epochs: 0}]";
+    let out = reproduce(
+        &["table1", "--profile", "smoke", "--set", methods],
+        tmp.path(),
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        stdout
+            .lines()
+            .filter(|l| l.contains("| submodular |"))
+            .count(),
+        2,
+        "{stdout}"
+    );
+    let dir = ResultsDir::new(tmp.path(), "table1", "smoke");
+    let runs = dir.runs().unwrap();
+    assert!(
+        runs.iter().all(|r| r.deployed_params == 25_450),
+        "pruned to the small MLP"
+    );
+    let trained: Vec<i64> = runs.iter().map(|r| r.teacher_steps).collect();
+    assert!(
+        trained.contains(&0) && trained.iter().any(|&s| s > 0),
+        "the wide model is trained once: {trained:?}"
+    );
+    // The curves start at epoch 0: the pruned model before fine-tuning.
+    let curves = dir.curves().unwrap().unwrap();
+    let epochs = curves.column("epoch").unwrap().i64().unwrap().clone();
+    assert_eq!(epochs.iter().filter(|e| *e == Some(0)).count(), 2);
+    let before_fine_tuning = runs
+        .iter()
+        .find(|r| r.options.contains("\"finetune_epochs\":0"))
+        .unwrap();
+    assert!(
+        before_fine_tuning.test_acc > 0.2,
+        "selection plus refit keeps a working model: {}",
+        before_fine_tuning.test_acc
+    );
+}

@@ -4,20 +4,16 @@
 //! results folder's `models/`, keyed by everything that determines them, and reused by every
 //! run and rerun that needs the same one.
 
-use std::path::PathBuf;
-
 use burn::module::{AutodiffModule, Module};
 use burn::prelude::*;
-use burn::record::{BinFileRecorder, FullPrecisionSettings};
 use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::baseline::plain_settings;
 use super::{Method, MethodContext, MethodOutput};
-use crate::error::{Error, Result};
-use crate::models::{Classifier, Model, ModelSpec};
-use crate::train::{Distillation, Stream, TrainData, stream_rng};
+use crate::error::Result;
+use crate::models::{Classifier, Model};
+use crate::train::{Distillation, TrainData};
 
 /// Which models teach.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -50,71 +46,9 @@ pub struct DistilledEnsemble {
     pub teacher: TeacherKind,
 }
 
-type Recorder = BinFileRecorder<FullPrecisionSettings>;
-
 /// Seed of ensemble member `index` for the run seed `seed` (member 0 is the seed itself).
 fn member_seed(seed: u64, index: usize) -> u64 {
     seed.wrapping_add(1_000_003 * index as u64)
-}
-
-impl DistilledEnsemble {
-    /// A teacher model (member or wide), loaded from `models/` when it was trained before.
-    fn teacher<B: AutodiffBackend>(
-        &self,
-        ctx: &MethodContext<'_, B>,
-        spec: &ModelSpec,
-        seed: u64,
-        phase: &str,
-    ) -> Result<(Model<B::InnerBackend>, usize)> {
-        let mut settings = plain_settings(ctx);
-        settings.seed = seed;
-        let key = serde_json::json!({
-            "model": spec, "recipe": ctx.recipe, "seed": seed, "data": ctx.data_fingerprint,
-            "code_version": crate::experiment::plan::NUMERICS_VERSION,
-        });
-        let hash: String = Sha256::digest(key.to_string().as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        let path: Option<PathBuf> = ctx
-            .models_dir
-            .as_ref()
-            .map(|d| d.join(format!("teacher-{}", &hash[..16])));
-        let fresh = || {
-            spec.build::<B>(
-                ctx.data.train,
-                &mut stream_rng(seed, Stream::Init),
-                ctx.device,
-            )
-        };
-        if let Some(path) = path.as_ref().filter(|p| p.with_extension("bin").is_file()) {
-            let model = fresh()
-                .valid()
-                .load_file(path.clone(), &Recorder::new(), ctx.device)
-                .map_err(|e| Error::data(path, format!("unreadable stored teacher: {e}")))?;
-            return Ok((model, 0));
-        }
-        let (model, log) = ctx.train(fresh(), &settings, phase)?;
-        let model = model.valid();
-        if let Some(path) = path {
-            let dir = path.parent().expect("models live in a folder");
-            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-            // Written to a temporary name and renamed, like every result file.
-            // (the recorder appends `.bin` to both names)
-            let name = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or("teacher");
-            let tmp = path.with_file_name(format!("{name}-partial"));
-            model
-                .clone()
-                .save_file(tmp.clone(), &Recorder::new())
-                .map_err(|e| Error::data(&tmp, e.to_string()))?;
-            std::fs::rename(tmp.with_extension("bin"), path.with_extension("bin"))
-                .map_err(|e| Error::io(&path, e))?;
-        }
-        Ok((model, log.steps))
-    }
 }
 
 /// The teacher logits of every example of `data`, averaged over `teachers`.
@@ -179,14 +113,14 @@ impl<B: AutodiffBackend> Method<B> for DistilledEnsemble {
                 for index in 0..ctx.k {
                     let seed = member_seed(ctx.seed, index);
                     let (model, steps) =
-                        self.teacher(ctx, ctx.model, seed, &format!("member-{index}"))?;
+                        ctx.trained_model(ctx.model, seed, &format!("member-{index}"))?;
                     teachers.push(model);
                     teacher_steps += steps;
                 }
             }
             TeacherKind::Wide => {
                 let (model, steps) =
-                    self.teacher(ctx, &ctx.model.widened(ctx.k), ctx.seed, "wide")?;
+                    ctx.trained_model(&ctx.model.widened(ctx.k), ctx.seed, "wide")?;
                 teachers.push(model);
                 teacher_steps += steps;
             }

@@ -12,6 +12,8 @@ pub mod baseline_long;
 pub mod distill;
 pub mod lr_over_k;
 pub mod mk;
+pub mod reuse;
+pub mod submodular;
 pub mod wide;
 
 use burn::tensor::backend::AutodiffBackend;
@@ -191,11 +193,16 @@ pub fn registry<B: AutodiffBackend>() -> Vec<(&'static str, &'static str, Builde
             "k small models (or the wide model) distilled into a fresh small model",
             |o| Ok(Box::new(parse::<distill::DistilledEnsemble>(o)?)),
         ),
+        (
+            "submodular",
+            "the wide model pruned to n units per layer by facility-location selection, refitted, fine-tuned",
+            |o| Ok(Box::new(parse::<submodular::Submodular>(o)?)),
+        ),
     ]
 }
 
 /// Names of the registered methods.
-pub const REGISTRY: [&str; 8] = [
+pub const REGISTRY: [&str; 9] = [
     "baseline",
     "baseline_long",
     "lr_over_k",
@@ -204,6 +211,7 @@ pub const REGISTRY: [&str; 8] = [
     "adv_only",
     "wide",
     "distilled_ensemble",
+    "submodular",
 ];
 
 /// Parses a method's options; unknown keys and bad values are errors naming the key.
