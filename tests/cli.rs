@@ -200,7 +200,7 @@ fn distilled_ensembles_reuse_their_stored_members() {
     assert_eq!(
         stdout
             .lines()
-            .filter(|l| l.contains("| distilled_ensemble |"))
+            .filter(|l| l.contains("| distilled_ensemble (teacher: "))
             .count(),
         2,
         "{stdout}"
@@ -246,7 +246,7 @@ fn submodular_selection_deploys_the_small_size_and_reports_before_fine_tuning() 
     assert_eq!(
         stdout
             .lines()
-            .filter(|l| l.contains("| submodular |"))
+            .filter(|l| l.contains("| submodular ("))
             .count(),
         2,
         "{stdout}"

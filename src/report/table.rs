@@ -28,6 +28,30 @@ fn cell(values: &[f64], scale: f64, decimals: usize) -> String {
     }
 }
 
+/// The `key: value` options of `run` that differ between the rows of the same method (e.g. the
+/// teacher of two `distilled_ensemble` rows), so that such rows can be told apart. Options
+/// already shown in their own columns (mixing, init) are left out.
+fn distinguishing_options(run: &RunRecord, runs: &[RunRecord]) -> Vec<String> {
+    let parse = |r: &RunRecord| {
+        serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&r.options)
+            .unwrap_or_default()
+    };
+    let own = parse(run);
+    let siblings: Vec<serde_json::Map<String, serde_json::Value>> = runs
+        .iter()
+        .filter(|r| r.method == run.method && r.dataset == run.dataset)
+        .map(parse)
+        .collect();
+    own.iter()
+        .filter(|(key, _)| !matches!(key.as_str(), "mixing" | "init"))
+        .filter(|(key, value)| siblings.iter().any(|other| other.get(*key) != Some(value)))
+        .map(|(key, value)| match value {
+            serde_json::Value::String(text) => format!("{key}: {text}"),
+            other => format!("{key}: {other}"),
+        })
+        .collect()
+}
+
 /// One row of the table: the runs of one (dataset, model, method, options, k).
 struct Row<'a> {
     runs: Vec<&'a RunRecord>,
@@ -75,9 +99,12 @@ pub fn markdown(title: &str, runs: &[RunRecord], planned: usize) -> String {
         } else {
             ok.len().to_string()
         };
-        let method = match &first.init {
-            Some(init) => format!("{} ({init})", first.method),
-            None => first.method.clone(),
+        let mut labels: Vec<String> = first.init.iter().cloned().collect();
+        labels.extend(distinguishing_options(first, runs));
+        let method = if labels.is_empty() {
+            first.method.clone()
+        } else {
+            format!("{} ({})", first.method, labels.join(", "))
         };
         let _ = writeln!(
             out,
@@ -131,6 +158,33 @@ pub fn markdown(title: &str, runs: &[RunRecord], planned: usize) -> String {
 mod tests {
     use super::*;
     use crate::results::store::tests::record;
+
+    #[test]
+    fn rows_of_one_method_are_told_apart_by_the_options_that_differ() {
+        let with = |teacher: &str, seed: i64| RunRecord {
+            options: format!("{{\"alpha\":0.9,\"teacher\":\"{teacher}\"}}"),
+            ..record("distilled_ensemble", seed, 0.9)
+        };
+        let runs = vec![
+            with("ensemble", 0),
+            with("ensemble", 1),
+            with("wide", 0),
+            record("mk", 0, 0.9),
+        ];
+        let table = markdown("t", &runs, 4);
+        assert!(
+            table.contains("| distilled_ensemble (teacher: ensemble) |"),
+            "{table}"
+        );
+        assert!(
+            table.contains("| distilled_ensemble (teacher: wide) |"),
+            "{table}"
+        );
+        assert!(
+            table.contains("| mk |"),
+            "options shared by every row are not repeated: {table}"
+        );
+    }
 
     #[test]
     fn mean_std_matches_hand_computation() {
