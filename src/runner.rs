@@ -18,7 +18,7 @@ use crate::experiment::{self, ResolvedExperiment, RunSpec};
 use crate::methods::{Method, MethodContext};
 use crate::report::table;
 use crate::results::{CurvePoint, ResultsDir, RunRecord, provenance};
-use crate::train::{CheckpointDir, Stream, TrainData, evaluate, stream_rng};
+use crate::train::{CheckpointDir, TrainData, evaluate, subset_seed};
 use crate::with_backend;
 
 /// One of `count` disjoint slices of an experiment's runs: run `i` of the plan belongs to
@@ -347,11 +347,6 @@ impl<B: AutodiffBackend> Trainer<'_, B> {
         bar.enable_steady_tick(Duration::from_millis(200));
         bar
     }
-}
-
-fn subset_seed(seed: u64, salt: u64) -> u64 {
-    use rand::RngExt;
-    stream_rng(seed, Stream::Subset).random::<u64>() ^ salt
 }
 
 /// The default experiments folder: `experiments/` in the working directory, else beside

@@ -17,7 +17,7 @@ use super::baseline::plain_settings;
 use super::{Method, MethodContext, MethodOutput};
 use crate::error::{Error, Result};
 use crate::models::{Inputs, Mlp, Model, ModelSpec};
-use crate::train::{EvalPoint, Stream, evaluate, stream_rng};
+use crate::train::{EvalPoint, evaluate, subset_seed};
 
 fn default_calibration() -> usize {
     512
@@ -318,7 +318,7 @@ impl<B: AutodiffBackend> Method<B> for Submodular {
         let calibration = ctx
             .data
             .train
-            .subset(self.calibration, stream_rng_seed(ctx.seed));
+            .subset(self.calibration, subset_seed(ctx.seed, 0x5b));
         let indices: Vec<usize> = (0..calibration.len()).collect();
         let (Inputs::Images(images), _) =
             calibration.batch::<B::InnerBackend>(&indices, ctx.device)
@@ -353,11 +353,6 @@ impl<B: AutodiffBackend> Method<B> for Submodular {
             trained_params,
         })
     }
-}
-
-fn stream_rng_seed(seed: u64) -> u64 {
-    use rand::RngExt;
-    stream_rng(seed, Stream::Subset).random::<u64>() ^ 0x5b
 }
 
 #[cfg(test)]

@@ -13,5 +13,5 @@ pub use eval::{Metrics, evaluate};
 pub use recipe::{OptimizerSpec, Recipe, ScheduleKind, ScheduleSpec};
 pub use trainer::{
     Distillation, EvalPoint, Stream, TrainData, TrainLog, TrainSettings, stream_rng, stream_rng_at,
-    train,
+    subset_seed, train,
 };

@@ -50,6 +50,13 @@ pub fn stream_rng_at(seed: u64, stream: Stream, index: u64) -> StdRng {
     StdRng::seed_from_u64(mixed)
 }
 
+/// Seed of a data slice for the run seed `seed`; `salt` tells apart the slices of one run
+/// (train, test, train-eval, calibration...), so every method sees the same examples.
+pub fn subset_seed(seed: u64, salt: u64) -> u64 {
+    use rand::RngExt;
+    stream_rng(seed, Stream::Subset).random::<u64>() ^ salt
+}
+
 /// How one model is trained: the recipe as a method adapted it.
 #[derive(Debug, Clone)]
 pub struct TrainSettings {
