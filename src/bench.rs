@@ -89,11 +89,11 @@ pub fn run(options: &BenchOptions) -> Result<String> {
             },
         ),
     };
-    let splits = data::load(
-        dataset,
-        &data::search_dirs(options.data_dir.clone()),
-        text.as_ref(),
-    )?;
+    let load = data::LoadOptions {
+        text,
+        ..Default::default()
+    };
+    let splits = data::load(dataset, &data::search_dirs(options.data_dir.clone()), &load)?;
     let train_set = splits.train.subset(options.steps * options.batch_size, 0);
     let tiny = train_set.subset(1, 0);
     let rows = with_backend!(options.backend, B => Ok(measure::<B>(options, &optimizer, &train_set, &tiny)))?;

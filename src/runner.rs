@@ -12,7 +12,7 @@ use burn::tensor::backend::AutodiffBackend;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::backend::{BURN_VERSION, BackendKind, machine_description};
-use crate::data::{self, DataSplits, Examples, TextOptions};
+use crate::data::{self, DataSplits, Examples, LoadOptions};
 use crate::error::{Error, Result};
 use crate::experiment::{self, ResolvedExperiment, RunSpec};
 use crate::methods::{Method, MethodContext};
@@ -65,6 +65,8 @@ pub struct RunOptions {
     pub overrides: Vec<String>,
     pub backend: BackendKind,
     pub data_dir: Option<PathBuf>,
+    /// Folder of decoded-image caches (default: `MK_CACHE_DIR` or `~/.cache/majority-kernels`).
+    pub cache_dir: Option<PathBuf>,
     pub results_dir: PathBuf,
     pub experiments_dir: PathBuf,
     /// No progress bars (also implied when stderr is not a terminal).
@@ -99,24 +101,25 @@ fn execute<B: AutodiffBackend>(
     let experiment = &resolved.experiment;
     let file = resolved.source.display().to_string();
     let dirs = data::search_dirs(options.data_dir.clone());
-    // One load per distinct (dataset, tokenisation); text is tokenised to the model's length.
-    let mut datasets: Vec<(String, Option<TextOptions>, DataSplits)> = Vec::new();
+    // One load per distinct (dataset, options); text is tokenised to the model's length.
+    let mut datasets: Vec<(String, LoadOptions, DataSplits)> = Vec::new();
     for entry in &experiment.datasets {
-        let text = entry.text_options();
+        let load = entry.load_options(options.cache_dir.clone());
         if !datasets
             .iter()
-            .any(|(name, t, _)| *name == entry.dataset && *t == text)
+            .any(|(name, o, _)| *name == entry.dataset && *o == load)
         {
-            let splits = data::load(&entry.dataset, &dirs, text.as_ref())?;
-            datasets.push((entry.dataset.clone(), text, splits));
+            let splits = data::load(&entry.dataset, &dirs, &load)
+                .map_err(|e| in_entry(&file, &entry.dataset, e))?;
+            datasets.push((entry.dataset.clone(), load, splits));
         }
     }
     let splits_of = |index: usize| {
         let entry = &experiment.datasets[index];
-        let text = entry.text_options();
+        let load = entry.load_options(options.cache_dir.clone());
         &datasets
             .iter()
-            .find(|(n, t, _)| *n == entry.dataset && *t == text)
+            .find(|(n, o, _)| *n == entry.dataset && *o == load)
             .expect("loaded above")
             .2
     };
@@ -203,6 +206,14 @@ fn execute<B: AutodiffBackend>(
         .join(format!("{}-{}.md", experiment.name, resolved.profile));
     ResultsDir::write_text(&table_path, &markdown)?;
     Ok(markdown)
+}
+
+/// A usage error from loading a dataset names the experiment file it came from.
+fn in_entry(file: &str, dataset: &str, error: Error) -> Error {
+    match error {
+        Error::Usage(message) => Error::config(file, format!("dataset `{dataset}`: {message}")),
+        other => other,
+    }
 }
 
 /// State shared by the runs of one invocation.

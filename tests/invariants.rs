@@ -21,7 +21,7 @@ type B = Autodiff<DefaultCpu>;
 
 fn mnist_slice() -> (Examples, Examples) {
     let dir = data::shared_data_dir().expect("tests need the real data in ../shared/data");
-    let splits = data::load("mnist", &[dir], None).unwrap();
+    let splits = data::load("mnist", &[dir], &Default::default()).unwrap();
     (splits.train.subset(320, 1), splits.test.subset(200, 2))
 }
 

@@ -65,6 +65,9 @@ struct CommonArgs {
     /// Directory holding the datasets (default: $MK_DATA_DIR, ../shared/data, ./data, then the Hub).
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Folder for decoded-image caches (default: $MK_CACHE_DIR, else ~/.cache/majority-kernels).
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
     /// Where results are stored.
     #[arg(long, default_value = "results")]
     results_dir: PathBuf,
@@ -119,6 +122,7 @@ fn run_options(args: ExperimentArgs, mode: Mode) -> Result<RunOptions, Error> {
         overrides: args.overrides,
         backend: backend(&args.common.backend)?,
         data_dir: args.common.data_dir,
+        cache_dir: args.common.cache_dir,
         results_dir: args.common.results_dir,
         experiments_dir: args
             .common

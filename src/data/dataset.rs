@@ -1,21 +1,107 @@
 //! In-memory image classification data and batching.
 
+use std::sync::Arc;
+
 use burn::prelude::*;
-use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
+use rand::{RngExt, SeedableRng};
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::text::TextDataset;
 
-/// Images as normalised `f32` pixels, `[N, C, H, W]` row-major, with integer labels.
+/// Images as raw 8-bit pixels, `[N, C, H, W]` row-major, with integer labels. Pixels are
+/// normalised per channel when a batch is made: a compact store (a quarter of `f32`) that
+/// augmentation can crop and flip in pixel space, as the standard recipes do.
 #[derive(Debug, Clone)]
 pub struct ImageDataset {
-    pub pixels: Vec<f32>,
+    pub pixels: Pixels,
     pub labels: Vec<u8>,
     /// `[channels, height, width]` of one image.
     pub image_shape: [usize; 3],
     pub num_classes: usize,
+    pub normalization: Normalization,
+}
+
+/// Raw pixel bytes, in memory or mapped from a cache file (datasets larger than memory are
+/// then paged in as batches touch them). Clones share the bytes.
+#[derive(Clone)]
+pub struct Pixels(Arc<PixelStorage>);
+
+enum PixelStorage {
+    Owned(Vec<u8>),
+    Mapped {
+        map: Arc<memmap2::Mmap>,
+        start: usize,
+        len: usize,
+    },
+}
+
+impl Pixels {
+    /// `len` bytes at `start` of a mapped file.
+    pub fn mapped(map: Arc<memmap2::Mmap>, start: usize, len: usize) -> Self {
+        assert!(start + len <= map.len(), "mapped range inside the file");
+        Pixels(Arc::new(PixelStorage::Mapped { map, start, len }))
+    }
+}
+
+impl std::ops::Deref for Pixels {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match &*self.0 {
+            PixelStorage::Owned(bytes) => bytes,
+            PixelStorage::Mapped { map, start, len } => &map[*start..*start + *len],
+        }
+    }
+}
+
+impl From<Vec<u8>> for Pixels {
+    fn from(bytes: Vec<u8>) -> Self {
+        Pixels(Arc::new(PixelStorage::Owned(bytes)))
+    }
+}
+
+impl PartialEq for Pixels {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl std::fmt::Debug for Pixels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match &*self.0 {
+            PixelStorage::Owned(_) => "in memory",
+            PixelStorage::Mapped { .. } => "mapped",
+        };
+        write!(f, "Pixels({} bytes, {kind})", self.len())
+    }
+}
+
+/// Per-channel normalisation `(pixel / 255 - mean) / std`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Normalization {
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
+}
+
+impl Normalization {
+    /// The normalised value of `byte` in `channel`.
+    #[inline]
+    pub fn apply(&self, byte: u8, channel: usize) -> f32 {
+        (byte as f32 / 255.0 - self.mean[channel]) / self.std[channel]
+    }
+}
+
+/// Standard-recipe augmentation of training images: a random crop of the image zero-padded
+/// by `crop_padding` pixels on each side, and a horizontal flip with probability 1/2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Augmentation {
+    #[serde(default)]
+    pub crop_padding: usize,
+    #[serde(default)]
+    pub flip: bool,
 }
 
 impl ImageDataset {
@@ -50,30 +136,84 @@ impl ImageDataset {
             pixels.extend_from_slice(&self.pixels[i * len..(i + 1) * len]);
         }
         ImageDataset {
-            pixels,
+            pixels: pixels.into(),
             labels: indices.iter().map(|&i| self.labels[i]).collect(),
             image_shape: self.image_shape,
             num_classes: self.num_classes,
+            normalization: self.normalization.clone(),
         }
     }
 
-    /// The batch at `indices` as `([B, C, H, W] images, [B] labels)` tensors on `device`.
+    /// Only the examples of the first `classes` classes (labels `0..classes`).
+    pub fn first_classes(&self, classes: usize) -> ImageDataset {
+        let keep: Vec<usize> = (0..self.len())
+            .filter(|&i| (self.labels[i] as usize) < classes)
+            .collect();
+        ImageDataset {
+            num_classes: classes.min(self.num_classes),
+            ..self.select(&keep)
+        }
+    }
+
+    /// The batch at `indices` as `([B, C, H, W] images, [B] labels)` tensors on `device`,
+    /// augmented with draws from `augment`'s generator when given.
     pub fn batch<B: Backend>(
         &self,
         indices: &[usize],
+        augment: Option<(&Augmentation, &mut StdRng)>,
         device: &B::Device,
     ) -> (Tensor<B, 4>, Tensor<B, 1, Int>) {
         let len = self.image_len();
+        let [c, h, w] = self.image_shape;
         let mut pixels = Vec::with_capacity(indices.len() * len);
         let mut labels = Vec::with_capacity(indices.len());
-        for &i in indices {
-            pixels.extend_from_slice(&self.pixels[i * len..(i + 1) * len]);
-            labels.push(self.labels[i] as i64);
+        let norm = &self.normalization;
+        match augment {
+            None => {
+                for &i in indices {
+                    let image = &self.pixels[i * len..(i + 1) * len];
+                    for (channel, plane) in image.chunks_exact(h * w).enumerate() {
+                        pixels.extend(plane.iter().map(|&b| norm.apply(b, channel)));
+                    }
+                    labels.push(self.labels[i] as i64);
+                }
+            }
+            Some((augmentation, rng)) => {
+                let pad = augmentation.crop_padding as isize;
+                for &i in indices {
+                    let image = &self.pixels[i * len..(i + 1) * len];
+                    // Offsets of the crop window in the padded image, relative to the original.
+                    let dy = rng.random_range(-pad as i64..=pad as i64) as isize;
+                    let dx = rng.random_range(-pad as i64..=pad as i64) as isize;
+                    let flip = augmentation.flip && rng.random_bool(0.5);
+                    for (channel, plane) in image.chunks_exact(h * w).enumerate() {
+                        let padding = norm.apply(0, channel);
+                        for y in 0..h as isize {
+                            let sy = y + dy;
+                            for x in 0..w as isize {
+                                let sx = if flip { w as isize - 1 - x } else { x } + dx;
+                                let inside =
+                                    (0..h as isize).contains(&sy) && (0..w as isize).contains(&sx);
+                                pixels.push(if inside {
+                                    norm.apply(plane[(sy * w as isize + sx) as usize], channel)
+                                } else {
+                                    padding
+                                });
+                            }
+                        }
+                    }
+                    labels.push(self.labels[i] as i64);
+                }
+            }
         }
-        let [c, h, w] = self.image_shape;
         let images = Tensor::from_data(TensorData::new(pixels, [indices.len(), c, h, w]), device);
         let labels = Tensor::from_data(TensorData::new(labels, [indices.len()]), device);
         (images, labels)
+    }
+
+    /// Adds this split's raw pixels and labels to a content fingerprint.
+    pub fn fingerprint_into(&self, fingerprint: &mut Fingerprint) {
+        fingerprint.add(&self.pixels, &self.labels);
     }
 }
 
@@ -162,9 +302,20 @@ impl Examples {
         indices: &[usize],
         device: &B::Device,
     ) -> (Inputs<B>, Tensor<B, 1, Int>) {
+        self.batch_augmented(indices, None, device)
+    }
+
+    /// [`Examples::batch`], with image augmentation drawn from the generator when given
+    /// (text is never augmented).
+    pub fn batch_augmented<B: Backend>(
+        &self,
+        indices: &[usize],
+        augment: Option<(&Augmentation, &mut StdRng)>,
+        device: &B::Device,
+    ) -> (Inputs<B>, Tensor<B, 1, Int>) {
         match self {
             Examples::Images(d) => {
-                let (images, labels) = d.batch(indices, device);
+                let (images, labels) = d.batch(indices, augment, device);
                 (Inputs::Images(images), labels)
             }
             Examples::Text(d) => {
@@ -227,9 +378,32 @@ impl Fingerprint {
         self.0.update(labels);
     }
 
+    /// Starts a split whose pixels (`pixel_len` bytes) arrive in chunks; the result hashes
+    /// exactly as [`Fingerprint::add`] of the whole split.
+    pub fn split(&mut self, pixel_len: usize) -> SplitFingerprint<'_> {
+        self.0.update((pixel_len as u64).to_le_bytes());
+        SplitFingerprint(&mut self.0)
+    }
+
     /// The hex digest.
     pub fn finish(self) -> String {
         hex(&self.0.finalize())
+    }
+}
+
+/// A split being fingerprinted chunk by chunk.
+pub struct SplitFingerprint<'a>(&'a mut Sha256);
+
+impl SplitFingerprint<'_> {
+    /// The next pixel bytes.
+    pub fn update(&mut self, pixels: &[u8]) {
+        self.0.update(pixels);
+    }
+
+    /// The split's labels, after all its pixels.
+    pub fn labels(self, labels: &[u8]) {
+        self.0.update((labels.len() as u64).to_le_bytes());
+        self.0.update(labels);
     }
 }
 
@@ -248,10 +422,17 @@ mod tests {
 
     fn toy(n: usize) -> ImageDataset {
         ImageDataset {
-            pixels: (0..n * 4).map(|v| v as f32).collect(),
+            pixels: (0..n * 4)
+                .map(|v| (v / 4) as u8)
+                .collect::<Vec<u8>>()
+                .into(),
             labels: (0..n).map(|i| (i % 3) as u8).collect(),
             image_shape: [1, 2, 2],
             num_classes: 3,
+            normalization: Normalization {
+                mean: vec![0.0],
+                std: vec![1.0 / 255.0],
+            },
         }
     }
 
@@ -262,9 +443,66 @@ mod tests {
         assert_eq!(a.len(), 10);
         assert_eq!(a.labels, data.subset(10, 4).labels);
         for (i, label) in a.labels.iter().enumerate() {
-            let original = a.pixels[i * 4] as usize / 4;
+            let original = a.pixels[i * 4] as usize;
             assert_eq!(*label, data.labels[original]);
         }
         assert_eq!(data.subset(500, 0).len(), 50);
+    }
+
+    #[test]
+    fn augmentation_crops_with_zero_padding_and_flips() {
+        // One 1x3x3 image with distinct pixels; the normalisation is the identity on bytes.
+        let data = ImageDataset {
+            pixels: (1..=9).collect::<Vec<u8>>().into(),
+            labels: vec![0],
+            image_shape: [1, 3, 3],
+            num_classes: 1,
+            normalization: Normalization {
+                mean: vec![0.0],
+                std: vec![1.0 / 255.0],
+            },
+        };
+        let batch = |augmentation: Augmentation, seed: u64| -> Vec<f32> {
+            let mut rng = StdRng::seed_from_u64(seed);
+            let (images, _) = data.batch::<crate::backend::TestBackend>(
+                &[0],
+                Some((&augmentation, &mut rng)),
+                &Default::default(),
+            );
+            images.into_data().to_vec::<f32>().unwrap()
+        };
+        let round = |v: Vec<f32>| v.iter().map(|x| x.round() as i32).collect::<Vec<_>>();
+        let flip_only = Augmentation {
+            crop_padding: 0,
+            flip: true,
+        };
+        let outputs: std::collections::HashSet<Vec<i32>> =
+            (0..20).map(|s| round(batch(flip_only, s))).collect();
+        let expected: std::collections::HashSet<Vec<i32>> = [
+            vec![1, 2, 3, 4, 5, 6, 7, 8, 9],
+            vec![3, 2, 1, 6, 5, 4, 9, 8, 7],
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(
+            outputs, expected,
+            "flip: the image or its mirror, both seen"
+        );
+        let crop = Augmentation {
+            crop_padding: 1,
+            flip: false,
+        };
+        for seed in 0..30 {
+            let out = round(batch(crop, seed));
+            // A shifted window: every kept pixel keeps its row/column neighbours, padding is 0.
+            let nonzero: Vec<i32> = out.iter().copied().filter(|&v| v != 0).collect();
+            assert!(nonzero.len() >= 4, "{out:?}");
+            assert!(out.iter().all(|&v| (0..=9).contains(&v)), "{out:?}");
+            assert_eq!(round(batch(crop, seed)), out, "seeded");
+        }
+        let shifted: std::collections::HashSet<Vec<i32>> =
+            (0..60).map(|s| round(batch(crop, s))).collect();
+        assert_eq!(shifted.len(), 9, "all 3x3 offsets occur");
+        assert!(shifted.contains(&vec![0, 0, 0, 0, 1, 2, 0, 4, 5]));
     }
 }

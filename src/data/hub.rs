@@ -60,22 +60,22 @@ pub fn dataset_file(hub: &HubAccess, repo: &str, file: &str, local_hint: &str) -
         .map_err(|e| unavailable(format!("not downloadable ({e})")))
 }
 
-/// Reads a Hub image-classification parquet file: the `image` struct column's `bytes` field
-/// and the integer `label` column.
-pub fn read_image_parquet(path: &Path) -> Result<(Vec<Vec<u8>>, Vec<i64>)> {
+/// Reads a Hub image-classification parquet file: the struct column `column`'s `bytes` field
+/// (`image` for MNIST, `img` for CIFAR-10) and the integer `label` column.
+pub fn read_image_parquet(path: &Path, column: &str) -> Result<(Vec<Vec<u8>>, Vec<i64>)> {
     let parquet = |source| Error::Parquet {
         path: path.to_path_buf(),
         source,
     };
     let df = read_parquet(path)?;
     let images = df
-        .column("image")
+        .column(column)
         .and_then(|c| c.struct_().cloned())
         .and_then(|s| s.field_by_name("bytes"))
         .map_err(|_| {
             Error::data(
                 path,
-                "expected a struct column `image` with a binary field `bytes`",
+                format!("expected a struct column `{column}` with a binary field `bytes`"),
             )
         })?;
     let images: Vec<Vec<u8>> = images

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 
 use flate2::read::GzDecoder;
 
-use super::dataset::{DataSplits, Examples, Fingerprint, ImageDataset, Metric, sha256_hex};
+use super::dataset::{
+    DataSplits, Examples, Fingerprint, ImageDataset, Metric, Normalization, sha256_hex,
+};
 use super::hub::{self, HubAccess};
 use crate::error::{Error, Result};
 
@@ -126,7 +128,7 @@ pub fn load_idx(dir: &Path) -> Result<DataSplits> {
         }
         verify_checksum(image_stem, &images_path, &image_bytes)?;
         verify_checksum(label_stem, &labels_path, &label_bytes)?;
-        fingerprint.add(&image_bytes[16..], &labels);
+        fingerprint.add(&pixels, &labels);
         Ok(dataset(pixels, labels))
     };
     let (train, test) = (split(FILES[0])?, split(FILES[1])?);
@@ -143,17 +145,17 @@ fn splits(train: ImageDataset, test: ImageDataset, fingerprint: Fingerprint) -> 
     }
 }
 
-fn dataset(pixels: Vec<f32>, labels: Vec<u8>) -> ImageDataset {
+fn dataset(pixels: Vec<u8>, labels: Vec<u8>) -> ImageDataset {
     ImageDataset {
-        pixels,
+        pixels: pixels.into(),
         labels,
         image_shape: [1, SIDE, SIDE],
         num_classes: 10,
+        normalization: Normalization {
+            mean: vec![MEAN],
+            std: vec![STD],
+        },
     }
-}
-
-fn normalise(byte: u8) -> f32 {
-    (byte as f32 / 255.0 - MEAN) / STD
 }
 
 /// Reads `stem.gz` (decompressing it) or `stem`, returning the path actually read.
@@ -176,8 +178,8 @@ fn be_u32(bytes: &[u8], at: usize) -> u32 {
     u32::from_be_bytes(bytes[at..at + 4].try_into().expect("4 bytes"))
 }
 
-/// Parses an IDX3 image file (magic 0x00000803) of 28x28 images into normalised pixels.
-pub fn parse_idx_images(path: &Path, bytes: &[u8]) -> Result<Vec<f32>> {
+/// Parses an IDX3 image file (magic 0x00000803) of 28x28 images into its pixel bytes.
+pub fn parse_idx_images(path: &Path, bytes: &[u8]) -> Result<Vec<u8>> {
     if bytes.len() < 16 {
         return Err(Error::data(
             path,
@@ -212,7 +214,7 @@ pub fn parse_idx_images(path: &Path, bytes: &[u8]) -> Result<Vec<f32>> {
             ),
         ));
     }
-    Ok(bytes[16..].iter().map(|&b| normalise(b)).collect())
+    Ok(bytes[16..].to_vec())
 }
 
 /// Parses an IDX1 label file (magic 0x00000801) of digits 0..=9.
@@ -249,8 +251,7 @@ pub fn parse_idx_labels(path: &Path, bytes: &[u8]) -> Result<Vec<u8>> {
 
 /// Loads a `ylecun/mnist` parquet split (`image.bytes` PNG, `label`).
 fn load_hub_parquet(path: &Path, fingerprint: &mut Fingerprint) -> Result<ImageDataset> {
-    let (images, labels) = hub::read_image_parquet(path)?;
-    let mut pixels = Vec::with_capacity(images.len() * SIDE * SIDE);
+    let (images, labels) = hub::read_image_parquet(path, "image")?;
     let mut raw = Vec::with_capacity(images.len() * SIDE * SIDE);
     for (i, png) in images.iter().enumerate() {
         let gray =
@@ -261,7 +262,6 @@ fn load_hub_parquet(path: &Path, fingerprint: &mut Fingerprint) -> Result<ImageD
                 format!("row {i}: image has {} pixels, expected 784", gray.len()),
             ));
         }
-        pixels.extend(gray.iter().copied().map(normalise));
         raw.extend(gray);
     }
     let labels = labels
@@ -270,7 +270,7 @@ fn load_hub_parquet(path: &Path, fingerprint: &mut Fingerprint) -> Result<ImageD
         .collect::<Option<Vec<u8>>>()
         .ok_or_else(|| Error::data(path, "label column has values outside 0..=9"))?;
     fingerprint.add(&raw, &labels);
-    Ok(dataset(pixels, labels))
+    Ok(dataset(raw, labels))
 }
 
 #[cfg(test)]
@@ -375,10 +375,7 @@ mod tests {
         use polars::prelude::*;
         let pngs: Vec<Vec<u8>> = (0..data.len())
             .map(|i| {
-                let gray: Vec<u8> = data.pixels[i * 784..(i + 1) * 784]
-                    .iter()
-                    .map(|p| ((p * STD + MEAN) * 255.0).round() as u8)
-                    .collect();
+                let gray = &data.pixels[i * 784..(i + 1) * 784];
                 let mut out = Vec::new();
                 let mut encoder = png::Encoder::new(&mut out, 28, 28);
                 encoder.set_color(png::ColorType::Grayscale);
@@ -386,7 +383,7 @@ mod tests {
                 encoder
                     .write_header()
                     .unwrap()
-                    .write_image_data(&gray)
+                    .write_image_data(gray)
                     .unwrap();
                 out
             })
@@ -460,12 +457,7 @@ mod tests {
         );
         let mut expected = Fingerprint::default();
         for split in [&train, &test] {
-            let raw: Vec<u8> = split
-                .pixels
-                .iter()
-                .map(|p| ((p * STD + MEAN) * 255.0).round() as u8)
-                .collect();
-            expected.add(&raw, &split.labels);
+            split.fingerprint_into(&mut expected);
         }
         assert_eq!(
             from_hub.fingerprint,

@@ -1,15 +1,22 @@
 //! Datasets: where they are found, how they are decoded, and how batches are made.
 
+pub mod cache;
+pub mod cifar;
 pub mod dataset;
+pub mod files;
 pub mod glue;
 pub mod hub;
+pub mod imagenet;
 pub mod mnist;
 pub mod text;
 pub mod tokenize;
+pub mod vision;
 
 use std::path::PathBuf;
 
-pub use dataset::{DataSplits, Examples, ImageDataset, Inputs, Metric};
+pub use dataset::{
+    Augmentation, DataSplits, Examples, ImageDataset, Inputs, Metric, Normalization,
+};
 pub use text::TextDataset;
 
 use crate::error::{Error, Result};
@@ -17,7 +24,15 @@ use dataset::Fingerprint;
 use hub::HubAccess;
 
 /// Names of the datasets this build can load: image datasets, then GLUE text tasks.
-pub const DATASETS: [&str; 4] = ["mnist", "cola", "sst2", "mrpc"];
+pub const DATASETS: [&str; 7] = [
+    "mnist",
+    "cifar10",
+    "tiny_imagenet",
+    "imagenet",
+    "cola",
+    "sst2",
+    "mrpc",
+];
 
 /// Whether `name` is a text dataset (needs a tokenizer and a Transformer).
 pub fn is_text(name: &str) -> bool {
@@ -48,12 +63,75 @@ pub fn search_dirs(explicit: Option<PathBuf>) -> Vec<PathBuf> {
     dirs
 }
 
+/// How a dataset is loaded, beyond its name.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LoadOptions {
+    /// Tokenisation, for text datasets (required there).
+    pub text: Option<TextOptions>,
+    /// Side in pixels images are resized to (ImageNet; default: the dataset's usual size).
+    pub image_size: Option<usize>,
+    /// Keep only the first `classes` classes (labels `0..classes`), for small profiles.
+    pub classes: Option<usize>,
+    /// Folder of decoded-image caches (default: [`cache::default_dir`]).
+    pub cache_dir: Option<PathBuf>,
+}
+
 /// Loads the dataset `name` from the first directory holding it, else from the Hub.
-/// Text datasets need `text` (tokenizer and maximum length).
-pub fn load(name: &str, dirs: &[PathBuf], text: Option<&TextOptions>) -> Result<DataSplits> {
+pub fn load(name: &str, dirs: &[PathBuf], options: &LoadOptions) -> Result<DataSplits> {
+    let splits = load_all_classes(name, dirs, options)?;
+    let Some(classes) = options.classes else {
+        return Ok(splits);
+    };
+    match (&splits.train, &splits.test) {
+        (Examples::Images(train), Examples::Images(test)) => {
+            if classes == 0 || classes > train.num_classes {
+                return Err(Error::Usage(format!(
+                    "classes = {classes} for `{name}`: expected 1..={}",
+                    train.num_classes
+                )));
+            }
+            let mut subset = vision::splits(
+                name,
+                train.first_classes(classes),
+                test.first_classes(classes),
+            );
+            subset.metric = splits.metric;
+            Ok(subset)
+        }
+        _ => Err(Error::Usage(format!(
+            "`classes` applies to image datasets, not `{name}`"
+        ))),
+    }
+}
+
+fn load_all_classes(name: &str, dirs: &[PathBuf], options: &LoadOptions) -> Result<DataSplits> {
     let hub = HubAccess::from_env();
-    if name == "mnist" {
-        return mnist::load(dirs, &hub);
+    let cache_dir = options.cache_dir.clone().unwrap_or_else(cache::default_dir);
+    if options.image_size.is_some() && !name.contains("imagenet") {
+        return Err(Error::Usage(format!(
+            "`image_size` applies to the ImageNet datasets, not `{name}` (its images have one size)"
+        )));
+    }
+    match name {
+        "mnist" => return mnist::load(dirs, &hub),
+        "cifar10" => return cifar::load(dirs, &hub, &cache_dir),
+        "tiny_imagenet" => {
+            return imagenet::load(
+                imagenet::Variant::Tiny,
+                dirs,
+                options.image_size,
+                &cache_dir,
+            );
+        }
+        "imagenet" => {
+            return imagenet::load(
+                imagenet::Variant::Full,
+                dirs,
+                options.image_size,
+                &cache_dir,
+            );
+        }
+        _ => {}
     }
     let Some(task) = glue::Task::from_name(name) else {
         return Err(Error::Usage(format!(
@@ -61,7 +139,7 @@ pub fn load(name: &str, dirs: &[PathBuf], text: Option<&TextOptions>) -> Result<
             DATASETS.join(", ")
         )));
     };
-    let options = text.ok_or_else(|| {
+    let options = options.text.as_ref().ok_or_else(|| {
         Error::Usage(format!(
             "dataset `{name}` is text: it needs a transformer model"
         ))

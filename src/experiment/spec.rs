@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_norway::Value;
 
 use super::overrides::{parse_assignment, set_path};
-use crate::data::{self, DATASETS, TextOptions};
+use crate::data::{self, DATASETS, LoadOptions, TextOptions};
 use crate::error::{Error, Result};
 use crate::models::ModelSpec;
 use crate::train::Recipe;
@@ -41,9 +41,25 @@ pub struct DatasetEntry {
     /// Hub model name (default `bert-base-uncased`).
     #[serde(default)]
     pub tokenizer: Option<String>,
+    /// For ImageNet: the side images are resized to (default 224; Tiny ImageNet 64).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_size: Option<usize>,
+    /// Keep only the first `classes` classes (sorted class ids), e.g. for a quick profile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classes: Option<usize>,
 }
 
 impl DatasetEntry {
+    /// How the dataset is loaded for this entry.
+    pub fn load_options(&self, cache_dir: Option<PathBuf>) -> LoadOptions {
+        LoadOptions {
+            text: self.text_options(),
+            image_size: self.image_size,
+            classes: self.classes,
+            cache_dir,
+        }
+    }
+
     /// How the dataset's text is tokenised (`None` for image datasets).
     pub fn text_options(&self) -> Option<TextOptions> {
         match &self.model {

@@ -125,7 +125,7 @@ mod tests {
     #[test]
     fn the_ascent_step_increases_the_batch_loss() {
         let dir = shared_data_dir().expect("tests need the real datasets in ../shared/data");
-        let splits = data::load("mnist", &[dir], None).unwrap();
+        let splits = data::load("mnist", &[dir], &Default::default()).unwrap();
         let batch = splits.train.subset(256, 0);
         let device = Default::default();
         let spec = ModelSpec::Mlp {
