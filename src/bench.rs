@@ -19,7 +19,8 @@ use crate::with_backend;
 pub struct BenchOptions {
     pub backend: BackendKind,
     pub data_dir: Option<std::path::PathBuf>,
-    /// The model family: an MLP on MNIST, or a Transformer encoder on SST-2.
+    /// The model family: an MLP on MNIST, a ResNet on CIFAR-10, or a Transformer encoder on
+    /// SST-2.
     pub model: ModelSpec,
     pub batch_size: usize,
     pub ks: Vec<usize>,
@@ -39,6 +40,17 @@ pub fn bench_encoder() -> ModelSpec {
         max_len: 64,
         pre_norm: false,
         dropout: 0.0,
+    })
+}
+
+/// The ResNet that `bench --family resnet` times (ResNet-20 unless `arch`/`widths` say
+/// otherwise).
+pub fn bench_resnet(blocks: Vec<usize>, widths: Vec<usize>) -> ModelSpec {
+    ModelSpec::Resnet(crate::models::ResNetSpec {
+        arch: None,
+        blocks: Some(blocks),
+        widths: Some(widths),
+        stem: Default::default(),
     })
 }
 
@@ -72,6 +84,16 @@ pub fn run(options: &BenchOptions) -> Result<String> {
                 momentum: 0.9,
                 nesterov: false,
                 weight_decay: 0.0,
+            },
+        ),
+        ModelSpec::Resnet(_) => (
+            "cifar10",
+            None,
+            OptimizerSpec::Sgd {
+                lr: 0.05,
+                momentum: 0.9,
+                nesterov: false,
+                weight_decay: 5e-4,
             },
         ),
         ModelSpec::Transformer(spec) => (

@@ -80,12 +80,19 @@ struct CommonArgs {
 struct BenchArgs {
     #[command(flatten)]
     common: CommonArgs,
-    /// Model family: `mlp` (on MNIST) or `transformer` (2 x 128 encoder on SST-2).
+    /// Model family: `mlp` (on MNIST), `resnet` (on CIFAR-10) or `transformer` (2 x 128
+    /// encoder on SST-2).
     #[arg(long, default_value = "mlp")]
     family: String,
     /// Hidden widths of the MLP.
     #[arg(long, value_delimiter = ',', default_value = "512,512")]
     hidden: Vec<usize>,
+    /// Basic blocks per stage of the ResNet (3,3,3 is ResNet-20).
+    #[arg(long, value_delimiter = ',', default_value = "3,3,3")]
+    blocks: Vec<usize>,
+    /// Channels per stage of the ResNet.
+    #[arg(long, value_delimiter = ',', default_value = "16,32,64")]
+    widths: Vec<usize>,
     #[arg(long, default_value_t = 128)]
     batch: usize,
     /// Copies per kernel to compare against the plain model.
@@ -157,9 +164,10 @@ fn main() -> ExitCode {
                     bias: true,
                 },
                 "transformer" => bench::bench_encoder(),
+                "resnet" => bench::bench_resnet(args.blocks, args.widths),
                 other => {
                     return Err(Error::Usage(format!(
-                        "bench --family `{other}`: expected mlp or transformer"
+                        "bench --family `{other}`: expected mlp, resnet or transformer"
                     )));
                 }
             };

@@ -232,7 +232,11 @@ impl Experiment {
                 return Err(format!(
                     "datasets.{i}.model: dataset `{}` needs `family: {}`",
                     entry.dataset,
-                    if text { "transformer" } else { "mlp" }
+                    if text {
+                        "transformer"
+                    } else {
+                        "mlp` or `family: resnet"
+                    }
                 ));
             }
         }

@@ -5,6 +5,7 @@
 pub mod dense;
 pub mod encoder;
 pub mod mlp;
+pub mod resnet;
 
 use burn::module::ParamId;
 use burn::prelude::*;
@@ -15,6 +16,7 @@ pub use crate::data::Inputs;
 pub use dense::Dense;
 pub use encoder::{Encoder, EncoderSpec};
 pub use mlp::{MkMlp, Mlp};
+pub use resnet::{ResNet, ResNetSpec};
 
 use crate::data::Examples;
 use crate::mk::MkInit;
@@ -52,6 +54,7 @@ pub enum Model<B: Backend> {
     Mlp(Mlp<B>),
     MkMlp(MkMlp<B>),
     Encoder(Encoder<B>),
+    ResNet(ResNet<B>),
 }
 
 impl<B: Backend> Model<B> {
@@ -61,6 +64,7 @@ impl<B: Backend> Model<B> {
             Model::Mlp(small) => Model::MkMlp(MkMlp::from_small(small, k, init, rng)),
             Model::MkMlp(mk) => Model::MkMlp(mk.clone()),
             Model::Encoder(encoder) => Model::Encoder(encoder.to_mk(k, init, rng)),
+            Model::ResNet(resnet) => Model::ResNet(resnet.to_mk(k, init, rng)),
         }
     }
 
@@ -70,6 +74,15 @@ impl<B: Backend> Model<B> {
             Model::Mlp(small) => Model::Mlp(small.clone()),
             Model::MkMlp(mk) => Model::Mlp(mk.collapse()),
             Model::Encoder(encoder) => Model::Encoder(encoder.collapse()),
+            Model::ResNet(resnet) => Model::ResNet(resnet.collapse()),
+        }
+    }
+
+    /// The model's BatchNorm layers (none outside ResNets).
+    pub fn batchnorms_mut(&mut self) -> Vec<&mut burn::nn::BatchNorm<B>> {
+        match self {
+            Model::ResNet(resnet) => resnet.batchnorms_mut(),
+            _ => Vec::new(),
         }
     }
 }
@@ -80,6 +93,7 @@ impl<B: Backend> Classifier<B> for Model<B> {
             Model::Mlp(m) => m.forward(inputs, mix),
             Model::MkMlp(m) => m.forward(inputs, mix),
             Model::Encoder(m) => m.forward(inputs, mix),
+            Model::ResNet(m) => m.forward(inputs, mix),
         }
     }
 
@@ -88,6 +102,7 @@ impl<B: Backend> Classifier<B> for Model<B> {
             Model::Mlp(m) => m.mk_layers(),
             Model::MkMlp(m) => m.mk_layers(),
             Model::Encoder(m) => m.mk_layers(),
+            Model::ResNet(m) => m.mk_layers(),
         }
     }
 
@@ -96,6 +111,7 @@ impl<B: Backend> Classifier<B> for Model<B> {
             Model::Mlp(m) => m.mk_copies(),
             Model::MkMlp(m) => m.mk_copies(),
             Model::Encoder(m) => m.mk_copies(),
+            Model::ResNet(m) => m.mk_copies(),
         }
     }
 
@@ -104,6 +120,7 @@ impl<B: Backend> Classifier<B> for Model<B> {
             Model::Mlp(m) => m.mk_kernel_ids(),
             Model::MkMlp(m) => m.mk_kernel_ids(),
             Model::Encoder(m) => m.mk_kernel_ids(),
+            Model::ResNet(m) => m.mk_kernel_ids(),
         }
     }
 }
@@ -126,6 +143,8 @@ pub enum ModelSpec {
     },
     /// BERT-style Transformer encoder classifier on token ids.
     Transformer(EncoderSpec),
+    /// Residual convolutional network (ResNet-20/56/18 or custom stages) on images.
+    Resnet(ResNetSpec),
 }
 
 impl ModelSpec {
@@ -150,6 +169,7 @@ impl ModelSpec {
                 spec.max_len,
                 if spec.pre_norm { "-prenorm" } else { "" }
             ),
+            ModelSpec::Resnet(spec) => spec.label(),
         }
     }
 
@@ -160,6 +180,7 @@ impl ModelSpec {
                 "model.hidden must list positive widths, got {hidden:?}"
             )),
             ModelSpec::Transformer(spec) => spec.validate(),
+            ModelSpec::Resnet(spec) => spec.validate(),
             _ => Ok(()),
         }
     }
@@ -178,6 +199,7 @@ impl ModelSpec {
                 ffn: spec.ffn * factor,
                 ..spec.clone()
             }),
+            ModelSpec::Resnet(spec) => ModelSpec::Resnet(spec.widened(factor)),
         }
     }
 
@@ -202,6 +224,13 @@ impl ModelSpec {
             (ModelSpec::Transformer(spec), Examples::Text(text)) => {
                 Model::Encoder(Encoder::new(spec, text.vocab, classes, rng, device))
             }
+            (ModelSpec::Resnet(spec), Examples::Images(images)) => Model::ResNet(ResNet::new(
+                spec,
+                images.image_shape[0],
+                classes,
+                rng,
+                device,
+            )),
             _ => panic!(
                 "model family and data kind are checked to match when the experiment is loaded"
             ),
