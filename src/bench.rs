@@ -172,6 +172,8 @@ fn measure<B: AutodiffBackend>(
         mk_grad_scale: 1.0,
         adversary: None,
         distillation: None,
+        augment: None,
+        label_smoothing: 0.0,
         seed: 0,
     };
     let small = || -> Model<B> {

@@ -72,6 +72,9 @@ pub struct RunOptions {
     /// No progress bars (also implied when stderr is not a terminal).
     pub quiet: bool,
     pub mode: Mode,
+    /// Only these datasets of the experiment (all when empty); the table file is then not
+    /// rewritten, so a partial run never replaces the full table.
+    pub datasets: Vec<String>,
     /// Train only this shard of the plan.
     pub shard: Option<Shard>,
     /// Save a checkpoint every this many epochs (0: never).
@@ -90,8 +93,28 @@ pub enum Mode {
 /// of runs).
 pub fn run(options: &RunOptions) -> Result<String> {
     let path = experiment::locate(&options.experiment, &options.experiments_dir)?;
-    let resolved = experiment::load(&path, &options.profile, &options.overrides)?;
+    let mut resolved = experiment::load(&path, &options.profile, &options.overrides)?;
+    select_datasets(&mut resolved, &options.datasets)?;
     with_backend!(options.backend, B => execute::<B>(&resolved, options))
+}
+
+/// Keeps only the dataset entries named in `names` (all when empty); an unknown name is an
+/// error that lists the experiment's datasets.
+fn select_datasets(resolved: &mut ResolvedExperiment, names: &[String]) -> Result<()> {
+    if names.is_empty() {
+        return Ok(());
+    }
+    let entries = &mut resolved.experiment.datasets;
+    let present: Vec<String> = entries.iter().map(|e| e.dataset.clone()).collect();
+    if let Some(missing) = names.iter().find(|n| !present.contains(n)) {
+        return Err(Error::Usage(format!(
+            "--dataset {missing}: experiment `{}` has no such dataset (it has: {})",
+            resolved.experiment.name,
+            present.join(", ")
+        )));
+    }
+    entries.retain(|e| names.contains(&e.dataset));
+    Ok(())
 }
 
 fn execute<B: AutodiffBackend>(
@@ -204,7 +227,9 @@ fn execute<B: AutodiffBackend>(
     let table_path = options
         .results_dir
         .join(format!("{}-{}.md", experiment.name, resolved.profile));
-    ResultsDir::write_text(&table_path, &markdown)?;
+    if options.datasets.is_empty() {
+        ResultsDir::write_text(&table_path, &markdown)?;
+    }
     Ok(markdown)
 }
 

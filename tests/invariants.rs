@@ -42,6 +42,8 @@ fn recipe() -> Recipe {
         train_subset: None,
         test_subset: None,
         eval_train_subset: None,
+        augment: None,
+        label_smoothing: 0.0,
     }
 }
 
@@ -107,6 +109,7 @@ fn uniform_mk(lr_compensation: LrCompensation) -> MajorityKernels {
         mixing: Mixing::Uniform,
         init: MkInit::Identical,
         lr_compensation,
+        bn_recalibration: 0,
     }
 }
 

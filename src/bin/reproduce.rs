@@ -49,6 +49,9 @@ struct ExperimentArgs {
     /// No progress bars (implied when stderr is not a terminal).
     #[arg(long, short)]
     quiet: bool,
+    /// Only these datasets of the experiment (repeat or comma-separate), e.g. `--dataset cifar10`.
+    #[arg(long = "dataset", value_delimiter = ',', value_name = "NAME")]
+    datasets: Vec<String>,
     /// Only the runs of shard INDEX/COUNT (0-based), for parallel sweeps sharing one results folder.
     #[arg(long, value_name = "INDEX/COUNT")]
     shard: Option<String>,
@@ -123,6 +126,7 @@ fn run_options(args: ExperimentArgs, mode: Mode) -> Result<RunOptions, Error> {
     Ok(RunOptions {
         shard: args.shard.as_deref().map(str::parse).transpose()?,
         checkpoint_every: args.checkpoint_every,
+        datasets: args.datasets,
         mode,
         experiment: args.experiment,
         profile: args.profile,

@@ -4,8 +4,8 @@
 //! larger than memory train from it too. Files are written to a temporary name and renamed:
 //! an interrupted build leaves no half cache.
 //!
-//! Layout: `MKIMG001`, header length (u64 LE), JSON header, train labels, test labels, train
-//! pixels, test pixels.
+//! Layout: `MKIMG002`, header length (u64 LE), JSON header, train labels, test labels (u16
+//! LE each), train pixels, test pixels.
 
 use std::fs;
 use std::io::Write;
@@ -15,12 +15,12 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::dataset::{Fingerprint, ImageDataset, Normalization, Pixels};
+use super::dataset::{Fingerprint, ImageDataset, Label, Normalization, Pixels};
 use crate::error::{Error, Result};
 
-const MAGIC: &[u8; 8] = b"MKIMG001";
+const MAGIC: &[u8; 8] = b"MKIMG002";
 /// Bump when the decoding changes (resizing filter, channel order...): old caches are ignored.
-const CACHE_VERSION: u32 = 1;
+const CACHE_VERSION: u32 = 2;
 
 /// What the cache file says about its content.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -81,8 +81,8 @@ pub fn path_for(cache_dir: &Path, dataset: &str, source: &Path, variant: &str) -
 pub fn write(
     path: &Path,
     mut header: CacheHeader,
-    train_labels: &[u8],
-    test_labels: &[u8],
+    train_labels: &[Label],
+    test_labels: &[Label],
     mut pixels: impl FnMut(Split, &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()>,
 ) -> Result<CacheHeader> {
     let dir = path.parent().unwrap_or(Path::new("."));
@@ -99,8 +99,9 @@ pub fn write(
     out.write_all(&(json.len() as u64).to_le_bytes())
         .map_err(failed)?;
     out.write_all(&json).map_err(failed)?;
-    out.write_all(train_labels).map_err(failed)?;
-    out.write_all(test_labels).map_err(failed)?;
+    for label in train_labels.iter().chain(test_labels) {
+        out.write_all(&label.to_le_bytes()).map_err(failed)?;
+    }
 
     let mut fingerprint = Fingerprint::default();
     for (split, labels) in [(Split::Train, train_labels), (Split::Test, test_labels)] {
@@ -171,7 +172,7 @@ pub fn read(
         .ok_or_else(|| damaged("unreadable header"))?;
     let image_len: usize = header.image_shape.iter().product();
     let labels_at = 16 + json_len;
-    let pixels_at = labels_at + header.train + header.test;
+    let pixels_at = labels_at + 2 * (header.train + header.test);
     let end = pixels_at + (header.train + header.test) * image_len;
     if map.len() != end {
         return Err(damaged(&format!(
@@ -181,14 +182,17 @@ pub fn read(
     }
     let split = |labels_start: usize, n: usize, pixels_start: usize| ImageDataset {
         pixels: Pixels::mapped(map.clone(), pixels_start, n * image_len),
-        labels: map[labels_start..labels_start + n].to_vec(),
+        labels: map[labels_start..labels_start + 2 * n]
+            .chunks_exact(2)
+            .map(|b| Label::from_le_bytes([b[0], b[1]]))
+            .collect(),
         image_shape: header.image_shape,
         num_classes: header.classes.len(),
         normalization: normalization.clone(),
     };
     let train = split(labels_at, header.train, pixels_at);
     let test = split(
-        labels_at + header.train,
+        labels_at + 2 * header.train,
         header.test,
         pixels_at + header.train * image_len,
     );

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use super::cache::{self, CacheHeader, Split};
-use super::dataset::{DataSplits, ImageDataset, Normalization};
+use super::dataset::{DataSplits, ImageDataset, Label, Normalization};
 use super::files::{FileTree, Sizing, decode_one, is_image};
 use super::hub::{self, HubAccess};
 use super::vision::{self, SplitFiles};
@@ -111,7 +111,7 @@ pub fn load_binary(dir: &Path) -> Result<DataSplits> {
                         format!("record {i}: label {} out of range 0..=9", record[0]),
                     ));
                 }
-                labels.push(record[0]);
+                labels.push(record[0] as Label);
                 pixels.extend_from_slice(&record[1..]);
             }
         }
@@ -122,7 +122,7 @@ pub fn load_binary(dir: &Path) -> Result<DataSplits> {
     Ok(vision::splits("cifar10", train, test))
 }
 
-fn dataset(pixels: Vec<u8>, labels: Vec<u8>) -> ImageDataset {
+fn dataset(pixels: Vec<u8>, labels: Vec<Label>) -> ImageDataset {
     ImageDataset {
         pixels: pixels.into(),
         labels,
@@ -184,12 +184,6 @@ pub fn class_folders(tree: &FileTree) -> Result<(SplitFiles, SplitFiles, Vec<Str
             "no images in train/<class>/ folders",
         ));
     }
-    if classes.len() > 256 {
-        return Err(Error::data(
-            tree.location(),
-            format!("{} classes: at most 256 are supported", classes.len()),
-        ));
-    }
     let mut train = Vec::new();
     let mut test = Vec::new();
     for (split, class, index) in found {
@@ -200,8 +194,8 @@ pub fn class_folders(tree: &FileTree) -> Result<(SplitFiles, SplitFiles, Vec<Str
             ));
         };
         match split {
-            Split::Train => train.push((index, label as u8)),
-            Split::Test => test.push((index, label as u8)),
+            Split::Train => train.push((index, label as Label)),
+            Split::Test => test.push((index, label as Label)),
         }
     }
     if test.is_empty() {
@@ -244,12 +238,12 @@ fn load_hub(cache_dir: &Path, train: &Path, test: &Path) -> Result<DataSplits> {
     Ok(vision::splits_from_cache("cifar10", found))
 }
 
-fn read_hub(path: &Path) -> Result<(Vec<Vec<u8>>, Vec<u8>)> {
+fn read_hub(path: &Path) -> Result<(Vec<Vec<u8>>, Vec<Label>)> {
     let (images, labels) = hub::read_image_parquet(path, "img")?;
     let labels = labels
         .into_iter()
-        .map(|l| u8::try_from(l).ok().filter(|l| *l <= 9))
-        .collect::<Option<Vec<u8>>>()
+        .map(|l| Label::try_from(l).ok().filter(|l| *l <= 9))
+        .collect::<Option<Vec<Label>>>()
         .ok_or_else(|| Error::data(path, "label column has values outside 0..=9"))?;
     Ok((images, labels))
 }
@@ -271,7 +265,7 @@ mod tests {
         assert_eq!((data.train.len(), data.test.len()), (50_000, 10_000));
         let train = data.train.images().unwrap();
         assert_eq!(train.image_shape, [3, 32, 32]);
-        for class in 0..10u8 {
+        for class in 0..10 {
             assert_eq!(train.labels.iter().filter(|&&l| l == class).count(), 5000);
         }
         let started = Instant::now();
@@ -297,7 +291,7 @@ mod tests {
     fn write_binary(dir: &Path, train: &ImageDataset, test: &ImageDataset) {
         std::fs::create_dir_all(dir).unwrap();
         let record = |d: &ImageDataset, i: usize| {
-            let mut r = vec![d.labels[i]];
+            let mut r = vec![d.labels[i] as u8];
             r.extend_from_slice(&d.pixels[i * IMAGE_BYTES..(i + 1) * IMAGE_BYTES]);
             r
         };
@@ -359,7 +353,7 @@ mod tests {
         )
         .unwrap();
         // Folders are read in path order (class, then file name): compare as multisets.
-        let mut a: Vec<(u8, Vec<u8>)> = (0..train.len())
+        let mut a: Vec<(Label, Vec<u8>)> = (0..train.len())
             .map(|i| {
                 (
                     train.labels[i],
@@ -368,7 +362,7 @@ mod tests {
             })
             .collect();
         let folder_train = from_folders.train.images().unwrap();
-        let mut b: Vec<(u8, Vec<u8>)> = (0..folder_train.len())
+        let mut b: Vec<(Label, Vec<u8>)> = (0..folder_train.len())
             .map(|i| {
                 (
                     folder_train.labels[i],

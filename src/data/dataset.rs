@@ -11,13 +11,16 @@ use sha2::{Digest, Sha256};
 
 use super::text::TextDataset;
 
+/// A class label. 16 bits: ImageNet-1k has 1000 classes.
+pub type Label = u16;
+
 /// Images as raw 8-bit pixels, `[N, C, H, W]` row-major, with integer labels. Pixels are
 /// normalised per channel when a batch is made: a compact store (a quarter of `f32`) that
 /// augmentation can crop and flip in pixel space, as the standard recipes do.
 #[derive(Debug, Clone)]
 pub struct ImageDataset {
     pub pixels: Pixels,
-    pub labels: Vec<u8>,
+    pub labels: Vec<Label>,
     /// `[channels, height, width]` of one image.
     pub image_shape: [usize; 3],
     pub num_classes: usize,
@@ -258,7 +261,7 @@ impl Examples {
         self.len() == 0
     }
 
-    pub fn labels(&self) -> &[u8] {
+    pub fn labels(&self) -> &[Label] {
         match self {
             Examples::Images(d) => &d.labels,
             Examples::Text(d) => &d.labels,
@@ -371,11 +374,10 @@ pub struct Fingerprint(Sha256);
 
 impl Fingerprint {
     /// Adds one split: its raw 8-bit pixels and its labels.
-    pub fn add(&mut self, pixels: &[u8], labels: &[u8]) {
+    pub fn add(&mut self, pixels: &[u8], labels: &[Label]) {
         self.0.update((pixels.len() as u64).to_le_bytes());
         self.0.update(pixels);
-        self.0.update((labels.len() as u64).to_le_bytes());
-        self.0.update(labels);
+        hash_labels(&mut self.0, labels);
     }
 
     /// Starts a split whose pixels (`pixel_len` bytes) arrive in chunks; the result hashes
@@ -401,9 +403,24 @@ impl SplitFingerprint<'_> {
     }
 
     /// The split's labels, after all its pixels.
-    pub fn labels(self, labels: &[u8]) {
-        self.0.update((labels.len() as u64).to_le_bytes());
-        self.0.update(labels);
+    pub fn labels(self, labels: &[Label]) {
+        hash_labels(self.0, labels);
+    }
+}
+
+/// Labels as one byte each when they all fit (every dataset of up to 256 classes hashes as it
+/// did when labels were bytes), else as little-endian u16.
+fn hash_labels(hasher: &mut Sha256, labels: &[Label]) {
+    hasher.update((labels.len() as u64).to_le_bytes());
+    if labels.iter().all(|&l| l < 256) {
+        hasher.update(labels.iter().map(|&l| l as u8).collect::<Vec<u8>>());
+    } else {
+        hasher.update(
+            labels
+                .iter()
+                .flat_map(|l| l.to_le_bytes())
+                .collect::<Vec<u8>>(),
+        );
     }
 }
 
@@ -426,7 +443,7 @@ mod tests {
                 .map(|v| (v / 4) as u8)
                 .collect::<Vec<u8>>()
                 .into(),
-            labels: (0..n).map(|i| (i % 3) as u8).collect(),
+            labels: (0..n).map(|i| (i % 3) as Label).collect(),
             image_shape: [1, 2, 2],
             num_classes: 3,
             normalization: Normalization {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use tokenizers::Tokenizer;
 
-use super::dataset::Fingerprint;
+use super::dataset::{Fingerprint, Label};
 use super::hub::{self, HubAccess};
 use super::text::TextDataset;
 use crate::error::{Error, Result};
@@ -219,7 +219,7 @@ pub fn tokenize(
         ids[i * max_len..i * max_len + row.len()].copy_from_slice(row);
         lengths.push(row.len() as u16);
     }
-    let labels: Vec<u8> = examples.iter().map(|e| e.label).collect();
+    let labels: Vec<Label> = examples.iter().map(|e| e.label as Label).collect();
     let bytes: Vec<u8> = ids.iter().flat_map(|id| id.to_le_bytes()).collect();
     fingerprint.add(&bytes, &labels);
     Ok(TextDataset {

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use super::cache;
-use super::dataset::{DataSplits, Normalization};
+use super::dataset::{DataSplits, Label, Normalization};
 use super::files::{FileTree, Sizing, is_image};
 use super::vision::{self, SplitFiles};
 use crate::error::{Error, Result};
@@ -173,19 +173,10 @@ pub fn layout(tree: &FileTree) -> Result<(SplitFiles, SplitFiles, Vec<String>)> 
             "no images under train/<class>/ (ImageNet layout expected)",
         ));
     }
-    if classes.len() > 256 {
-        return Err(Error::data(
-            tree.location(),
-            format!(
-                "{} classes: labels are stored as bytes, at most 256 are supported",
-                classes.len()
-            ),
-        ));
-    }
     let label_of = |class: &str| classes.binary_search_by(|c| c.as_str().cmp(class)).ok();
     let train: SplitFiles = train_files
         .iter()
-        .map(|(c, i)| (*i, label_of(c).expect("a train class") as u8))
+        .map(|(c, i)| (*i, label_of(c).expect("a train class") as Label))
         .collect();
 
     let annotations = if val_files.iter().any(|(class, _, _)| class.is_none()) {
@@ -213,7 +204,7 @@ pub fn layout(tree: &FileTree) -> Result<(SplitFiles, SplitFiles, Vec<String>)> 
                 format!("validation class `{class}` has no train folder"),
             )
         })?;
-        val.push((index, label as u8));
+        val.push((index, label as Label));
     }
     if val.is_empty() {
         return Err(Error::data(
@@ -280,7 +271,7 @@ mod tests {
         assert_eq!((data.train.len(), data.test.len()), (20_000, 10_000));
         let train = data.train.images().unwrap();
         assert_eq!((train.image_shape, train.num_classes), ([3, 64, 64], 200));
-        for class in [0u8, 199] {
+        for class in [0, 199] {
             assert_eq!(train.labels.iter().filter(|&&l| l == class).count(), 100);
             assert_eq!(
                 data.test.labels().iter().filter(|&&l| l == class).count(),

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use flate2::read::GzDecoder;
 
 use super::dataset::{
-    DataSplits, Examples, Fingerprint, ImageDataset, Metric, Normalization, sha256_hex,
+    DataSplits, Examples, Fingerprint, ImageDataset, Label, Metric, Normalization, sha256_hex,
 };
 use super::hub::{self, HubAccess};
 use crate::error::{Error, Result};
@@ -128,6 +128,7 @@ pub fn load_idx(dir: &Path) -> Result<DataSplits> {
         }
         verify_checksum(image_stem, &images_path, &image_bytes)?;
         verify_checksum(label_stem, &labels_path, &label_bytes)?;
+        let labels: Vec<Label> = labels.into_iter().map(Label::from).collect();
         fingerprint.add(&pixels, &labels);
         Ok(dataset(pixels, labels))
     };
@@ -145,7 +146,7 @@ fn splits(train: ImageDataset, test: ImageDataset, fingerprint: Fingerprint) -> 
     }
 }
 
-fn dataset(pixels: Vec<u8>, labels: Vec<u8>) -> ImageDataset {
+fn dataset(pixels: Vec<u8>, labels: Vec<Label>) -> ImageDataset {
     ImageDataset {
         pixels: pixels.into(),
         labels,
@@ -266,8 +267,8 @@ fn load_hub_parquet(path: &Path, fingerprint: &mut Fingerprint) -> Result<ImageD
     }
     let labels = labels
         .into_iter()
-        .map(|l| u8::try_from(l).ok().filter(|l| *l <= 9))
-        .collect::<Option<Vec<u8>>>()
+        .map(|l| Label::try_from(l).ok().filter(|l| *l <= 9))
+        .collect::<Option<Vec<Label>>>()
         .ok_or_else(|| Error::data(path, "label column has values outside 0..=9"))?;
     fingerprint.add(&raw, &labels);
     Ok(dataset(raw, labels))

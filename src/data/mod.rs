@@ -15,7 +15,7 @@ pub mod vision;
 use std::path::PathBuf;
 
 pub use dataset::{
-    Augmentation, DataSplits, Examples, ImageDataset, Inputs, Metric, Normalization,
+    Augmentation, DataSplits, Examples, ImageDataset, Inputs, Label, Metric, Normalization,
 };
 pub use text::TextDataset;
 

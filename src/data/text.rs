@@ -2,7 +2,7 @@
 
 use burn::prelude::*;
 
-use super::dataset::subset_indices;
+use super::dataset::{Label, subset_indices};
 
 /// Additive attention bias for padding positions (exp(-1e4) is 0 in f32).
 pub const PAD_BIAS: f32 = -1e4;
@@ -13,7 +13,7 @@ pub struct TextDataset {
     pub ids: Vec<u32>,
     pub lengths: Vec<u16>,
     pub max_len: usize,
-    pub labels: Vec<u8>,
+    pub labels: Vec<Label>,
     pub num_classes: usize,
     /// Size of the tokenizer's vocabulary (the embedding table's rows).
     pub vocab: usize,

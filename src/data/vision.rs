@@ -4,12 +4,14 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use super::cache::{self, CacheHeader, Split};
-use super::dataset::{DataSplits, Examples, Fingerprint, ImageDataset, Metric, Normalization};
+use super::dataset::{
+    DataSplits, Examples, Fingerprint, ImageDataset, Label, Metric, Normalization,
+};
 use super::files::{FileTree, Sizing, decode_rgb};
 use crate::error::Result;
 
 /// Files of one split: tree index and label of each image, in a fixed order.
-pub type SplitFiles = Vec<(usize, u8)>;
+pub type SplitFiles = Vec<(usize, Label)>;
 
 /// Images decoded per parallel batch while a cache is built (bounds the memory in flight).
 const DECODE_CHUNK: usize = 2048;
@@ -55,7 +57,7 @@ pub fn build_from_tree(
         fingerprint: String::new(),
         source: tree.location().display().to_string(),
     };
-    let labels = |files: &SplitFiles| files.iter().map(|&(_, l)| l).collect::<Vec<u8>>();
+    let labels = |files: &SplitFiles| files.iter().map(|&(_, l)| l).collect::<Vec<Label>>();
     cache::write(
         path,
         header,

@@ -28,6 +28,9 @@ pub struct AdvMajority {
     /// Step size of the exponentiated-gradient ascent on p.
     #[serde(default = "default_rho")]
     pub rho: f64,
+    /// As for `mk`: BatchNorm re-estimation batches after collapse (0: off).
+    #[serde(default)]
+    pub bn_recalibration: usize,
 }
 
 /// `adv_only`: the ascent step from uniform p.
@@ -40,6 +43,8 @@ pub struct AdvOnly {
     pub lr_compensation: LrCompensation,
     #[serde(default = "default_rho")]
     pub rho: f64,
+    #[serde(default)]
+    pub bn_recalibration: usize,
 }
 
 fn check_rho(rho: f64) -> std::result::Result<(), String> {
@@ -56,6 +61,7 @@ impl AdvMajority {
             mixing: self.mixing,
             init: self.init,
             lr_compensation: self.lr_compensation,
+            bn_recalibration: self.bn_recalibration,
         }
     }
 }
@@ -66,6 +72,7 @@ impl AdvOnly {
             mixing: Mixing::Uniform,
             init: self.init,
             lr_compensation: self.lr_compensation,
+            bn_recalibration: self.bn_recalibration,
         }
     }
 }

@@ -24,6 +24,8 @@ pub fn plain_settings<B: AutodiffBackend>(ctx: &MethodContext<'_, B>) -> TrainSe
         mk_grad_scale: 1.0,
         adversary: None,
         distillation: None,
+        augment: ctx.recipe.augment,
+        label_smoothing: ctx.recipe.label_smoothing,
         seed: ctx.seed,
     }
 }

@@ -10,7 +10,7 @@ use super::baseline::plain_settings;
 use super::{Method, MethodContext, MethodOutput};
 use crate::error::{Error, Result};
 use crate::mk::{Mixing, MkInit};
-use crate::train::{Adversary, Stream, stream_rng};
+use crate::train::{Adversary, Stream, recalibrate_batchnorm, stream_rng};
 
 /// Learning-rate compensation for the copies (METHODS.md, "Learning rate").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -34,6 +34,10 @@ pub struct MajorityKernels {
     pub init: MkInit,
     #[serde(default)]
     pub lr_compensation: LrCompensation,
+    /// Re-estimate BatchNorm statistics of the collapsed model on this many training batches
+    /// (0: keep the statistics gathered with mixed kernels). Models without BatchNorm ignore it.
+    #[serde(default)]
+    pub bn_recalibration: usize,
 }
 
 impl MajorityKernels {
@@ -58,8 +62,17 @@ impl MajorityKernels {
             settings.mk_grad_scale = ctx.k as f32;
         }
         let (model, log) = ctx.train(model, &settings, "mk")?;
+        let mut deployed = model.collapse();
+        recalibrate_batchnorm(
+            &mut deployed,
+            ctx.data.train,
+            self.bn_recalibration,
+            ctx.recipe.batch_size,
+            ctx.seed,
+            ctx.device,
+        );
         Ok(MethodOutput {
-            deployed: model.valid().collapse(),
+            deployed: deployed.valid(),
             log,
             trained_params,
         })
@@ -76,11 +89,16 @@ impl<B: AutodiffBackend> Method<B> for MajorityKernels {
     }
 
     fn options(&self) -> serde_json::Value {
-        serde_json::json!({
+        let mut options = serde_json::json!({
             "mixing": self.mixing.to_string(),
             "init": self.init.label(),
             "lr_compensation": self.lr_compensation,
-        })
+        });
+        // Only when set: run ids of runs without it stay what they were.
+        if self.bn_recalibration > 0 {
+            options["bn_recalibration"] = self.bn_recalibration.into();
+        }
+        options
     }
 
     fn validate(&self, k: usize) -> std::result::Result<(), String> {

@@ -5,7 +5,7 @@ use burn::nn::loss::CrossEntropyLossConfig;
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::data::{Examples, Metric};
+use crate::data::{Examples, Label, Metric};
 use crate::models::Classifier;
 
 /// Loss and quality of a model on a dataset.
@@ -32,8 +32,8 @@ impl Metrics {
 
     /// Metrics of `predictions` against `labels` with `loss` the mean cross-entropy.
     pub fn from_predictions(
-        predictions: &[u8],
-        labels: &[u8],
+        predictions: &[Label],
+        labels: &[Label],
         classes: usize,
         loss: f64,
     ) -> Metrics {
@@ -95,7 +95,7 @@ pub fn evaluate<B: Backend, M: Classifier<B>>(
             .convert::<i64>()
             .to_vec()
             .expect("integer predictions");
-        predictions.extend(predicted.into_iter().map(|p| p as u8));
+        predictions.extend(predicted.into_iter().map(|p| p as Label));
     }
     Metrics::from_predictions(
         &predictions,

@@ -1,6 +1,7 @@
 //! Training: recipes, optimisers, the shared loop and evaluation.
 
 pub mod adversary;
+pub mod batchnorm;
 pub mod checkpoint;
 pub mod eval;
 pub mod optim;
@@ -8,6 +9,7 @@ pub mod recipe;
 pub mod trainer;
 
 pub use adversary::Adversary;
+pub use batchnorm::recalibrate_batchnorm;
 pub use checkpoint::CheckpointDir;
 pub use eval::{Metrics, evaluate};
 pub use recipe::{OptimizerSpec, Recipe, ScheduleKind, ScheduleSpec};

@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::data::Augmentation;
+
 /// Everything about how a model is trained that is shared by the methods of an experiment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -22,6 +24,16 @@ pub struct Recipe {
     /// Examples of the training set used for the train-accuracy curve (all when absent).
     #[serde(default)]
     pub eval_train_subset: Option<usize>,
+    /// Augmentation of training images (`{crop_padding: 4, flip: true}` is the CIFAR recipe).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub augment: Option<Augmentation>,
+    /// Label smoothing of the cross-entropy, in [0, 1) (0: none).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub label_smoothing: f64,
+}
+
+fn is_zero(value: &f64) -> bool {
+    *value == 0.0
 }
 
 impl Recipe {
@@ -43,6 +55,12 @@ impl Recipe {
                     "{key} must be at least 1 (omit it to use every example)"
                 ));
             }
+        }
+        if !(0.0..1.0).contains(&self.label_smoothing) {
+            return Err(format!(
+                "recipe.label_smoothing must be in [0, 1), got {}",
+                self.label_smoothing
+            ));
         }
         self.optimizer.validate()?;
         self.schedule.validate()

@@ -20,7 +20,7 @@ use super::checkpoint::{CheckpointDir, LoopState, MODEL, OPTIMIZER};
 use super::eval::{Metrics, evaluate};
 use super::optim::{AnyOptimizer, scale_gradients};
 use super::recipe::{OptimizerSpec, ScheduleSpec};
-use crate::data::Examples;
+use crate::data::{Augmentation, Examples};
 use crate::error::{Error, Result};
 use crate::mk::Mixing;
 use crate::models::Classifier;
@@ -34,6 +34,8 @@ pub enum Stream {
     Mixing = 3,
     Subset = 4,
     MkCopies = 5,
+    Augment = 6,
+    Recalibration = 7,
 }
 
 /// The RNG of `stream` for `seed`.
@@ -72,6 +74,10 @@ pub struct TrainSettings {
     pub adversary: Option<Adversary>,
     /// Knowledge distillation from `TrainData::soft_targets`.
     pub distillation: Option<Distillation>,
+    /// Augmentation of the training images.
+    pub augment: Option<Augmentation>,
+    /// Label smoothing of the cross-entropy (0: none).
+    pub label_smoothing: f64,
     pub seed: u64,
 }
 
@@ -177,7 +183,9 @@ where
     M::InnerModule: Classifier<B::InnerBackend>,
 {
     let mut optimizer = AnyOptimizer::<M, B>::new(&settings.optimizer);
-    let loss_fn = CrossEntropyLossConfig::new().init(device);
+    let loss_fn = CrossEntropyLossConfig::new()
+        .with_smoothing((settings.label_smoothing > 0.0).then_some(settings.label_smoothing as f32))
+        .init(device);
     let (layers, k) = (model.mk_layers(), model.mk_copies());
 
     let batch = settings.batch_size.min(data.train.len()).max(1);
@@ -214,11 +222,13 @@ where
             epoch as u64,
         ));
         let mut mix_rng = stream_rng_at(settings.seed, Stream::Mixing, epoch as u64);
+        let mut augment_rng = stream_rng_at(settings.seed, Stream::Augment, epoch as u64);
         let started = Instant::now();
         let mut lr = 0.0;
         for indices in order.chunks(batch) {
             lr = settings.optimizer.lr() * settings.schedule.factor(log.steps, total_steps);
-            let (inputs, labels) = data.train.batch::<B>(indices, device);
+            let augment = settings.augment.as_ref().map(|a| (a, &mut augment_rng));
+            let (inputs, labels) = data.train.batch_augmented::<B>(indices, augment, device);
             let mix = settings.mixing.filter(|_| layers > 0).map(|mixing| {
                 let mut draws = match settings.adversary {
                     Some(adversary) if adversary.from_uniform => vec![1.0 / k as f32; layers * k],
