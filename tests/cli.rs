@@ -20,12 +20,21 @@ fn smoke_profile_trains_stores_and_resumes() {
         assert!(stdout.contains(method), "missing {method} in\n{stdout}");
     }
     let runs = tmp.path().join("table1/smoke/runs");
-    assert_eq!(std::fs::read_dir(&runs).unwrap().count(), 4);
+    // 4 methods on MNIST (MLP) and on CIFAR-10 (ResNet).
+    assert_eq!(std::fs::read_dir(&runs).unwrap().count(), 8);
     assert_eq!(
         std::fs::read_dir(tmp.path().join("table1/smoke/curves"))
             .unwrap()
             .count(),
-        4
+        8
+    );
+    assert_eq!(
+        stdout
+            .lines()
+            .filter(|l| l.starts_with("| cifar10 | resnet4-w8-cifar |"))
+            .count(),
+        4,
+        "{stdout}"
     );
     assert!(tmp.path().join("table1-smoke.md").is_file());
 
@@ -40,11 +49,11 @@ fn smoke_profile_trains_stores_and_resumes() {
     let second = reproduce(&["table1", "--profile", "smoke"], tmp.path());
     let (stdout2, stderr2) = text(&second);
     assert!(second.status.success(), "{stderr2}");
-    assert!(stderr2.contains("3 stored, 1 to train"), "{stderr2}");
+    assert!(stderr2.contains("7 stored, 1 to train"), "{stderr2}");
     assert!(victim.is_file());
     let strip = |t: &str| {
         t.lines()
-            .filter(|l| l.starts_with("| mnist"))
+            .filter(|l| l.starts_with("| mnist") || l.starts_with("| cifar10"))
             .map(|l| l.to_string())
             .collect::<Vec<_>>()
     };
@@ -61,7 +70,53 @@ fn smoke_profile_trains_stores_and_resumes() {
     let report = reproduce(&["report", "table1", "--profile", "smoke"], tmp.path());
     let (stdout3, _) = text(&report);
     assert!(report.status.success());
-    assert_eq!(strip(&stdout3).len(), 4);
+    assert_eq!(strip(&stdout3).len(), 8);
+}
+
+#[test]
+fn imagenet_smoke_trains_resnets_on_tiny_imagenet_and_datasets_can_be_selected() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let out = reproduce(
+        &[
+            "table3",
+            "--profile",
+            "smoke",
+            "--cache-dir",
+            cache.to_str().unwrap(),
+        ],
+        tmp.path(),
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("decoding into the dataset cache"),
+        "{stderr}"
+    );
+    assert_eq!(
+        stdout
+            .lines()
+            .filter(|l| l.starts_with("| tiny_imagenet | resnet4-w8-imagenet |"))
+            .count(),
+        3,
+        "{stdout}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&cache).unwrap().count(),
+        1,
+        "one cache file"
+    );
+
+    let out = reproduce(
+        &["table1", "--profile", "smoke", "--dataset", "svhn"],
+        tmp.path(),
+    );
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--dataset svhn") && stderr.contains("mnist, cifar10"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -152,7 +207,15 @@ fn adversarial_and_wide_methods_run_from_an_experiment_entry() {
     let tmp = tempfile::tempdir().unwrap();
     let methods = "methods=[{name: adv_mj, rho: 0.5}, adv_only, wide, mk]";
     let out = reproduce(
-        &["table1", "--profile", "smoke", "--set", methods],
+        &[
+            "table1",
+            "--profile",
+            "smoke",
+            "--dataset",
+            "mnist",
+            "--set",
+            methods,
+        ],
         tmp.path(),
     );
     let (stdout, stderr) = text(&out);
@@ -190,7 +253,15 @@ fn distilled_ensembles_reuse_their_stored_members() {
     let tmp = tempfile::tempdir().unwrap();
     let run = |methods: &str| {
         let out = reproduce(
-            &["table1", "--profile", "smoke", "--set", methods],
+            &[
+                "table1",
+                "--profile",
+                "smoke",
+                "--dataset",
+                "mnist",
+                "--set",
+                methods,
+            ],
             tmp.path(),
         );
         assert!(out.status.success(), "{}", text(&out).1);
@@ -238,7 +309,15 @@ fn submodular_selection_deploys_the_small_size_and_reports_before_fine_tuning() 
     let tmp = tempfile::tempdir().unwrap();
     let methods = "methods=[{name: submodular, calibration: 256}, {name: submodular, calibration: 256, finetune_epochs: 0}]";
     let out = reproduce(
-        &["table1", "--profile", "smoke", "--set", methods],
+        &[
+            "table1",
+            "--profile",
+            "smoke",
+            "--dataset",
+            "mnist",
+            "--set",
+            methods,
+        ],
         tmp.path(),
     );
     let (stdout, stderr) = text(&out);

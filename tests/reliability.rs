@@ -160,6 +160,8 @@ fn three_concurrent_shards_store_every_run_once() {
         "table1",
         "--profile",
         "smoke",
+        "--dataset",
+        "mnist",
         "--set",
         "seeds=[0,1,2]",
         "--quiet",
@@ -190,6 +192,8 @@ fn three_concurrent_shards_store_every_run_once() {
             "table1",
             "--profile",
             "smoke",
+            "--dataset",
+            "mnist",
             "--set",
             "seeds=[0,1,2]",
         ],
@@ -207,6 +211,8 @@ fn three_concurrent_shards_store_every_run_once() {
             "table1",
             "--profile",
             "smoke",
+            "--dataset",
+            "mnist",
             "--set",
             "seeds=[0,1,2]",
         ],
@@ -239,7 +245,7 @@ fn the_slurm_script_runs_its_array_tasks_shards() {
             .env("BACKEND", "flex")
             .env("REPRODUCE", BIN)
             .env("RESULTS", &results)
-            .env("EXTRA_ARGS", "--set seeds=[0,1,2]")
+            .env("EXTRA_ARGS", "--set seeds=[0,1,2] --dataset mnist")
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .output()
             .unwrap()
@@ -259,6 +265,8 @@ fn the_slurm_script_runs_its_array_tasks_shards() {
                 "table1",
                 "--profile",
                 "smoke",
+                "--dataset",
+                "mnist",
                 "--set",
                 "seeds=[0,1,2]",
                 "--shard",
@@ -294,7 +302,10 @@ fn an_unwritable_results_folder_fails_before_training_and_names_the_path() {
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join("not-a-folder");
     fs::write(&file, "x").unwrap();
-    let out = reproduce(&["table1", "--profile", "smoke"], &file.join("results"));
+    let out = reproduce(
+        &["table1", "--profile", "smoke", "--dataset", "mnist"],
+        &file.join("results"),
+    );
     let log = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{log}");
     assert!(
@@ -324,7 +335,10 @@ fn a_full_disk_is_an_error_that_loses_nothing_stored() {
     }
     let _guard = Unmount(&disk);
     let results = disk.join("results");
-    let first = reproduce(&["table1", "--profile", "smoke"], &results);
+    let first = reproduce(
+        &["table1", "--profile", "smoke", "--dataset", "mnist"],
+        &results,
+    );
     assert!(first.status.success(), "{}", stderr(&first));
     let before = stored(&results, "table1", "smoke");
     assert_eq!(before.len(), 4);
@@ -337,7 +351,15 @@ fn a_full_disk_is_an_error_that_loses_nothing_stored() {
         .stderr(Stdio::null())
         .status();
     let second = reproduce(
-        &["table1", "--profile", "smoke", "--set", "seeds=[0,1]"],
+        &[
+            "table1",
+            "--profile",
+            "smoke",
+            "--dataset",
+            "mnist",
+            "--set",
+            "seeds=[0,1]",
+        ],
         &results,
     );
     let log = stderr(&second);

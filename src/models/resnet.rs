@@ -260,8 +260,8 @@ pub fn batch_norm<B: Backend>(bn: &BatchNorm<B>, x: Tensor<B, 4>) -> Tensor<B, 4
         (centered, var)
     } else {
         (
-            rows - per_row(bn.running_mean.value()),
-            bn.running_var.value(),
+            rows - per_row(bn.running_mean.value_sync()),
+            bn.running_var.value_sync(),
         )
     };
     let scale = bn.gamma.val() / var.add_scalar(bn.epsilon).sqrt();
@@ -577,8 +577,14 @@ mod tests {
             assert!(close(batch_norm(&ours, x.clone()), reference.forward(x)));
         }
         let running = |bn: &BatchNorm<AB>| -> Vec<f32> {
-            let mut v: Vec<f32> = bn.running_mean.value().into_data().to_vec().unwrap();
-            v.extend(bn.running_var.value().into_data().to_vec::<f32>().unwrap());
+            let mut v: Vec<f32> = bn.running_mean.value_sync().into_data().to_vec().unwrap();
+            v.extend(
+                bn.running_var
+                    .value_sync()
+                    .into_data()
+                    .to_vec::<f32>()
+                    .unwrap(),
+            );
             v
         };
         let (a, b) = (running(&ours), running(&reference));

@@ -106,7 +106,7 @@ mod tests {
             .stem
             .bn
             .running_mean
-            .value()
+            .value_sync()
             .into_data()
             .to_vec()
             .unwrap();
