@@ -91,6 +91,54 @@ impl FromStr for BackendKind {
     }
 }
 
+/// Prepares the runtime of `kind` before its first use. For CUDA (cubecl): compiled kernels
+/// (PTX) and autotune results are cached on disk under `cache_dir/cubecl`, and autotuning runs
+/// at the `minimal` level. cubecl's defaults keep no kernel cache at all and tune at `balanced`,
+/// which is why the first step on a fresh GPU machine took minutes (every kernel compiled with
+/// NVRTC and many candidates benchmarked). A `cubecl.toml` in the working directory or above, or
+/// `CUBECL_AUTOTUNE_LEVEL`, overrides these choices.
+pub fn prepare(kind: BackendKind, cache_dir: &std::path::Path) {
+    #[cfg(feature = "cuda")]
+    if kind == BackendKind::Cuda {
+        gpu::configure(cache_dir);
+    }
+    let _ = (kind, cache_dir);
+}
+
+#[cfg(feature = "cuda")]
+mod gpu {
+    use cubecl_runtime::config::autotune::AutotuneLevel;
+    use cubecl_runtime::config::cache::CacheConfig;
+    use cubecl_runtime::config::{CubeClRuntimeConfig, RuntimeConfig};
+
+    pub fn configure(cache_dir: &std::path::Path) {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            let has_file = std::env::current_dir().ok().is_some_and(|mut dir| {
+                loop {
+                    if ["cubecl.toml", "CubeCL.toml", "burn.toml", "Burn.toml"]
+                        .iter()
+                        .any(|f| dir.join(f).is_file())
+                    {
+                        break true;
+                    }
+                    if !dir.pop() {
+                        break false;
+                    }
+                }
+            });
+            let mut config = CubeClRuntimeConfig::from_current_dir();
+            if !has_file {
+                let root = cache_dir.join("cubecl");
+                config.compilation.cache = Some(CacheConfig::File(root.clone()));
+                config.autotune.cache = CacheConfig::File(root);
+                config.autotune.level = AutotuneLevel::Minimal;
+            }
+            CubeClRuntimeConfig::set(config.override_from_env());
+        });
+    }
+}
+
 /// Describes the machine a run executes on, for the `machine` and `device` columns.
 pub fn machine_description() -> String {
     let host = std::fs::read_to_string("/etc/hostname")

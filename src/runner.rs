@@ -95,6 +95,13 @@ pub fn run(options: &RunOptions) -> Result<String> {
     let path = experiment::locate(&options.experiment, &options.experiments_dir)?;
     let mut resolved = experiment::load(&path, &options.profile, &options.overrides)?;
     select_datasets(&mut resolved, &options.datasets)?;
+    crate::backend::prepare(
+        options.backend,
+        &options
+            .cache_dir
+            .clone()
+            .unwrap_or_else(crate::data::cache::default_dir),
+    );
     with_backend!(options.backend, B => execute::<B>(&resolved, options))
 }
 

@@ -20,13 +20,14 @@ fn smoke_profile_trains_stores_and_resumes() {
         assert!(stdout.contains(method), "missing {method} in\n{stdout}");
     }
     let runs = tmp.path().join("table1/smoke/runs");
-    // 4 methods on MNIST (MLP) and on CIFAR-10 (ResNet).
-    assert_eq!(std::fs::read_dir(&runs).unwrap().count(), 8);
+    // 4 methods on MNIST (MLP) and on CIFAR-10 (ResNet), and MK with BatchNorm
+    // re-estimation on CIFAR-10 only (`datasets: [cifar10]`).
+    assert_eq!(std::fs::read_dir(&runs).unwrap().count(), 9);
     assert_eq!(
         std::fs::read_dir(tmp.path().join("table1/smoke/curves"))
             .unwrap()
             .count(),
-        8
+        9
     );
     assert_eq!(
         stdout
@@ -49,7 +50,7 @@ fn smoke_profile_trains_stores_and_resumes() {
     let second = reproduce(&["table1", "--profile", "smoke"], tmp.path());
     let (stdout2, stderr2) = text(&second);
     assert!(second.status.success(), "{stderr2}");
-    assert!(stderr2.contains("7 stored, 1 to train"), "{stderr2}");
+    assert!(stderr2.contains("8 stored, 1 to train"), "{stderr2}");
     assert!(victim.is_file());
     let strip = |t: &str| {
         t.lines()
@@ -70,7 +71,11 @@ fn smoke_profile_trains_stores_and_resumes() {
     let report = reproduce(&["report", "table1", "--profile", "smoke"], tmp.path());
     let (stdout3, _) = text(&report);
     assert!(report.status.success());
-    assert_eq!(strip(&stdout3).len(), 8);
+    assert_eq!(strip(&stdout3).len(), 9);
+    assert!(
+        stdout3.contains("| mk (identical, bn_recalibration: 20) |"),
+        "{stdout3}"
+    );
 }
 
 #[test]

@@ -72,9 +72,21 @@ pub fn plan<B: AutodiffBackend>(
         .enumerate()
         .map(|(i, entry)| methods::build::<B>(entry).map_err(|e| format!("methods.{i}: {e}")))
         .collect::<Result<_, _>>()?;
+    let restrictions: Vec<Option<Vec<String>>> = experiment
+        .methods
+        .iter()
+        .enumerate()
+        .map(|(i, entry)| methods::entry_datasets(entry).map_err(|e| format!("methods.{i}: {e}")))
+        .collect::<Result<_, String>>()?;
     let mut runs = Vec::new();
     for (dataset_index, entry) in experiment.datasets.iter().enumerate() {
         for (method_index, method) in built.iter().enumerate() {
+            if restrictions[method_index]
+                .as_ref()
+                .is_some_and(|only| !only.contains(&entry.dataset))
+            {
+                continue;
+            }
             let ks: Vec<usize> = if method.uses_k() {
                 experiment.k.clone()
             } else {

@@ -211,6 +211,19 @@ impl Experiment {
         if let Some(k) = self.k.iter().find(|&&k| k == 0) {
             return Err(format!("`k` values must be at least 1, got {k}"));
         }
+        for (i, method) in self.methods.iter().enumerate() {
+            let only =
+                crate::methods::entry_datasets(method).map_err(|e| format!("methods.{i}: {e}"))?;
+            if let Some(unknown) = only
+                .iter()
+                .flatten()
+                .find(|name| !self.datasets.iter().any(|d| &d.dataset == *name))
+            {
+                return Err(format!(
+                    "methods.{i}.datasets: `{unknown}` is not a dataset of this experiment"
+                ));
+            }
+        }
         for (i, entry) in self.datasets.iter().enumerate() {
             if !DATASETS.contains(&entry.dataset.as_str()) {
                 return Err(format!(

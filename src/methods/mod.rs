@@ -222,13 +222,37 @@ fn parse<T: DeserializeOwned>(options: &Mapping) -> std::result::Result<T, Strin
     })
 }
 
+/// The `datasets:` restriction of a method entry (`{name: mk, ..., datasets: [cifar10]}`): the
+/// method runs on those datasets of the experiment only. `None` when absent (every dataset).
+pub fn entry_datasets(entry: &Value) -> std::result::Result<Option<Vec<String>>, String> {
+    let Value::Mapping(map) = entry else {
+        return Ok(None);
+    };
+    match map.get("datasets") {
+        None => Ok(None),
+        Some(Value::Sequence(items)) => items
+            .iter()
+            .map(|v| {
+                v.as_str()
+                    .map(String::from)
+                    .ok_or_else(|| format!("`datasets` lists dataset names, got {v:?}"))
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map(Some),
+        Some(other) => Err(format!(
+            "`datasets` must be a list of dataset names, got {other:?}"
+        )),
+    }
+}
+
 /// Builds the method an experiment entry names: either a bare name (`mk`) or a mapping
-/// (`{name: mk, mixing: uniform}`).
+/// (`{name: mk, mixing: uniform}`; a `datasets:` restriction is read by the plan, not here).
 pub fn build<B: AutodiffBackend>(entry: &Value) -> std::result::Result<Box<dyn Method<B>>, String> {
     let (name, options) = match entry {
         Value::String(name) => (name.clone(), Mapping::new()),
         Value::Mapping(map) => {
             let mut options = map.clone();
+            options.remove("datasets");
             let name = match options.remove("name") {
                 Some(Value::String(name)) => name,
                 _ => return Err("each method needs a `name` (a string)".into()),

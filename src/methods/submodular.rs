@@ -2,7 +2,17 @@
 //! k·n units, chosen by lazy-greedy maximisation of a facility-location score over the units'
 //! activations on a calibration batch; refit the next layer on the kept units by (ridge) least
 //! squares so it reproduces the wide model's pre-activations; fine-tune the small model.
-//! MLP layers here; conv channels come with the vision models.
+//!
+//! ResNets (the project's reading for residual networks): channels are selected per channel
+//! group. A block's inner channels (its first convolution's outputs) are one group; a stage's
+//! residual stream (stem or projection, and every second convolution of the stage, which add
+//! into the same channels) is another, so shapes stay consistent across the skip connections.
+//! Each group keeps n of its k·n channels by the same facility-location selection over channel
+//! activations (spatially pooled to at most 4x4) on the calibration batch. Convolutions and
+//! BatchNorms are sliced to the kept channels; the BatchNorm statistics are re-estimated on
+//! training batches (the convolutional analogue of refitting the next layer: the kept channels'
+//! consumers see re-normalised inputs), and the classifier is refitted by least squares to the
+//! wide model's logits; then fine-tuning.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -16,8 +26,9 @@ use serde::Deserialize;
 use super::baseline::plain_settings;
 use super::{Method, MethodContext, MethodOutput};
 use crate::error::{Error, Result};
-use crate::models::{Inputs, Mlp, Model, ModelSpec};
-use crate::train::{EvalPoint, evaluate, subset_seed};
+use crate::models::resnet::{BasicBlock, Conv, ConvBn};
+use crate::models::{Dense, Inputs, Mlp, Model, ModelSpec, ResNet};
+use crate::train::{EvalPoint, evaluate, recalibrate_batchnorm, subset_seed};
 
 fn default_calibration() -> usize {
     512
@@ -241,32 +252,6 @@ impl Submodular {
                     + Tensor::<B, 1>::from_data(TensorData::new(b_next, [out]), device)
                         .unsqueeze::<2>(),
             );
-            let p = keep + 1; // kept activations and a constant column for the bias
-            let design = |r: usize, i: usize| {
-                if i < keep {
-                    acts[r * m + selected[i]] as f64
-                } else {
-                    1.0
-                }
-            };
-            let mut gram = vec![0.0; p * p];
-            let mut rhs = vec![0.0; p * out];
-            for r in 0..rows {
-                for i in 0..p {
-                    let a = design(r, i);
-                    for j in 0..p {
-                        gram[i * p + j] += a * design(r, j);
-                    }
-                    for o in 0..out {
-                        rhs[i * out + o] += a * target[r * out + o] as f64;
-                    }
-                }
-            }
-            let mean_diagonal = (0..p).map(|i| gram[i * p + i]).sum::<f64>() / p as f64;
-            let solution = ridge_solve(&gram, &rhs, p, out, self.ridge * mean_diagonal.max(1e-12));
-            let w_fit: Vec<f32> = solution[..keep * out].iter().map(|&v| v as f32).collect();
-            let b_fit: Vec<f32> = solution[keep * out..].iter().map(|&v| v as f32).collect();
-            layers[l + 1] = (w_fit, b_fit, keep, out);
             let kept_act: Vec<f32> = (0..rows)
                 .flat_map(|r| {
                     selected
@@ -275,6 +260,8 @@ impl Submodular {
                         .collect::<Vec<_>>()
                 })
                 .collect();
+            let (w_fit, b_fit) = self.least_squares(&kept_act, &target, rows, keep, out);
+            layers[l + 1] = (w_fit, b_fit, keep, out);
             x = Tensor::from_data(TensorData::new(kept_act, [rows, keep]), device);
         }
         Mlp {
@@ -283,6 +270,191 @@ impl Submodular {
                 .map(|(w, b, d_in, d_out)| linear(w, b, d_in, d_out, device))
                 .collect(),
         }
+    }
+}
+
+/// `len` indices as an index tensor.
+fn index_tensor<B: Backend>(indices: &[usize], device: &B::Device) -> Tensor<B, 1, Int> {
+    let values: Vec<i64> = indices.iter().map(|&i| i as i64).collect();
+    Tensor::from_data(TensorData::new(values, [indices.len()]), device)
+}
+
+/// A plain convolution restricted to output channels `out` and input channels `inp`.
+fn slice_conv<B: Backend>(conv: &Conv<B>, out: &[usize], inp: &[usize]) -> Conv<B> {
+    let Conv::Plain(conv) = conv else {
+        unreachable!("the wide reference is a plain network")
+    };
+    let device = conv.weight.device();
+    let weight = conv
+        .weight
+        .val()
+        .select(0, index_tensor(out, &device))
+        .select(1, index_tensor(inp, &device));
+    let mut sliced = conv.clone();
+    sliced.weight = Param::from_tensor(weight);
+    Conv::Plain(sliced)
+}
+
+/// Convolution and BatchNorm restricted to the given output and input channels.
+fn slice_conv_bn<B: Backend>(layer: &ConvBn<B>, out: &[usize], inp: &[usize]) -> ConvBn<B> {
+    let device = layer.bn.gamma.device();
+    let pick = |t: Tensor<B, 1>| t.select(0, index_tensor(out, &device));
+    let bn = &layer.bn;
+    ConvBn {
+        conv: slice_conv(&layer.conv, out, inp),
+        bn: burn::nn::BatchNorm {
+            gamma: Param::from_tensor(pick(bn.gamma.val())),
+            beta: Param::from_tensor(pick(bn.beta.val())),
+            running_mean: burn::module::RunningState::new(pick(bn.running_mean.value_sync())),
+            running_var: burn::module::RunningState::new(pick(bn.running_var.value_sync())),
+            momentum: bn.momentum,
+            epsilon: bn.epsilon,
+        },
+    }
+}
+
+/// Facility-location selection of `keep` channels from `[N, C, H, W]` activations (pooled to
+/// at most 4x4 per channel); sorted indices.
+fn select_channels<B: Backend>(acts: Tensor<B, 4>, keep: usize) -> Vec<usize> {
+    let [_, c, h, w] = acts.dims();
+    let pooled = if h > 4 || w > 4 {
+        burn::tensor::module::adaptive_avg_pool2d(acts, [h.min(4), w.min(4)])
+    } else {
+        acts
+    };
+    let features = pooled.swap_dims(0, 1).reshape([c as i32, -1]);
+    let [_, d] = features.dims();
+    let values = host(features.swap_dims(0, 1));
+    let mut selected = lazy_greedy(&unit_similarity(&values, d, c), c, keep);
+    selected.sort_unstable();
+    selected
+}
+
+impl Submodular {
+    /// Prunes the wide ResNet to the small `widths`, channel group by channel group (see the
+    /// module documentation), then re-estimates BatchNorm and refits the classifier.
+    fn prune_resnet<B: AutodiffBackend>(
+        &self,
+        ctx: &MethodContext<'_, B>,
+        wide: &ResNet<B::InnerBackend>,
+        blocks_per_stage: &[usize],
+        widths: &[usize],
+        calibration: Tensor<B::InnerBackend, 4>,
+    ) -> Model<B::InnerBackend> {
+        let mut record = Vec::new();
+        let (wide_features, _) = wide.features(calibration.clone(), None, Some(&mut record));
+        let wide_logits = wide.head.forward(wide_features, None);
+        // Stage of every block, and the stream selection of every stage (from its last block).
+        let stage_of: Vec<usize> = blocks_per_stage
+            .iter()
+            .enumerate()
+            .flat_map(|(s, &n)| std::iter::repeat_n(s, n))
+            .collect();
+        let mut streams: Vec<Vec<usize>> = Vec::new();
+        let mut last = 0;
+        for (s, &n) in blocks_per_stage.iter().enumerate() {
+            last += n;
+            streams.push(select_channels(record[last - 1].1.clone(), widths[s]));
+        }
+        let input_channels: Vec<usize> = (0..calibration.dims()[1]).collect();
+        let stem = slice_conv_bn(&wide.stem, &streams[0], &input_channels);
+        let blocks: Vec<BasicBlock<B::InnerBackend>> = wide
+            .blocks
+            .iter()
+            .enumerate()
+            .map(|(b, block)| {
+                let stage = stage_of[b];
+                // A stage's first block reads the previous stage's stream.
+                let input = if b == 0 || stage_of[b - 1] == stage {
+                    &streams[stage]
+                } else {
+                    &streams[stage - 1]
+                };
+                let inner = select_channels(record[b].0.clone(), widths[stage]);
+                BasicBlock {
+                    first: slice_conv_bn(&block.first, &inner, input),
+                    second: slice_conv_bn(&block.second, &streams[stage], &inner),
+                    shortcut: block
+                        .shortcut
+                        .as_ref()
+                        .map(|s| slice_conv_bn(s, &streams[stage], input)),
+                }
+            })
+            .collect();
+        let last_stream = streams.last().expect("at least one stage");
+        let Dense::Plain(head) = &wide.head else {
+            unreachable!("the wide reference is a plain network")
+        };
+        let device = head.weight.device();
+        let mut head = head.clone();
+        head.weight = Param::from_tensor(
+            head.weight
+                .val()
+                .select(0, index_tensor(last_stream, &device)),
+        );
+        let pruned = ResNet {
+            stem,
+            stem_pool: wide.stem_pool,
+            blocks,
+            head: Dense::Plain(head),
+        };
+
+        // BatchNorm statistics of the pruned network, on training batches.
+        let mut model = Model::<B>::from_inner(Model::ResNet(pruned));
+        recalibrate_batchnorm(
+            &mut model,
+            ctx.data.train,
+            20,
+            ctx.recipe.batch_size,
+            ctx.seed,
+            ctx.device,
+        );
+        let Model::ResNet(pruned) = model.valid() else {
+            unreachable!()
+        };
+        // Classifier refitted to the wide model's logits from the pruned features.
+        let (features, _) = pruned.features(calibration, None, None);
+        let [rows, keep] = features.dims();
+        let out = wide_logits.dims()[1];
+        let (features, target) = (host(features), host(wide_logits));
+        let (w, b) = self.least_squares(&features, &target, rows, keep, out);
+        let head = linear::<B::InnerBackend>(w, b, keep, out, &device);
+        Model::ResNet(ResNet {
+            head: Dense::Plain(head),
+            ..pruned
+        })
+    }
+
+    /// Ridge least squares `[x, 1] @ [w; b] ~ target` (`x`: `rows x d`, `target`: `rows x out`).
+    fn least_squares(
+        &self,
+        x: &[f32],
+        target: &[f32],
+        rows: usize,
+        d: usize,
+        out: usize,
+    ) -> (Vec<f32>, Vec<f32>) {
+        let p = d + 1;
+        let design = |r: usize, i: usize| if i < d { x[r * d + i] as f64 } else { 1.0 };
+        let mut gram = vec![0.0; p * p];
+        let mut rhs = vec![0.0; p * out];
+        for r in 0..rows {
+            for i in 0..p {
+                let a = design(r, i);
+                for j in 0..p {
+                    gram[i * p + j] += a * design(r, j);
+                }
+                for o in 0..out {
+                    rhs[i * out + o] += a * target[r * out + o] as f64;
+                }
+            }
+        }
+        let mean_diagonal = (0..p).map(|i| gram[i * p + i]).sum::<f64>() / p as f64;
+        let solution = ridge_solve(&gram, &rhs, p, out, self.ridge * mean_diagonal.max(1e-12));
+        (
+            solution[..d * out].iter().map(|&v| v as f32).collect(),
+            solution[d * out..].iter().map(|&v| v as f32).collect(),
+        )
     }
 }
 
@@ -307,14 +479,13 @@ impl<B: AutodiffBackend> Method<B> for Submodular {
     }
 
     fn run(&self, ctx: &MethodContext<'_, B>) -> Result<MethodOutput<B>> {
-        let ModelSpec::Mlp { hidden, .. } = ctx.model else {
-            return Err(Error::Usage("method submodular: supports MLPs so far (conv channels come with the vision models)".into()));
-        };
+        if ctx.model.reads_text() {
+            return Err(Error::Usage(
+                "method submodular: supports MLPs and ResNets, not Transformers".into(),
+            ));
+        }
         let (wide, teacher_steps) =
             ctx.trained_model(&ctx.model.widened(ctx.k), ctx.seed, "wide")?;
-        let Model::Mlp(wide) = wide else {
-            unreachable!("a widened MLP is an MLP")
-        };
         let calibration = ctx
             .data
             .train
@@ -323,9 +494,18 @@ impl<B: AutodiffBackend> Method<B> for Submodular {
         let (Inputs::Images(images), _) =
             calibration.batch::<B::InnerBackend>(&indices, ctx.device)
         else {
-            unreachable!("MLP data are images")
+            unreachable!("MLP and ResNet data are images")
         };
-        let pruned = self.prune(&wide, hidden, images.flatten(1, 3), ctx.device);
+        let pruned = match (ctx.model, wide) {
+            (ModelSpec::Mlp { hidden, .. }, Model::Mlp(wide)) => {
+                Model::Mlp(self.prune(&wide, hidden, images.flatten(1, 3), ctx.device))
+            }
+            (ModelSpec::Resnet(spec), Model::ResNet(wide)) => {
+                let (blocks, widths) = spec.stages();
+                self.prune_resnet(ctx, &wide, &blocks, &widths, images)
+            }
+            _ => unreachable!("a widened model has the small model's family"),
+        };
         let before = EvalPoint {
             epoch: 0,
             step: 0,
@@ -336,13 +516,13 @@ impl<B: AutodiffBackend> Method<B> for Submodular {
         };
         let mut settings = plain_settings(ctx);
         settings.epochs = self.finetune_epochs;
-        let small = Model::Mlp(Mlp::<B>::from_inner(pruned.clone()));
+        let small = Model::<B>::from_inner(pruned.clone());
         let trained_params = small.num_params();
         let (deployed, mut log) = if self.finetune_epochs > 0 {
             let (model, log) = ctx.train(small, &settings, "finetune")?;
             (model.valid(), log)
         } else {
-            (Model::Mlp(pruned), Default::default())
+            (pruned, Default::default())
         };
         // The curve starts with the pruned model before fine-tuning (epoch 0).
         log.points.insert(0, before);

@@ -426,23 +426,52 @@ impl<B: Backend> ResNet<B> {
     }
 }
 
-impl<B: Backend> Classifier<B> for ResNet<B> {
-    fn forward(&self, inputs: Inputs<B>, mix: Option<&Tensor<B, 2>>) -> Tensor<B, 2> {
-        let Inputs::Images(x) = inputs else {
-            panic!("a ResNet takes images, not token ids");
-        };
+impl<B: Backend> ResNet<B> {
+    /// Runs the network up to the global average pool: `[batch, channels]` features. With
+    /// `record`, also returns every block's inner activation (after its first BatchNorm and
+    /// ReLU) and every block's output, in forward order (for channel selection).
+    pub fn features(
+        &self,
+        x: Tensor<B, 4>,
+        mix: Option<&Tensor<B, 2>>,
+        mut record: Option<&mut Vec<(Tensor<B, 4>, Tensor<B, 4>)>>,
+    ) -> (Tensor<B, 2>, MixCursor) {
         let mut rows = MixRows { mix, next: 0 };
         let mut x = relu(self.stem.forward(x, &mut rows));
         if self.stem_pool {
             x = max_pool2d(x, [3, 3], [2, 2], [1, 1], [1, 1], false);
         }
         for block in &self.blocks {
-            x = block.forward(x, &mut rows);
+            match record.as_deref_mut() {
+                Some(out) => {
+                    let inner = relu(block.first.forward(x.clone(), &mut rows));
+                    let y = block.second.forward(inner.clone(), &mut rows);
+                    let skip = match &block.shortcut {
+                        Some(projection) => projection.forward(x, &mut rows),
+                        None => x,
+                    };
+                    x = relu(y + skip);
+                    out.push((inner, x.clone()));
+                }
+                None => x = block.forward(x, &mut rows),
+            }
         }
         let [batch, channels, _, _] = x.dims();
         let pooled = x.mean_dim(3).mean_dim(2).reshape([batch, channels]);
-        let head_row = rows.next();
-        self.head.forward(pooled, head_row)
+        (pooled, MixCursor(rows.next))
+    }
+}
+
+/// Position in the mixing rows after the convolutions (the classifier's row).
+pub struct MixCursor(usize);
+
+impl<B: Backend> Classifier<B> for ResNet<B> {
+    fn forward(&self, inputs: Inputs<B>, mix: Option<&Tensor<B, 2>>) -> Tensor<B, 2> {
+        let Inputs::Images(x) = inputs else {
+            panic!("a ResNet takes images, not token ids");
+        };
+        let (pooled, MixCursor(head_row)) = self.features(x, mix, None);
+        self.head.forward(pooled, mixing_row(mix, head_row))
     }
 
     fn mk_layers(&self) -> usize {
