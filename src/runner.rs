@@ -236,6 +236,10 @@ fn execute<B: AutodiffBackend>(
         .join(format!("{}-{}.md", experiment.name, resolved.profile));
     if options.datasets.is_empty() {
         ResultsDir::write_text(&table_path, &markdown)?;
+        ResultsDir::write_text(
+            &table_path.with_extension("tex"),
+            &table::latex(&title, &planned, runs.len()),
+        )?;
     }
     Ok(markdown)
 }

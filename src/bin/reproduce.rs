@@ -29,6 +29,10 @@ enum Command {
     Bench(BenchArgs),
     /// List the experiments and methods.
     List(ListArgs),
+    /// Check the paper's claims on stored runs: paired tests over seeds, with verdicts.
+    Claims(StoredArgs),
+    /// Render the figures (PNG and SVG) from stored runs into `plots/`.
+    Plots(PlotArgs),
     /// Run (or resume) an experiment by name, e.g. `reproduce table1 --profile quick`.
     #[command(external_subcommand)]
     Experiment(Vec<String>),
@@ -109,6 +113,28 @@ struct BenchArgs {
     repeats: usize,
 }
 
+/// Commands that read stored results only.
+#[derive(Args)]
+struct StoredArgs {
+    /// Experiments (default: every experiment file).
+    experiments: Vec<String>,
+    #[arg(long, default_value = "quick")]
+    profile: String,
+    #[arg(long, default_value = "results")]
+    results_dir: PathBuf,
+    #[arg(long)]
+    experiments_dir: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct PlotArgs {
+    #[command(flatten)]
+    stored: StoredArgs,
+    /// Where figures are written.
+    #[arg(long, default_value = "plots")]
+    plots_dir: PathBuf,
+}
+
 #[derive(Args)]
 struct ListArgs {
     #[arg(long)]
@@ -185,6 +211,24 @@ fn main() -> ExitCode {
                 repeats: args.repeats,
             })
         }),
+        Command::Claims(args) => majority_kernels::report::claims::run(
+            &args.results_dir,
+            &args
+                .experiments_dir
+                .unwrap_or_else(runner::default_experiments_dir),
+            &args.experiments,
+            &args.profile,
+        ),
+        Command::Plots(args) => majority_kernels::report::plots::run(
+            &args.stored.results_dir,
+            &args
+                .stored
+                .experiments_dir
+                .unwrap_or_else(runner::default_experiments_dir),
+            &args.plots_dir,
+            &args.stored.experiments,
+            &args.stored.profile,
+        ),
         Command::List(args) => {
             let dir = args
                 .experiments_dir

@@ -88,7 +88,14 @@ pub fn plan<B: AutodiffBackend>(
                 continue;
             }
             let ks: Vec<usize> = if method.uses_k() {
-                experiment.k.clone()
+                let only = methods::entry_ks(&experiment.methods[method_index])
+                    .map_err(|e| format!("methods.{method_index}: {e}"))?;
+                experiment
+                    .k
+                    .iter()
+                    .copied()
+                    .filter(|k| only.as_ref().is_none_or(|only| only.contains(k)))
+                    .collect()
             } else {
                 vec![1]
             };

@@ -223,6 +223,13 @@ impl Experiment {
                     "methods.{i}.datasets: `{unknown}` is not a dataset of this experiment"
                 ));
             }
+            let ks = crate::methods::entry_ks(method).map_err(|e| format!("methods.{i}: {e}"))?;
+            if let Some(k) = ks.iter().flatten().find(|k| !self.k.contains(k)) {
+                return Err(format!(
+                    "methods.{i}.k: {k} is not in the experiment's `k` list {:?}",
+                    self.k
+                ));
+            }
         }
         for (i, entry) in self.datasets.iter().enumerate() {
             if !DATASETS.contains(&entry.dataset.as_str()) {

@@ -245,14 +245,36 @@ pub fn entry_datasets(entry: &Value) -> std::result::Result<Option<Vec<String>>,
     }
 }
 
+/// The `k:` restriction of a method entry (`{name: mk, mixing: uniform, k: [4]}`): the method
+/// runs at those values only (each must be in the experiment's `k` list). `None` when absent.
+pub fn entry_ks(entry: &Value) -> std::result::Result<Option<Vec<usize>>, String> {
+    let Value::Mapping(map) = entry else {
+        return Ok(None);
+    };
+    match map.get("k") {
+        None => Ok(None),
+        Some(Value::Sequence(items)) => items
+            .iter()
+            .map(|v| {
+                v.as_u64()
+                    .map(|k| k as usize)
+                    .ok_or_else(|| format!("`k` lists positive integers, got {v:?}"))
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map(Some),
+        Some(other) => Err(format!("`k` must be a list such as [4], got {other:?}")),
+    }
+}
+
 /// Builds the method an experiment entry names: either a bare name (`mk`) or a mapping
-/// (`{name: mk, mixing: uniform}`; a `datasets:` restriction is read by the plan, not here).
+/// (`{name: mk, mixing: uniform}`; `datasets:` and `k:` restrictions are read by the plan).
 pub fn build<B: AutodiffBackend>(entry: &Value) -> std::result::Result<Box<dyn Method<B>>, String> {
     let (name, options) = match entry {
         Value::String(name) => (name.clone(), Mapping::new()),
         Value::Mapping(map) => {
             let mut options = map.clone();
             options.remove("datasets");
+            options.remove("k");
             let name = match options.remove("name") {
                 Some(Value::String(name)) => name,
                 _ => return Err("each method needs a `name` (a string)".into()),

@@ -1,3 +1,6 @@
 //! Reports rendered from stored results only.
 
+pub mod claims;
+pub mod plots;
+pub mod stats;
 pub mod table;

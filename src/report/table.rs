@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 use std::fmt::Write;
 
+use super::stats::{Verdict, paired};
 use crate::results::RunRecord;
 
 /// Mean and sample standard deviation (n - 1); the deviation is `None` for one value.
@@ -57,8 +58,71 @@ struct Row<'a> {
     runs: Vec<&'a RunRecord>,
 }
 
-/// Renders `runs` (in the order of the experiment's plan) as a markdown table.
-pub fn markdown(title: &str, runs: &[RunRecord], planned: usize) -> String {
+impl<'a> Row<'a> {
+    fn first(&self) -> &'a RunRecord {
+        self.runs[0]
+    }
+
+    fn completed(&self) -> Vec<&'a RunRecord> {
+        self.runs
+            .iter()
+            .copied()
+            .filter(|r| r.status == "completed")
+            .collect()
+    }
+
+    fn values(&self, f: fn(&RunRecord) -> f64) -> Vec<f64> {
+        self.completed().iter().map(|r| f(r)).collect()
+    }
+
+    /// `(seed, test score)` of the completed runs.
+    fn scores(&self) -> Vec<(i64, f64)> {
+        self.completed()
+            .iter()
+            .map(|r| (r.seed, r.test_score))
+            .collect()
+    }
+
+    fn seeds(&self) -> String {
+        let ok = self.completed().len();
+        let diverged = self.runs.len() - ok;
+        if diverged > 0 {
+            format!("{ok} ({diverged} diverged)")
+        } else {
+            ok.to_string()
+        }
+    }
+
+    fn method_label(&self, all: &[RunRecord]) -> String {
+        let first = self.first();
+        let mut labels: Vec<String> = first.init.iter().cloned().collect();
+        labels.extend(distinguishing_options(first, all));
+        if labels.is_empty() {
+            first.method.clone()
+        } else {
+            format!("{} ({})", first.method, labels.join(", "))
+        }
+    }
+
+    fn k(&self) -> String {
+        let first = self.first();
+        if first.method == "baseline" || first.method == "baseline_long" {
+            "—".into()
+        } else {
+            first.k.to_string()
+        }
+    }
+}
+
+/// The rows of a table: a label (method and the options that tell it apart) and the runs.
+pub fn groups(runs: &[RunRecord]) -> Vec<(String, Vec<&RunRecord>)> {
+    group(runs)
+        .into_iter()
+        .map(|row| (row.method_label(runs), row.runs))
+        .collect()
+}
+
+fn group(runs: &[RunRecord]) -> Vec<Row<'_>> {
     let mut rows: Vec<Row> = Vec::new();
     for run in runs {
         let same = |r: &&RunRecord| {
@@ -73,62 +137,110 @@ pub fn markdown(title: &str, runs: &[RunRecord], planned: usize) -> String {
             None => rows.push(Row { runs: vec![run] }),
         }
     }
+    rows
+}
 
+/// Rows marked best: in each dataset, among the rows at the smallest deployed size (k-fold
+/// references such as `wide` do not compete), the row with the highest mean test score, when
+/// a paired t-test over seeds puts it above every other competing row (the 95% interval of the
+/// difference excludes 0). Without that support no row is marked.
+fn best_rows(rows: &[Row]) -> Vec<bool> {
+    let mut best = vec![false; rows.len()];
+    let mut datasets: Vec<&str> = rows.iter().map(|r| r.first().dataset.as_str()).collect();
+    datasets.dedup();
+    for dataset in datasets {
+        let members: Vec<usize> = (0..rows.len())
+            .filter(|&i| rows[i].first().dataset == dataset && !rows[i].scores().is_empty())
+            .collect();
+        let Some(smallest) = members
+            .iter()
+            .map(|&i| rows[i].first().deployed_params)
+            .min()
+        else {
+            continue;
+        };
+        let competing: Vec<usize> = members
+            .into_iter()
+            .filter(|&i| rows[i].first().deployed_params == smallest)
+            .collect();
+        let mean = |i: usize| mean_std(&rows[i].values(|r| r.test_score)).0;
+        let Some(&top) = competing
+            .iter()
+            .max_by(|&&a, &&b| mean(a).total_cmp(&mean(b)))
+        else {
+            continue;
+        };
+        let beats_all = competing.len() > 1
+            && competing.iter().filter(|&&i| i != top).all(|&i| {
+                paired(&rows[top].scores(), &rows[i].scores())
+                    .is_some_and(|p| Verdict::of(&p, true) == Verdict::Supported)
+            });
+        best[top] = beats_all;
+    }
+    best
+}
+
+/// Training cost: the run's steps plus those of the teachers/members it trained.
+fn total_steps(r: &RunRecord) -> f64 {
+    (r.steps + r.teacher_steps) as f64
+}
+
+/// Renders `runs` (in the order of the experiment's plan) as a markdown table.
+pub fn markdown(title: &str, runs: &[RunRecord], planned: usize) -> String {
+    let rows = group(runs);
+    let best = best_rows(&rows);
     let mut out = String::new();
     let _ = writeln!(out, "## {title}\n");
     let _ = writeln!(
         out,
-        "| dataset | model | method | k | mixing | test score (%) | test acc (%) | train acc (%) | test loss | deployed params | trained params | step (ms) | seeds |"
+        "| dataset | model | method | k | mixing | test score (%) | test acc (%) | train acc (%) | test loss | deployed params | trained params | train steps (+teachers) | step (ms) | seeds |"
     );
     let _ = writeln!(
         out,
-        "|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
-    for row in &rows {
-        let first = row.runs[0];
-        let ok: Vec<&RunRecord> = row
-            .runs
-            .iter()
-            .copied()
-            .filter(|r| r.status == "completed")
-            .collect();
-        let diverged = row.runs.len() - ok.len();
-        let col = |f: fn(&RunRecord) -> f64| ok.iter().map(|r| f(r)).collect::<Vec<f64>>();
-        let seeds = if diverged > 0 {
-            format!("{} ({diverged} diverged)", ok.len())
+    for (row, &is_best) in rows.iter().zip(&best) {
+        let first = row.first();
+        let score = cell(&row.values(|r| r.test_score), 100.0, 2);
+        let score = if is_best {
+            format!("**{} {score}**", first.metric)
         } else {
-            ok.len().to_string()
-        };
-        let mut labels: Vec<String> = first.init.iter().cloned().collect();
-        labels.extend(distinguishing_options(first, runs));
-        let method = if labels.is_empty() {
-            first.method.clone()
-        } else {
-            format!("{} ({})", first.method, labels.join(", "))
+            format!("{} {score}", first.metric)
         };
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             first.dataset,
             first.model,
-            method,
-            if first.method == "baseline" || first.method == "baseline_long" {
-                "—".into()
-            } else {
-                first.k.to_string()
-            },
+            row.method_label(runs),
+            row.k(),
             first.mixing.as_deref().unwrap_or("—"),
-            first.metric,
-            cell(&col(|r| r.test_score), 100.0, 2),
-            cell(&col(|r| r.test_acc), 100.0, 2),
-            cell(&col(|r| r.train_acc), 100.0, 2),
-            cell(&col(|r| r.test_loss), 1.0, 4),
+            score,
+            cell(&row.values(|r| r.test_acc), 100.0, 2),
+            cell(&row.values(|r| r.train_acc), 100.0, 2),
+            cell(&row.values(|r| r.test_loss), 1.0, 4),
             first.deployed_params,
             first.trained_params,
-            cell(&col(|r| r.step_ms), 1.0, 2),
-            seeds,
+            cell(&row.values(total_steps), 1.0, 0),
+            cell(&row.values(|r| r.step_ms), 1.0, 2),
+            row.seeds(),
         );
     }
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "Mean ± sample std over seeds (the `seeds` column counts completed runs); the test score is the task's metric \
+         (accuracy; Matthews correlation for CoLA; F1 for MRPC), on the test split (GLUE: dev). Bold: the best test score \
+         of its dataset among rows of the smallest deployed size, above every other such row by a paired t-test over \
+         seeds (95% interval of the difference excludes 0); no row is bold without that support. \
+         {} of {planned} planned runs stored.",
+        runs.len()
+    );
+    let _ = writeln!(out, "{}", provenance(runs));
+    out
+}
+
+fn provenance(runs: &[RunRecord]) -> String {
     let distinct = |f: fn(&RunRecord) -> &str| {
         runs.iter()
             .map(f)
@@ -137,19 +249,77 @@ pub fn markdown(title: &str, runs: &[RunRecord], planned: usize) -> String {
             .collect::<Vec<_>>()
             .join("; ")
     };
-    let _ = writeln!(out);
-    let _ = writeln!(
-        out,
-        "Mean ± sample std over seeds (the `seeds` column counts completed runs); the test score is the task's metric \
-         (accuracy; Matthews correlation for CoLA; F1 for MRPC), on the test split (GLUE: dev). {} of {planned} planned runs stored.",
-        runs.len()
-    );
-    let _ = writeln!(
-        out,
+    format!(
         "Machine: {}. Backend: {}. Code: {}.",
         distinct(|r| &r.device),
         distinct(|r| &r.backend),
         distinct(|r| &r.git_commit)
+    )
+}
+
+/// Escapes LaTeX's special characters in table text.
+fn tex(text: &str) -> String {
+    text.replace('\\', "\\textbackslash{}")
+        .replace('_', "\\_")
+        .replace('%', "\\%")
+        .replace('&', "\\&")
+        .replace('#', "\\#")
+        .replace('±', "$\\pm$")
+        .replace('—', "--")
+}
+
+/// Renders `runs` as a LaTeX table (booktabs), the same rows and marks as [`markdown`].
+pub fn latex(title: &str, runs: &[RunRecord], planned: usize) -> String {
+    let rows = group(runs);
+    let best = best_rows(&rows);
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "% {title}: generated by `reproduce` from stored runs; needs \\usepackage{{booktabs}}"
+    );
+    let _ = writeln!(out, "\\begin{{tabular}}{{lllrlrrrrr}}");
+    let _ = writeln!(out, "\\toprule");
+    let _ = writeln!(
+        out,
+        "Dataset & Model & Method & $k$ & Mixing & Test score (\\%) & Train acc. (\\%) & Deployed params & Train steps & Seeds \\\\"
+    );
+    let _ = writeln!(out, "\\midrule");
+    let mut previous: Option<&str> = None;
+    for (row, &is_best) in rows.iter().zip(&best) {
+        let first = row.first();
+        if previous.is_some_and(|p| p != first.dataset) {
+            let _ = writeln!(out, "\\midrule");
+        }
+        previous = Some(&first.dataset);
+        let score = tex(&cell(&row.values(|r| r.test_score), 100.0, 2));
+        let score = if is_best {
+            format!("\\textbf{{{score}}}")
+        } else {
+            score
+        };
+        let _ = writeln!(
+            out,
+            "{} & {} & {} & {} & {} & {} {} & {} & {} & {} & {} \\\\",
+            tex(&first.dataset),
+            tex(&first.model),
+            tex(&row.method_label(runs)),
+            tex(&row.k()),
+            tex(first.mixing.as_deref().unwrap_or("—")),
+            tex(&first.metric),
+            score,
+            tex(&cell(&row.values(|r| r.train_acc), 100.0, 2)),
+            first.deployed_params,
+            tex(&cell(&row.values(total_steps), 1.0, 0)),
+            tex(&row.seeds()),
+        );
+    }
+    let _ = writeln!(out, "\\bottomrule");
+    let _ = writeln!(out, "\\end{{tabular}}");
+    let _ = writeln!(
+        out,
+        "% Mean $\\pm$ sample std over seeds; bold as in the markdown table (paired t-test, 95%). {} of {planned} planned runs stored. {}",
+        runs.len(),
+        tex(&provenance(runs))
     );
     out
 }
@@ -226,5 +396,40 @@ mod tests {
             "{mk}"
         );
         assert!(table.contains("4 of 4 planned runs"));
+    }
+
+    #[test]
+    fn best_is_marked_only_when_a_paired_test_supports_it() {
+        let runs = |mk: [f64; 3]| -> Vec<RunRecord> {
+            let mut out: Vec<RunRecord> = (0..3)
+                .map(|s| record("baseline", s, 0.90 + 0.01 * s as f64))
+                .collect();
+            out.extend((0..3).map(|s| RunRecord {
+                test_score: mk[s as usize],
+                ..record("mk", s, mk[s as usize])
+            }));
+            // A k-fold reference with a higher score does not compete.
+            out.push(RunRecord {
+                deployed_params: 10 * out[0].deployed_params,
+                test_score: 0.99,
+                ..record("wide", 0, 0.99)
+            });
+            out
+        };
+        let clear = runs([0.93, 0.94, 0.95]); // +3 points on every seed
+        let table = markdown("t", &clear, 7);
+        let mk = table.lines().find(|l| l.contains("| mk |")).unwrap();
+        assert!(mk.contains("**accuracy 94.00 ± 1.00**"), "{table}");
+        assert!(
+            !table
+                .lines()
+                .any(|l| l.contains("| wide |") && l.contains("**"))
+        );
+        let tex = latex("t", &clear, 7);
+        assert!(tex.contains("\\textbf{94.00 $\\pm$ 1.00}"), "{tex}");
+        assert!(tex.contains("\\toprule") && tex.contains("\\bottomrule"));
+        // Higher mean, but not on every seed: not marked.
+        let noisy = runs([0.99, 0.88, 0.95]);
+        assert!(!markdown("t", &noisy, 7).contains("**"));
     }
 }

@@ -1,36 +1,9 @@
 //! Where a result came from: code version and time.
 
-use std::process::Command;
-
-/// `git rev-parse --short=12 HEAD`, with `-dirty` when code or experiment files differ from
-/// it (result files are ignored for this check), or `unknown` outside a checkout.
+/// The commit this binary was built from (`git rev-parse --short=12 HEAD` at build time), with
+/// `-dirty` when the sources differed from it, or `unknown` when built outside a checkout.
 pub fn git_commit() -> String {
-    let run = |args: &[&str]| {
-        Command::new("git")
-            .args(args)
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-    };
-    let Some(head) = run(&["rev-parse", "--short=12", "HEAD"]) else {
-        return "unknown".into();
-    };
-    let head = String::from_utf8_lossy(&head.stdout).trim().to_string();
-    let clean = Command::new("git")
-        .args([
-            "diff",
-            "--quiet",
-            "HEAD",
-            "--",
-            "src",
-            "Cargo.toml",
-            "Cargo.lock",
-            "experiments",
-        ])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if clean { head } else { format!("{head}-dirty") }
+    env!("MK_GIT_COMMIT").to_string()
 }
 
 /// Seconds since the Unix epoch.

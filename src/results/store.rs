@@ -215,10 +215,15 @@ impl ResultsDir {
 
     /// Writes a text file (tables, the resolved experiment) atomically.
     pub fn write_text(path: &Path, text: &str) -> Result<()> {
+        Self::write_bytes(path, text.as_bytes())
+    }
+
+    /// Writes a file (figures, tables) atomically: a temporary file renamed into place.
+    pub fn write_bytes(path: &Path, bytes: &[u8]) -> Result<()> {
         let dir = path.parent().unwrap_or(Path::new("."));
         fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
-        std::io::Write::write_all(&mut tmp, text.as_bytes()).map_err(|e| Error::io(path, e))?;
+        std::io::Write::write_all(&mut tmp, bytes).map_err(|e| Error::io(path, e))?;
         tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
         Ok(())
     }

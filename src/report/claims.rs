@@ -1,0 +1,244 @@
+//! The paper's claims, each checked on stored runs with a paired comparison over seeds:
+//! majority kernels (and adversarial MK) against the baseline, the long-trained baseline,
+//! distilled ensembles and submodular selection on the test score, and MK's step-time overhead
+//! against [`OVERHEAD_LIMIT`].
+
+use std::fmt::Write;
+
+use super::stats::{Paired, Verdict, paired};
+use super::table::groups;
+use crate::results::RunRecord;
+
+/// What "small overhead" means here: MK's step time at most this multiple of the baseline's
+/// (the performance issue's CPU target).
+pub const OVERHEAD_LIMIT: f64 = 1.10;
+
+/// Methods whose claims are checked, and the methods they are claimed to beat.
+const CLAIMANTS: [&str; 2] = ["mk", "adv_mj"];
+const RIVALS: [&str; 4] = [
+    "baseline",
+    "baseline_long",
+    "distilled_ensemble",
+    "submodular",
+];
+
+/// One checked claim.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    pub experiment: String,
+    pub dataset: String,
+    pub claim: String,
+    pub comparison: Option<Paired>,
+    pub verdict: Verdict,
+    /// Unit of the effect: `pts` (test score points) or `x` (step-time ratio).
+    pub unit: &'static str,
+}
+
+/// Every claim the stored `runs` of one experiment can speak to.
+pub fn check(experiment: &str, runs: &[RunRecord]) -> Vec<Claim> {
+    let completed: Vec<RunRecord> = runs
+        .iter()
+        .filter(|r| r.status == "completed")
+        .cloned()
+        .collect();
+    let rows = groups(&completed);
+    let mut claims = Vec::new();
+    let mut datasets: Vec<&str> = rows.iter().map(|(_, r)| r[0].dataset.as_str()).collect();
+    datasets.dedup();
+    for dataset in datasets {
+        let in_dataset: Vec<&(String, Vec<&RunRecord>)> = rows
+            .iter()
+            .filter(|(_, r)| r[0].dataset == dataset)
+            .collect();
+        let scores = |runs: &[&RunRecord]| -> Vec<(i64, f64)> {
+            runs.iter()
+                .map(|r| (r.seed, 100.0 * r.test_score))
+                .collect()
+        };
+        for (label, runs) in in_dataset
+            .iter()
+            .filter(|(_, r)| CLAIMANTS.contains(&r[0].method.as_str()))
+        {
+            let label = format!("{label} (k = {})", runs[0].k);
+            for (rival_label, rival) in in_dataset
+                .iter()
+                .filter(|(_, r)| RIVALS.contains(&r[0].method.as_str()))
+            {
+                let comparison = paired(&scores(runs), &scores(rival));
+                claims.push(Claim {
+                    experiment: experiment.to_string(),
+                    dataset: dataset.to_string(),
+                    claim: format!("{label} beats {rival_label}"),
+                    verdict: comparison
+                        .as_ref()
+                        .map_or(Verdict::InsufficientSeeds, |p| Verdict::of(p, true)),
+                    comparison,
+                    unit: "pts",
+                });
+            }
+            if let Some((_, baseline)) = in_dataset.iter().find(|(_, r)| r[0].method == "baseline")
+                && runs[0].method == "mk"
+            {
+                // Step-time ratio per seed, against the limit.
+                let ratios: Vec<(i64, f64)> = runs
+                    .iter()
+                    .filter_map(|r| {
+                        baseline
+                            .iter()
+                            .find(|b| b.seed == r.seed)
+                            .map(|b| (r.seed, r.step_ms / b.step_ms))
+                    })
+                    .collect();
+                let limit: Vec<(i64, f64)> =
+                    ratios.iter().map(|(s, _)| (*s, OVERHEAD_LIMIT)).collect();
+                let comparison = paired(&ratios, &limit).map(|mut p| {
+                    // Report the ratio itself, not its distance to the limit; the p-value
+                    // tests ratio = limit.
+                    p.effect_size = None;
+                    p.mean_diff += OVERHEAD_LIMIT;
+                    p.ci = (p.ci.0 + OVERHEAD_LIMIT, p.ci.1 + OVERHEAD_LIMIT);
+                    p
+                });
+                let verdict = match &comparison {
+                    Some(p) if p.n >= 2 && !p.sd_diff.is_nan() => {
+                        if p.ci.1 <= OVERHEAD_LIMIT {
+                            Verdict::Supported
+                        } else if p.ci.0 > OVERHEAD_LIMIT {
+                            Verdict::Contradicted
+                        } else {
+                            Verdict::Inconclusive
+                        }
+                    }
+                    _ => Verdict::InsufficientSeeds,
+                };
+                claims.push(Claim {
+                    experiment: experiment.to_string(),
+                    dataset: dataset.to_string(),
+                    claim: format!("{label} step time <= {OVERHEAD_LIMIT} x baseline"),
+                    comparison,
+                    verdict,
+                    unit: "x",
+                });
+            }
+        }
+    }
+    claims
+}
+
+/// Checks the claims of every named experiment (all experiment files when `names` is empty)
+/// from the runs stored for `profile`, writes `claims-<profile>.md` beside the tables and
+/// returns it.
+pub fn run(
+    results_dir: &std::path::Path,
+    experiments_dir: &std::path::Path,
+    names: &[String],
+    profile: &str,
+) -> crate::error::Result<String> {
+    let names: Vec<String> = if names.is_empty() {
+        crate::experiment::list(experiments_dir)
+    } else {
+        names.to_vec()
+    };
+    let mut all = Vec::new();
+    for name in &names {
+        let dir = crate::results::ResultsDir::new(results_dir, name, profile);
+        all.extend(check(name, &dir.runs()?));
+    }
+    if all.is_empty() {
+        return Err(crate::error::Error::Usage(format!(
+            "no stored runs to check for profile `{profile}` in {} (experiments: {})",
+            results_dir.display(),
+            names.join(", ")
+        )));
+    }
+    let text = format!("## Claims ({profile} profile)\n\n{}", markdown(&all));
+    crate::results::ResultsDir::write_text(
+        &results_dir.join(format!("claims-{profile}.md")),
+        &text,
+    )?;
+    Ok(text)
+}
+
+/// The claims as a markdown table.
+pub fn markdown(claims: &[Claim]) -> String {
+    let mut out = String::from(
+        "| experiment | dataset | claim | seeds | effect | 95% CI | d_z | p (paired t) | verdict |\n|---|---|---|---:|---:|---|---:|---:|---|\n",
+    );
+    for c in claims {
+        let (n, effect, ci, d, p) = match &c.comparison {
+            Some(p) => (
+                p.n.to_string(),
+                format!("{:+.2} {}", p.mean_diff, c.unit),
+                if p.ci.0.is_finite() {
+                    format!("[{:.2}, {:.2}]", p.ci.0, p.ci.1)
+                } else {
+                    "—".into()
+                },
+                p.effect_size.map_or("—".into(), |d| format!("{d:.2}")),
+                p.p_value.map_or("—".into(), |v| format!("{v:.3}")),
+            ),
+            None => ("0".into(), "—".into(), "—".into(), "—".into(), "—".into()),
+        };
+        let effect = if c.unit == "x" {
+            effect.replacen('+', "", 1)
+        } else {
+            effect
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {n} | {effect} | {ci} | {d} | {p} | {} |",
+            c.experiment,
+            c.dataset,
+            c.claim,
+            c.verdict.label()
+        );
+    }
+    out.push_str(
+        "\nEffect: mean difference of the test score in points (claimant minus rival), or the mean step-time \
+         ratio; 95% t interval over seeds paired by seed; d_z = mean difference / its standard deviation. \
+         Supported: the interval lies on the claimed side; contradicted: on the other side; inconclusive: \
+         it contains no effect. The step-time claim compares the ratio with ",
+    );
+    let _ = writeln!(out, "{OVERHEAD_LIMIT}.");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::results::store::tests::record;
+
+    #[test]
+    fn claims_pair_mk_with_each_rival_and_judge_the_overhead() {
+        let mut runs = Vec::new();
+        for seed in 0..3 {
+            runs.push(RunRecord {
+                step_ms: 10.0,
+                ..record("baseline", seed, 0.90 + 0.001 * seed as f64)
+            });
+            runs.push(RunRecord {
+                step_ms: 10.3 + 0.1 * seed as f64,
+                ..record("mk", seed, 0.93 + 0.002 * seed as f64)
+            });
+            runs.push(record("baseline_long", seed, 0.95 - 0.01 * seed as f64));
+        }
+        let claims = check("table1", &runs);
+        assert_eq!(claims.len(), 3, "{claims:?}");
+        let find = |text: &str| claims.iter().find(|c| c.claim.contains(text)).unwrap();
+        assert_eq!(find("beats baseline_long").verdict, Verdict::Inconclusive);
+        let vs_baseline = claims
+            .iter()
+            .find(|c| c.claim.ends_with("beats baseline"))
+            .unwrap();
+        assert_eq!(vs_baseline.verdict, Verdict::Supported);
+        assert!((vs_baseline.comparison.as_ref().unwrap().mean_diff - 3.1).abs() < 1e-9);
+        let overhead = find("step time");
+        assert_eq!(overhead.verdict, Verdict::Supported, "{overhead:?}");
+        assert!((overhead.comparison.as_ref().unwrap().mean_diff - 1.04).abs() < 1e-9);
+        let table = markdown(&claims);
+        assert!(
+            table.contains("| supported |") && table.contains("1.04 x"),
+            "{table}"
+        );
+    }
+}
