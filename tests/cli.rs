@@ -360,3 +360,102 @@ fn submodular_selection_deploys_the_small_size_and_reports_before_fine_tuning() 
         before_fine_tuning.test_acc
     );
 }
+
+#[test]
+fn claims_plots_baselines_and_compare_work_from_stored_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let results = tmp.path().join("results");
+    let out = reproduce(&["table5", "--profile", "smoke", "-q"], &results);
+    assert!(out.status.success(), "{}", text(&out).1);
+    let stored =
+        |args: &[&str]| common::run_with(args, &["--results-dir", results.to_str().unwrap()]);
+
+    // Claims: every MK row against the baseline, and the overhead, with a verdict.
+    let out = stored(&["claims", "table5", "--profile", "smoke"]);
+    let (claims, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        claims.contains("mk (identical) [dirichlet(1), k = 4] beats baseline")
+            && claims.contains("too few seeds"),
+        "{claims}"
+    );
+    assert!(results.join("claims-smoke.md").is_file());
+
+    // Figures: curves and the k sweep, as PNG and SVG.
+    let plots = tmp.path().join("plots");
+    let out = stored(&[
+        "plots",
+        "table5",
+        "--profile",
+        "smoke",
+        "--plots-dir",
+        plots.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out).1);
+    for name in ["mnist-curves", "mnist-accuracy-vs-k", "mnist-overhead-vs-k"] {
+        let png = plots.join(format!("table5-smoke-{name}.png"));
+        let decoder =
+            png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&png).unwrap()));
+        let mut reader = decoder.read_info().unwrap();
+        let mut pixels = vec![0; reader.output_buffer_size().unwrap()];
+        reader.next_frame(&mut pixels).unwrap();
+        let ink = pixels.iter().filter(|&&v| v < 128).count();
+        assert!(
+            ink > 1000,
+            "{name}: a drawn figure, not a blank one ({ink})"
+        );
+        let svg = std::fs::read_to_string(plots.join(format!("table5-smoke-{name}.svg"))).unwrap();
+        assert!(svg.contains("<svg") && svg.contains("table5"), "{name}");
+    }
+
+    // Stored baselines, then a new method beside them; a changed recipe is refused.
+    let baselines = tmp.path().join("baselines");
+    let with_baselines = |args: &[&str]| {
+        common::run_with(
+            args,
+            &[
+                "--results-dir",
+                results.to_str().unwrap(),
+                "--baselines-dir",
+                baselines.to_str().unwrap(),
+            ],
+        )
+    };
+    let out = with_baselines(&["baselines", "table5", "--profile", "smoke"]);
+    assert!(out.status.success(), "{}", text(&out).1);
+    assert!(baselines.join("table5/smoke/experiment.yaml").is_file());
+    let out = with_baselines(&[
+        "compare",
+        "--method",
+        "{name: mk, mixing: one_hot, k: [4]}",
+        "--experiment",
+        "table5",
+        "--profile",
+        "smoke",
+        "-q",
+    ]);
+    let (table, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        table.contains("| mk (identical) [one_hot, k = 4] | baseline |"),
+        "{table}"
+    );
+    let out = with_baselines(&[
+        "compare",
+        "--method",
+        "mk",
+        "--experiment",
+        "table5",
+        "--profile",
+        "smoke",
+        "--set",
+        "datasets.0.recipe.epochs=2",
+    ]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("recipe mismatch")
+            && stderr.contains("datasets.0.recipe.epochs: stored 1, requested 2"),
+        "{stderr}"
+    );
+}

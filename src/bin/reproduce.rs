@@ -33,6 +33,11 @@ enum Command {
     Claims(StoredArgs),
     /// Render the figures (PNG and SVG) from stored runs into `plots/`.
     Plots(PlotArgs),
+    /// Copy an experiment's stored runs into `baselines/<experiment>/<profile>/`.
+    Baselines(BaselineArgs),
+    /// Train a new method on a stored experiment's recipe and seeds; print it beside the
+    /// stored baselines with paired statistics.
+    Compare(CompareArgs),
     /// Run (or resume) an experiment by name, e.g. `reproduce table1 --profile quick`.
     #[command(external_subcommand)]
     Experiment(Vec<String>),
@@ -124,6 +129,38 @@ struct StoredArgs {
     results_dir: PathBuf,
     #[arg(long)]
     experiments_dir: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct BaselineArgs {
+    experiment: String,
+    #[arg(long, default_value = "quick")]
+    profile: String,
+    #[arg(long, default_value = "results")]
+    results_dir: PathBuf,
+    #[arg(long, default_value = "baselines")]
+    baselines_dir: PathBuf,
+}
+
+#[derive(Args)]
+struct CompareArgs {
+    /// The new method, as an experiment entry: `mk` or `{name: mk, mixing: uniform}`.
+    #[arg(long)]
+    method: String,
+    /// The experiment whose stored baselines it is compared with.
+    #[arg(long)]
+    experiment: String,
+    #[arg(long, default_value = "quick")]
+    profile: String,
+    /// Overrides of the experiment file (must leave the recipe equal to the stored one).
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    overrides: Vec<String>,
+    #[arg(long, default_value = "baselines")]
+    baselines_dir: PathBuf,
+    #[command(flatten)]
+    common: CommonArgs,
+    #[arg(long, short)]
+    quiet: bool,
 }
 
 #[derive(Args)]
@@ -229,6 +266,39 @@ fn main() -> ExitCode {
             &args.stored.experiments,
             &args.stored.profile,
         ),
+        Command::Baselines(args) => majority_kernels::compare::export(
+            &args.results_dir,
+            &args.baselines_dir,
+            &args.experiment,
+            &args.profile,
+        ),
+        Command::Compare(args) => backend(&args.common.backend).and_then(|backend| {
+            majority_kernels::compare::compare(&majority_kernels::compare::CompareOptions {
+                method: args.method,
+                experiment: args.experiment.clone(),
+                profile: args.profile.clone(),
+                overrides: args.overrides,
+                baselines_dir: args.baselines_dir,
+                run: RunOptions {
+                    experiment: args.experiment,
+                    profile: args.profile,
+                    overrides: Vec::new(),
+                    backend,
+                    data_dir: args.common.data_dir,
+                    cache_dir: args.common.cache_dir,
+                    results_dir: args.common.results_dir,
+                    experiments_dir: args
+                        .common
+                        .experiments_dir
+                        .unwrap_or_else(runner::default_experiments_dir),
+                    quiet: args.quiet,
+                    mode: Mode::Train,
+                    shard: None,
+                    checkpoint_every: 1,
+                    datasets: Vec::new(),
+                },
+            })
+        }),
         Command::List(args) => {
             let dir = args
                 .experiments_dir

@@ -59,7 +59,7 @@ pub fn check(experiment: &str, runs: &[RunRecord]) -> Vec<Claim> {
             .iter()
             .filter(|(_, r)| CLAIMANTS.contains(&r[0].method.as_str()))
         {
-            let label = format!("{label} (k = {})", runs[0].k);
+            let label = super::table::full_label(label, runs[0]);
             for (rival_label, rival) in in_dataset
                 .iter()
                 .filter(|(_, r)| RIVALS.contains(&r[0].method.as_str()))
@@ -68,7 +68,10 @@ pub fn check(experiment: &str, runs: &[RunRecord]) -> Vec<Claim> {
                 claims.push(Claim {
                     experiment: experiment.to_string(),
                     dataset: dataset.to_string(),
-                    claim: format!("{label} beats {rival_label}"),
+                    claim: format!(
+                        "{label} beats {}",
+                        super::table::full_label(rival_label, rival[0])
+                    ),
                     verdict: comparison
                         .as_ref()
                         .map_or(Verdict::InsufficientSeeds, |p| Verdict::of(p, true)),

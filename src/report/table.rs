@@ -114,6 +114,16 @@ impl<'a> Row<'a> {
     }
 }
 
+/// A row's full name for comparisons: its label, mixing and k, e.g.
+/// `mk (identical) [dirichlet(1), k = 4]`.
+pub fn full_label(label: &str, run: &RunRecord) -> String {
+    match &run.mixing {
+        Some(mixing) => format!("{label} [{mixing}, k = {}]", run.k),
+        None if run.k > 1 => format!("{label} [k = {}]", run.k),
+        None => label.to_string(),
+    }
+}
+
 /// The rows of a table: a label (method and the options that tell it apart) and the runs.
 pub fn groups(runs: &[RunRecord]) -> Vec<(String, Vec<&RunRecord>)> {
     group(runs)

@@ -26,3 +26,14 @@ pub fn text(out: &Output) -> (String, String) {
         String::from_utf8_lossy(&out.stderr).into(),
     )
 }
+
+/// Runs `reproduce ARGS EXTRA` from the crate's root (for commands that take their folders
+/// under other flag names than `--results-dir`).
+pub fn run_with(args: &[&str], extra: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .args(extra)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("the binary runs")
+}
