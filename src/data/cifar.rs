@@ -72,15 +72,12 @@ pub fn load(dirs: &[PathBuf], hub: &HubAccess, cache_dir: &Path) -> Result<DataS
             }
         }
     }
-    let searched: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
-    let hint = format!(
-        "CIFAR-10 (cifar-10-batches-bin/, {{train,test}}/<class>/ image folders, or {}) not found in {}",
-        ARCHIVES.join(" / "),
-        if searched.is_empty() {
-            "any data directory".into()
-        } else {
-            searched.join(", ")
-        }
+    let hint = super::not_found_in(
+        &format!(
+            "CIFAR-10 (cifar-10-batches-bin/, {{train,test}}/<class>/ image folders, or {})",
+            ARCHIVES.join(" / ")
+        ),
+        dirs,
     );
     let train = hub::dataset_file(hub, HUB_REPO, HUB_FILES[0], &hint)?;
     let test = hub::dataset_file(hub, HUB_REPO, HUB_FILES[1], &hint)?;

@@ -40,15 +40,7 @@ pub fn load(dirs: &[PathBuf], hub: &HubAccess) -> Result<DataSplits> {
             }
         }
     }
-    let searched: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
-    let hint = format!(
-        "MNIST IDX files (train-images-idx3-ubyte.gz, ...) not found in {}",
-        if searched.is_empty() {
-            "any data directory".to_string()
-        } else {
-            searched.join(", ")
-        }
-    );
+    let hint = super::not_found_in("MNIST IDX files (train-images-idx3-ubyte.gz, ...)", dirs);
     let train = hub::dataset_file(hub, HUB_REPO, HUB_FILES[0], &hint)?;
     let test = hub::dataset_file(hub, HUB_REPO, HUB_FILES[1], &hint)?;
     let mut fingerprint = Fingerprint::default();

@@ -162,6 +162,19 @@ fn load_all_classes(name: &str, dirs: &[PathBuf], options: &LoadOptions) -> Resu
     })
 }
 
+/// "`what` not found in <the searched folders>", for the error when local data is missing.
+pub fn not_found_in(what: &str, dirs: &[PathBuf]) -> String {
+    let searched: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+    format!(
+        "{what} not found in {}",
+        if searched.is_empty() {
+            "any data directory".to_string()
+        } else {
+            searched.join(", ")
+        }
+    )
+}
+
 /// The shared real-data folder beside the project, when present (tests use it).
 pub fn shared_data_dir() -> Option<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data");

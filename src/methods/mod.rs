@@ -222,48 +222,41 @@ fn parse<T: DeserializeOwned>(options: &Mapping) -> std::result::Result<T, Strin
     })
 }
 
-/// The `datasets:` restriction of a method entry (`{name: mk, ..., datasets: [cifar10]}`): the
-/// method runs on those datasets of the experiment only. `None` when absent (every dataset).
-pub fn entry_datasets(entry: &Value) -> std::result::Result<Option<Vec<String>>, String> {
+/// The list under `key` of a method entry, each item read by `item` (`None` when absent).
+fn entry_list<T>(
+    entry: &Value,
+    key: &str,
+    what: &str,
+    item: impl Fn(&Value) -> Option<T>,
+) -> std::result::Result<Option<Vec<T>>, String> {
     let Value::Mapping(map) = entry else {
         return Ok(None);
     };
-    match map.get("datasets") {
+    match map.get(key) {
         None => Ok(None),
         Some(Value::Sequence(items)) => items
             .iter()
-            .map(|v| {
-                v.as_str()
-                    .map(String::from)
-                    .ok_or_else(|| format!("`datasets` lists dataset names, got {v:?}"))
-            })
+            .map(|v| item(v).ok_or_else(|| format!("`{key}` lists {what}, got {v:?}")))
             .collect::<std::result::Result<Vec<_>, _>>()
             .map(Some),
-        Some(other) => Err(format!(
-            "`datasets` must be a list of dataset names, got {other:?}"
-        )),
+        Some(other) => Err(format!("`{key}` must be a list of {what}, got {other:?}")),
     }
+}
+
+/// The `datasets:` restriction of a method entry (`{name: mk, ..., datasets: [cifar10]}`): the
+/// method runs on those datasets of the experiment only. `None` when absent (every dataset).
+pub fn entry_datasets(entry: &Value) -> std::result::Result<Option<Vec<String>>, String> {
+    entry_list(entry, "datasets", "dataset names", |v| {
+        v.as_str().map(String::from)
+    })
 }
 
 /// The `k:` restriction of a method entry (`{name: mk, mixing: uniform, k: [4]}`): the method
 /// runs at those values only (each must be in the experiment's `k` list). `None` when absent.
 pub fn entry_ks(entry: &Value) -> std::result::Result<Option<Vec<usize>>, String> {
-    let Value::Mapping(map) = entry else {
-        return Ok(None);
-    };
-    match map.get("k") {
-        None => Ok(None),
-        Some(Value::Sequence(items)) => items
-            .iter()
-            .map(|v| {
-                v.as_u64()
-                    .map(|k| k as usize)
-                    .ok_or_else(|| format!("`k` lists positive integers, got {v:?}"))
-            })
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map(Some),
-        Some(other) => Err(format!("`k` must be a list such as [4], got {other:?}")),
-    }
+    entry_list(entry, "k", "positive integers", |v| {
+        v.as_u64().map(|k| k as usize)
+    })
 }
 
 /// Builds the method an experiment entry names: either a bare name (`mk`) or a mapping

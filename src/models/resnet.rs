@@ -559,7 +559,7 @@ mod tests {
                 "stem, 2 blocks, 1 projection, head"
             );
             let mix = Tensor::<AB, 2>::from_data(
-                TensorData::new(vec![0.2f32, 0.5, 0.3].repeat(7), [7, 3]),
+                TensorData::new([0.2f32, 0.5, 0.3].repeat(7), [7, 3]),
                 &Default::default(),
             );
             // Training-mode passes update the running statistics.

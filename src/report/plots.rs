@@ -124,19 +124,20 @@ pub fn run(
                     .collect()
             };
             let metric = in_dataset[0].metric.clone();
-            let all = |_: &RunRecord| true;
-            let panels: Panels = vec![
-                (
-                    "test".into(),
-                    format!("test {metric} (%)"),
-                    curve_series(&all, false),
-                ),
-                (
-                    "train".into(),
-                    format!("train {metric} (%)"),
-                    curve_series(&all, true),
-                ),
-            ];
+            // Test and train panels of the rows `keep` accepts.
+            let score_panels = |keep: &dyn Fn(&RunRecord) -> bool| -> Panels {
+                [("test", false), ("train", true)]
+                    .into_iter()
+                    .map(|(split, train)| {
+                        (
+                            split.to_string(),
+                            format!("{split} {metric} (%)"),
+                            curve_series(keep, train),
+                        )
+                    })
+                    .collect()
+            };
+            let panels = score_panels(&|_| true);
             if panels[0].2.is_empty() {
                 continue;
             }
@@ -150,20 +151,9 @@ pub fn run(
             )?);
             let has = |m: &str| in_dataset.iter().any(|r| r.method == m);
             if has("adv_only") && has("adv_mj") {
-                let adversarial =
-                    |r: &RunRecord| matches!(r.method.as_str(), "adv_only" | "adv_mj" | "mk");
-                let panels: Panels = vec![
-                    (
-                        "test".into(),
-                        format!("test {metric} (%)"),
-                        curve_series(&adversarial, false),
-                    ),
-                    (
-                        "train".into(),
-                        format!("train {metric} (%)"),
-                        curve_series(&adversarial, true),
-                    ),
-                ];
+                let panels = score_panels(&|r: &RunRecord| {
+                    matches!(r.method.as_str(), "adv_only" | "adv_mj" | "mk")
+                });
                 written.extend(save(
                     plots_dir,
                     &format!("{stem}-adversarial"),
@@ -267,8 +257,10 @@ fn k_sweep(
 }
 
 /// `(epoch, train score, test score)` of every stored curve point, by run id.
-fn curve_points(dir: &ResultsDir) -> Result<HashMap<String, Vec<(i64, f64, f64)>>> {
-    let mut out: HashMap<String, Vec<(i64, f64, f64)>> = HashMap::new();
+type Curves = HashMap<String, Vec<(i64, f64, f64)>>;
+
+fn curve_points(dir: &ResultsDir) -> Result<Curves> {
+    let mut out = Curves::new();
     let Some(frame) = dir.curves()? else {
         return Ok(out);
     };
