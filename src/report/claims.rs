@@ -217,13 +217,17 @@ mod tests {
         for seed in 0..3 {
             runs.push(RunRecord {
                 step_ms: 10.0,
+                k: 1,
                 ..record("baseline", seed, 0.90 + 0.001 * seed as f64)
             });
             runs.push(RunRecord {
                 step_ms: 10.3 + 0.1 * seed as f64,
                 ..record("mk", seed, 0.93 + 0.002 * seed as f64)
             });
-            runs.push(record("baseline_long", seed, 0.95 - 0.01 * seed as f64));
+            runs.push(RunRecord {
+                k: 1,
+                ..record("baseline_long", seed, 0.95 - 0.01 * seed as f64)
+            });
         }
         let claims = check("table1", &runs);
         assert_eq!(claims.len(), 3, "{claims:?}");
