@@ -34,7 +34,7 @@ fn smoke_profile_trains_stores_and_resumes() {
             .lines()
             .filter(|l| l.starts_with("| cifar10 | resnet4-w8-cifar |"))
             .count(),
-        4,
+        5,
         "{stdout}"
     );
     assert!(tmp.path().join("table1-smoke.md").is_file());
@@ -103,7 +103,7 @@ fn imagenet_smoke_trains_resnets_on_tiny_imagenet_and_datasets_can_be_selected()
             .lines()
             .filter(|l| l.starts_with("| tiny_imagenet | resnet4-w8-imagenet |"))
             .count(),
-        3,
+        4,
         "{stdout}"
     );
     assert_eq!(

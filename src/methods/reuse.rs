@@ -13,7 +13,7 @@ use super::MethodContext;
 use super::baseline::plain_settings;
 use crate::error::{Error, Result};
 use crate::models::{Model, ModelSpec};
-use crate::train::{Stream, stream_rng};
+use crate::train::{Stream, TrainLog, stream_rng};
 
 type Recorder = BinFileRecorder<FullPrecisionSettings>;
 
@@ -28,6 +28,19 @@ impl<B: AutodiffBackend> MethodContext<'_, B> {
         seed: u64,
         phase: &str,
     ) -> Result<(Model<B::InnerBackend>, usize)> {
+        let (model, log, trained_now) = self.trained_model_with_log(spec, seed, phase)?;
+        Ok((model, if trained_now { log.steps } else { 0 }))
+    }
+
+    /// [`MethodContext::trained_model`] with the training log (curves, steps, seconds) the
+    /// model was trained with, stored beside it, and whether this call trained it. A model
+    /// stored without its log is trained again (the log is part of a `wide` run's result).
+    pub fn trained_model_with_log(
+        &self,
+        spec: &ModelSpec,
+        seed: u64,
+        phase: &str,
+    ) -> Result<(Model<B::InnerBackend>, TrainLog, bool)> {
         let mut settings = plain_settings(self);
         settings.seed = seed;
         let key = serde_json::json!({
@@ -49,12 +62,18 @@ impl<B: AutodiffBackend> MethodContext<'_, B> {
                 self.device,
             )
         };
+        let log_path = |path: &PathBuf| path.with_extension("log.json");
         if let Some(path) = path.as_ref().filter(|p| p.with_extension("bin").is_file()) {
             let model = fresh()
                 .valid()
                 .load_file(path.clone(), &Recorder::new(), self.device)
                 .map_err(|e| Error::data(path, format!("unreadable stored teacher: {e}")))?;
-            return Ok((model, 0));
+            if let Some(log) = std::fs::read_to_string(log_path(path))
+                .ok()
+                .and_then(|text| serde_json::from_str::<TrainLog>(&text).ok())
+            {
+                return Ok((model, log, false));
+            }
         }
         let (model, log) = self.train(fresh(), &settings, phase)?;
         let model = model.valid();
@@ -74,7 +93,9 @@ impl<B: AutodiffBackend> MethodContext<'_, B> {
                 .map_err(|e| Error::data(&tmp, e.to_string()))?;
             std::fs::rename(tmp.with_extension("bin"), path.with_extension("bin"))
                 .map_err(|e| Error::io(&path, e))?;
+            let text = serde_json::to_string(&log).expect("training logs serialise");
+            crate::results::ResultsDir::write_text(&log_path(&path), &text)?;
         }
-        Ok((model, log.steps))
+        Ok((model, log, true))
     }
 }

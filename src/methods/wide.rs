@@ -1,15 +1,13 @@
 //! `wide`: the k-times-wider model trained normally. An upper reference, not deployable at the
 //! small size: its deployed model is the wide one, and result rows show its k-fold size.
 
-use burn::module::{AutodiffModule, Module};
+use burn::module::Module;
 use burn::tensor::backend::AutodiffBackend;
 use serde::Deserialize;
 
-use super::baseline::plain_settings;
 use super::{Method, MethodContext, MethodOutput};
 use crate::error::Result;
 use crate::models::ModelSpec;
-use crate::train::{Stream, stream_rng};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -28,19 +26,15 @@ impl<B: AutodiffBackend> Method<B> for Wide {
         small.widened(k)
     }
 
+    /// The wide model is the one distillation teachers and submodular selection use: trained
+    /// once per seed and recipe, stored with its log, and reused by whichever needs it first.
     fn run(&self, ctx: &MethodContext<'_, B>) -> Result<MethodOutput<B>> {
         let spec = ctx.model.widened(ctx.k);
-        let model = spec.build(
-            ctx.data.train,
-            &mut stream_rng(ctx.seed, Stream::Init),
-            ctx.device,
-        );
-        let trained_params = model.num_params();
-        let (model, log) = ctx.train(model, &plain_settings(ctx), "wide")?;
+        let (deployed, log, _) = ctx.trained_model_with_log(&spec, ctx.seed, "wide")?;
         Ok(MethodOutput {
-            deployed: model.valid(),
+            trained_params: deployed.num_params(),
+            deployed,
             log,
-            trained_params,
         })
     }
 }

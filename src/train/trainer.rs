@@ -106,7 +106,7 @@ pub struct EvalPoint {
 }
 
 /// What a training run did.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct TrainLog {
     pub points: Vec<EvalPoint>,
     pub steps: usize,
