@@ -459,3 +459,42 @@ fn claims_plots_baselines_and_compare_work_from_stored_runs() {
         "{stderr}"
     );
 }
+
+#[test]
+fn submodular_selection_prunes_resnet_channels_to_the_small_size() {
+    use majority_kernels::results::ResultsDir;
+    let tmp = tempfile::tempdir().unwrap();
+    let out = reproduce(
+        &[
+            "table2",
+            "--profile",
+            "smoke",
+            "--dataset",
+            "cifar10",
+            "--set",
+            "methods=[baseline, {name: submodular, calibration: 64}]",
+            "-q",
+        ],
+        tmp.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out).1);
+    let runs = ResultsDir::new(tmp.path(), "table2", "smoke")
+        .runs()
+        .unwrap();
+    let params = |method: &str| {
+        runs.iter()
+            .find(|r| r.method == method)
+            .map(|r| r.deployed_params)
+            .unwrap()
+    };
+    assert_eq!(
+        params("submodular"),
+        params("baseline"),
+        "the wide ResNet pruned to the small one's channels"
+    );
+    let pruned = runs.iter().find(|r| r.method == "submodular").unwrap();
+    assert!(
+        pruned.teacher_steps > 0,
+        "the wide model was trained for it"
+    );
+}

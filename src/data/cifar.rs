@@ -381,4 +381,72 @@ mod tests {
             "{err}"
         );
     }
+
+    #[test]
+    fn falls_back_to_the_hub_parquet_offline() {
+        use polars::prelude::*;
+        let dir = shared_data_dir().expect("tests need the real datasets in ../shared/data");
+        let cache_dir = tempfile::tempdir().unwrap();
+        let real = load(&[dir], &HubAccess::from_env(), cache_dir.path()).unwrap();
+        let (train, test) = (
+            real.train.images().unwrap().subset(30, 2),
+            real.test.images().unwrap().subset(10, 2),
+        );
+        // The Hub's layout: an `img` struct column of PNG bytes and an integer `label`.
+        let hub_dir = tempfile::tempdir().unwrap();
+        let snapshot = hub_dir
+            .path()
+            .join("datasets--uoft-cs--cifar10/snapshots/abc");
+        for (data, file) in [(&train, HUB_FILES[0]), (&test, HUB_FILES[1])] {
+            let pngs: Vec<Vec<u8>> = (0..data.len())
+                .map(|i| {
+                    let chw = &data.pixels[i * IMAGE_BYTES..(i + 1) * IMAGE_BYTES];
+                    let image = image::RgbImage::from_fn(32, 32, |x, y| {
+                        let at = (y * 32 + x) as usize;
+                        image::Rgb([chw[at], chw[1024 + at], chw[2048 + at]])
+                    });
+                    let mut out = std::io::Cursor::new(Vec::new());
+                    image.write_to(&mut out, image::ImageFormat::Png).unwrap();
+                    out.into_inner()
+                })
+                .collect();
+            let bytes = Series::new(
+                "bytes".into(),
+                pngs.iter().map(|p| p.as_slice()).collect::<Vec<&[u8]>>(),
+            );
+            let names = Series::new("path".into(), vec![None::<&str>; data.len()]);
+            let img = StructChunked::from_series("img".into(), data.len(), [bytes, names].iter())
+                .unwrap();
+            let labels: Vec<i64> = data.labels.iter().map(|&l| l as i64).collect();
+            let mut frame = DataFrame::new(
+                data.len(),
+                vec![
+                    img.into_series().into(),
+                    Series::new("label".into(), labels).into(),
+                ],
+            )
+            .unwrap();
+            let path = snapshot.join(file);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            ParquetWriter::new(std::fs::File::create(&path).unwrap())
+                .finish(&mut frame)
+                .unwrap();
+        }
+        let refs = hub_dir.path().join("datasets--uoft-cs--cifar10/refs");
+        std::fs::create_dir_all(&refs).unwrap();
+        std::fs::write(refs.join("main"), "abc").unwrap();
+        let hub = HubAccess {
+            cache: hf_hub::Cache::new(hub_dir.path().to_path_buf()),
+            offline: true,
+        };
+        let empty = tempfile::tempdir().unwrap();
+        let from_hub = load(&[empty.path().to_path_buf()], &hub, cache_dir.path()).unwrap();
+        assert_eq!(from_hub.train.images().unwrap().pixels, train.pixels);
+        assert_eq!(from_hub.test.labels(), test.labels);
+        assert_eq!(
+            from_hub.fingerprint,
+            vision::splits("cifar10", train.clone(), test.clone()).fingerprint,
+            "same content, same fingerprint, whatever the source"
+        );
+    }
 }
