@@ -97,12 +97,14 @@ impl FromStr for BackendKind {
 /// which is why the first step on a fresh GPU machine took minutes (every kernel compiled with
 /// NVRTC and many candidates benchmarked). A `cubecl.toml` in the working directory or above, or
 /// `CUBECL_AUTOTUNE_LEVEL`, overrides these choices.
-pub fn prepare(kind: BackendKind, cache_dir: &std::path::Path) {
+pub fn prepare(kind: BackendKind, cache_dir: &std::path::Path) -> Result<()> {
     #[cfg(feature = "cuda")]
     if kind == BackendKind::Cuda {
+        gpu::driver_present()?;
         gpu::configure(cache_dir);
     }
     let _ = (kind, cache_dir);
+    Ok(())
 }
 
 #[cfg(feature = "cuda")]
@@ -110,6 +112,44 @@ mod gpu {
     use cubecl_runtime::config::autotune::AutotuneLevel;
     use cubecl_runtime::config::cache::CacheConfig;
     use cubecl_runtime::config::{CubeClRuntimeConfig, RuntimeConfig};
+
+    /// The NVIDIA driver library must be loadable: without it cudarc panics deep in a worker
+    /// thread. Looked for where the dynamic loader looks.
+    pub fn driver_present() -> crate::error::Result<()> {
+        let mut dirs: Vec<std::path::PathBuf> = std::env::var("LD_LIBRARY_PATH")
+            .unwrap_or_default()
+            .split(':')
+            .filter(|d| !d.is_empty())
+            .map(Into::into)
+            .collect();
+        for dir in [
+            "/usr/lib/x86_64-linux-gnu",
+            "/usr/lib/aarch64-linux-gnu",
+            "/usr/lib64",
+            "/usr/lib",
+            "/lib/x86_64-linux-gnu",
+            "/usr/local/cuda/lib64",
+            "/usr/local/cuda/compat",
+            "/usr/lib/wsl/lib",
+        ] {
+            dirs.push(dir.into());
+        }
+        let found = dirs.iter().any(|d| {
+            ["libcuda.so.1", "libcuda.so"]
+                .iter()
+                .any(|f| d.join(f).exists())
+        });
+        if found {
+            Ok(())
+        } else {
+            Err(crate::error::Error::Usage(
+                "backend cuda: the NVIDIA driver library (libcuda.so.1) was not found in \
+                 LD_LIBRARY_PATH or the system library folders: this machine has no usable GPU \
+                 driver. Use --backend flex, or set LD_LIBRARY_PATH to the driver's folder"
+                    .into(),
+            ))
+        }
+    }
 
     pub fn configure(cache_dir: &std::path::Path) {
         static ONCE: std::sync::Once = std::sync::Once::new();

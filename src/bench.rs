@@ -118,7 +118,7 @@ pub fn run(options: &BenchOptions) -> Result<String> {
     let splits = data::load(dataset, &data::search_dirs(options.data_dir.clone()), &load)?;
     let train_set = splits.train.subset(options.steps * options.batch_size, 0);
     let tiny = train_set.subset(1, 0);
-    crate::backend::prepare(options.backend, &data::cache::default_dir());
+    crate::backend::prepare(options.backend, &data::cache::default_dir())?;
     let (first_step_s, rows) = with_backend!(options.backend, B => Ok(measure::<B>(options, &optimizer, &train_set, &tiny)))?;
     let mut out = format!(
         "{} on {dataset}, batch {}, {} steps x {} repeats (median), {}, backend {}, {}\n\

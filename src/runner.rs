@@ -101,7 +101,7 @@ pub fn run(options: &RunOptions) -> Result<String> {
             .cache_dir
             .clone()
             .unwrap_or_else(crate::data::cache::default_dir),
-    );
+    )?;
     with_backend!(options.backend, B => execute::<B>(&resolved, options))
 }
 
