@@ -131,6 +131,7 @@ mod gpu {
             "/usr/local/cuda/lib64",
             "/usr/local/cuda/compat",
             "/usr/lib/wsl/lib",
+            "/usr/local/nvidia/lib64",
         ] {
             dirs.push(dir.into());
         }
@@ -138,14 +139,21 @@ mod gpu {
             ["libcuda.so.1", "libcuda.so"]
                 .iter()
                 .any(|f| d.join(f).exists())
-        });
+        })
+            // The dynamic loader's own cache knows folders this list misses.
+            || std::process::Command::new("ldconfig")
+                .arg("-p")
+                .output()
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("libcuda.so"))
+            || std::env::var("MK_SKIP_DRIVER_CHECK").is_ok_and(|v| v == "1");
         if found {
             Ok(())
         } else {
             Err(crate::error::Error::Usage(
                 "backend cuda: the NVIDIA driver library (libcuda.so.1) was not found in \
                  LD_LIBRARY_PATH or the system library folders: this machine has no usable GPU \
-                 driver. Use --backend flex, or set LD_LIBRARY_PATH to the driver's folder"
+                 driver. Use --backend flex, or set LD_LIBRARY_PATH to the driver's folder \
+                 (MK_SKIP_DRIVER_CHECK=1 skips this check)"
                     .into(),
             ))
         }
