@@ -277,14 +277,15 @@ pub struct BasicBlock<B: Backend> {
 }
 
 impl<B: Backend> BasicBlock<B> {
-    fn forward(&self, x: Tensor<B, 4>, mix: &mut MixRows<'_, B>) -> Tensor<B, 4> {
-        let y = relu(self.first.forward(x.clone(), mix));
-        let y = self.second.forward(y, mix);
+    /// The block's inner activation (after its first BatchNorm and ReLU) and its output.
+    fn forward(&self, x: Tensor<B, 4>, mix: &mut MixRows<'_, B>) -> (Tensor<B, 4>, Tensor<B, 4>) {
+        let inner = relu(self.first.forward(x.clone(), mix));
+        let y = self.second.forward(inner.clone(), mix);
         let skip = match &self.shortcut {
             Some(projection) => projection.forward(x, mix),
             None => x,
         };
-        relu(y + skip)
+        (inner, relu(y + skip))
     }
 }
 
@@ -442,19 +443,11 @@ impl<B: Backend> ResNet<B> {
             x = max_pool2d(x, [3, 3], [2, 2], [1, 1], [1, 1], false);
         }
         for block in &self.blocks {
-            match record.as_deref_mut() {
-                Some(out) => {
-                    let inner = relu(block.first.forward(x.clone(), &mut rows));
-                    let y = block.second.forward(inner.clone(), &mut rows);
-                    let skip = match &block.shortcut {
-                        Some(projection) => projection.forward(x, &mut rows),
-                        None => x,
-                    };
-                    x = relu(y + skip);
-                    out.push((inner, x.clone()));
-                }
-                None => x = block.forward(x, &mut rows),
+            let (inner, y) = block.forward(x, &mut rows);
+            if let Some(out) = record.as_deref_mut() {
+                out.push((inner, y.clone()));
             }
+            x = y;
         }
         let [batch, channels, _, _] = x.dims();
         let pooled = x.mean_dim(3).mean_dim(2).reshape([batch, channels]);

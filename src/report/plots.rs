@@ -85,7 +85,6 @@ pub fn run(
         }
         let curves = curve_points(&dir)?;
         let mut datasets: Vec<String> = runs.iter().map(|r| r.dataset.clone()).collect();
-        datasets.dedup();
         datasets.sort();
         datasets.dedup();
         for dataset in datasets {
