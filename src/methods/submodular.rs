@@ -342,7 +342,7 @@ impl Submodular {
         calibration: Tensor<B::InnerBackend, 4>,
     ) -> Model<B::InnerBackend> {
         let mut record = Vec::new();
-        let (wide_features, _) = wide.features(calibration.clone(), None, Some(&mut record));
+        let wide_features = wide.features(calibration.clone(), None, Some(&mut record));
         let wide_logits = wide.head.forward(wide_features, None);
         // Stage of every block, and the stream selection of every stage (from its last block).
         let stage_of: Vec<usize> = blocks_per_stage
@@ -413,7 +413,7 @@ impl Submodular {
             unreachable!()
         };
         // Classifier refitted to the wide model's logits from the pruned features.
-        let (features, _) = pruned.features(calibration, None, None);
+        let features = pruned.features(calibration, None, None);
         let [rows, keep] = features.dims();
         let out = wide_logits.dims()[1];
         let (features, target) = (host(features), host(wide_logits));

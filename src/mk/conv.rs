@@ -9,7 +9,7 @@ use burn::tensor::ops::ConvOptions;
 use rand::rngs::StdRng;
 
 use super::init::{MkInit, copies};
-use super::kernel::mixed_kernel;
+use super::kernel::{MixedKernels, mixed_kernel};
 
 /// A convolution trained as k copies of its kernel; bias, stride and padding stay single.
 #[derive(Module, Debug)]
@@ -60,14 +60,14 @@ impl<B: Backend> MkConv2d<B> {
         self.theta.dims()[0]
     }
 
-    /// The kernel used for a step: mixed with `mix` (`[1, k]`), or the mean when `None`.
-    pub fn kernel(&self, mix: Option<Tensor<B, 2>>) -> Tensor<B, 4> {
+    /// The kernel used for a step: this layer's kernel in `mix`, or the mean when `None`.
+    pub fn kernel(&self, mix: Option<&MixedKernels<B>>) -> Tensor<B, 4> {
         let [_, o, i, h, w] = self.theta.dims();
-        mixed_kernel(self.theta.val(), mix, [o, i, h, w])
+        mixed_kernel(&self.theta, mix, [o, i, h, w])
     }
 
     /// Applies the convolution with mixing coefficients `mix`, or in eval mode (`None`).
-    pub fn forward(&self, x: Tensor<B, 4>, mix: Option<Tensor<B, 2>>) -> Tensor<B, 4> {
+    pub fn forward(&self, x: Tensor<B, 4>, mix: Option<&MixedKernels<B>>) -> Tensor<B, 4> {
         let options = ConvOptions::new(self.stride, self.padding, self.dilation, self.groups);
         conv2d(
             x,
@@ -134,34 +134,44 @@ mod tests {
     }
 
     #[test]
-    fn conv_copy_gradients_scale_with_their_coefficients() {
+    fn mixing_gradient_is_each_copys_own_contribution() {
+        // L(p) = sum(conv(x, sum_i p_i theta_i) + bias) is linear in p, so
+        // dL/dp_i = L(e_i) - L(0) exactly.
         type B = TestAutodiffBackend;
         let mut rng = StdRng::seed_from_u64(6);
         let layer = MkConv2d::from_conv(&base::<B>(), 3, MkInit::Independent, &mut rng);
         let x = input::<B>(&mut rng);
-        let p = [0.5f32, 0.0, 0.5];
-        let mix =
-            Tensor::<B, 2>::from_data(TensorData::new(p.to_vec(), [1, 3]), &Default::default());
-        let grads = layer.forward(x, Some(mix)).sum().backward();
-        let g: Vec<f32> = layer
-            .theta
-            .val()
-            .grad(&grads)
-            .unwrap()
-            .into_data()
-            .to_vec()
-            .unwrap();
-        let n = g.len() / 3;
-        assert!(
-            g[n..2 * n].iter().all(|&v| v == 0.0),
-            "a copy with p = 0 gets no gradient"
+        let step = crate::mk::MkStep::<B>::new(
+            vec![layer.theta_id()],
+            &crate::train::OptimizerSpec::Sgd {
+                lr: 0.1,
+                momentum: 0.0,
+                nesterov: false,
+                weight_decay: 0.0,
+            },
+            1.0,
         );
-        for j in 0..n {
+        let loss = |p: &[f32]| -> f32 {
+            let kernels = step.mix(&layer, p);
+            layer
+                .forward(x.clone(), Some(&kernels))
+                .sum()
+                .into_scalar()
+                .elem()
+        };
+        let p = [0.5f32, 0.0, 0.5];
+        let kernels = step.mix(&layer, &p);
+        let grads = layer.forward(x.clone(), Some(&kernels)).sum().backward();
+        let gradient = step.mixing_gradient(&layer, &kernels, &grads);
+        let zero = loss(&[0.0; 3]);
+        for (i, g) in gradient.iter().enumerate() {
+            let mut e = [0.0f32; 3];
+            e[i] = 1.0;
+            let expected = loss(&e) - zero;
             assert!(
-                (g[j] - g[2 * n + j]).abs() < 1e-6,
-                "equal coefficients, equal gradients"
+                (g - expected).abs() <= 1e-3 * (1.0 + expected.abs()),
+                "copy {i}: {g} vs {expected}"
             );
         }
-        assert!(g[..n].iter().any(|&v| v != 0.0));
     }
 }

@@ -7,7 +7,7 @@ use burn::tensor::module::linear;
 use rand::rngs::StdRng;
 
 use super::init::{MkInit, copies};
-use super::kernel::mixed_kernel;
+use super::kernel::{MixedKernels, mixed_kernel};
 
 /// A dense layer trained as k copies of its kernel; the bias stays single.
 #[derive(Module, Debug)]
@@ -37,17 +37,17 @@ impl<B: Backend> MkLinear<B> {
         self.theta.dims()[0]
     }
 
-    /// The kernel used for a step: mixed with `mix` (`[1, k]`), or the mean when `None`.
-    pub fn kernel(&self, mix: Option<Tensor<B, 2>>) -> Tensor<B, 2> {
+    /// The kernel used for a step: this layer's kernel in `mix`, or the mean when `None`.
+    pub fn kernel(&self, mix: Option<&MixedKernels<B>>) -> Tensor<B, 2> {
         let [_, d_in, d_out] = self.theta.dims();
-        mixed_kernel(self.theta.val(), mix, [d_in, d_out])
+        mixed_kernel(&self.theta, mix, [d_in, d_out])
     }
 
     /// Applies the layer with mixing coefficients `mix`, or in eval mode (`None`).
     pub fn forward<const D: usize>(
         &self,
         x: Tensor<B, D>,
-        mix: Option<Tensor<B, 2>>,
+        mix: Option<&MixedKernels<B>>,
     ) -> Tensor<B, D> {
         linear(x, self.kernel(mix), self.bias.as_ref().map(|b| b.val()))
     }
@@ -91,7 +91,7 @@ mod tests {
     }
 
     #[test]
-    fn gradient_of_each_copy_is_its_coefficient_times_the_kernel_gradient() {
+    fn a_step_applies_the_coefficient_weighted_kernel() {
         type B = TestAutodiffBackend;
         let device = Default::default();
         let mut rng = StdRng::seed_from_u64(0);
@@ -102,40 +102,35 @@ mod tests {
             &device,
         );
         let p = [0.1f32, 0.2, 0.3, 0.4];
-        let mix = Tensor::<B, 2>::from_data(TensorData::new(p.to_vec(), [1, 4]), &device);
-
-        // Reference: the same loss through an explicit kernel W that we differentiate directly.
-        let w = layer.kernel(Some(mix.clone())).detach().require_grad();
-        let loss_w = linear(x.clone(), w.clone(), layer.bias.as_ref().map(|b| b.val()))
-            .powi_scalar(2)
-            .sum();
-        let grad_w: Vec<f32> = w
-            .grad(&loss_w.backward())
-            .unwrap()
+        let step = crate::mk::MkStep::<B>::new(
+            vec![layer.theta_id()],
+            &crate::train::OptimizerSpec::Sgd {
+                lr: 0.1,
+                momentum: 0.0,
+                nesterov: false,
+                weight_decay: 0.0,
+            },
+            1.0,
+        );
+        let kernels = step.mix(&layer, &p);
+        // The expected kernel, summed on the host.
+        let theta: Vec<f32> = layer.theta.val().into_data().to_vec().unwrap();
+        let n = 6 * 3;
+        let expected: Vec<f32> = (0..n)
+            .map(|j| (0..4).map(|i| p[i] * theta[i * n + j]).sum())
+            .collect();
+        let w = Tensor::<B, 2>::from_data(TensorData::new(expected, [6, 3]), &device);
+        let want: Vec<f32> = linear(x.clone(), w, layer.bias.as_ref().map(|b| b.val()))
             .into_data()
             .to_vec()
             .unwrap();
-
-        let loss = layer.forward(x, Some(mix)).powi_scalar(2).sum();
-        let grads = loss.backward();
-        let grad_theta: Vec<f32> = layer
-            .theta
-            .val()
-            .grad(&grads)
-            .unwrap()
+        let got: Vec<f32> = layer
+            .forward(x, Some(&kernels))
             .into_data()
             .to_vec()
             .unwrap();
-        let n = grad_w.len();
-        for (i, p_i) in p.iter().enumerate() {
-            for j in 0..n {
-                let expected = p_i * grad_w[j];
-                let got = grad_theta[i * n + j];
-                assert!(
-                    (got - expected).abs() <= 1e-5 * (1.0 + expected.abs()),
-                    "copy {i}: {got} vs {expected}"
-                );
-            }
+        for (a, b) in want.iter().zip(&got) {
+            assert!((a - b).abs() <= 1e-5 * (1.0 + a.abs()), "{a} vs {b}");
         }
     }
 

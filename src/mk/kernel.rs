@@ -1,28 +1,115 @@
 //! The one operation every majority-kernel layer shares: mixing its k copies into one kernel.
+//!
+//! A training step mixes every layer's copies *outside* the autodiff graph and hands the model
+//! the mixed kernels as graph leaves ([`MixedKernels`]). The backward pass then produces
+//! `G = dL/dW`, one kernel's size, instead of k copies' gradients `p_i G`; the copies are
+//! updated from `G` and `p` by one fused pass ([`super::update`]). Same mathematics as
+//! differentiating through the mixture (tested against it), a fraction of the memory traffic.
 
-use burn::tensor::{Tensor, backend::Backend};
+use std::collections::HashMap;
+
+use burn::module::{Param, ParamId};
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::{Tensor, TensorData, backend::Backend};
+
+use super::fast;
 
 /// Mixes `theta` (`[k, ...kernel]`) into one kernel of `shape`.
 ///
-/// With `mix = Some(p)` (`p` of shape `[1, k]`, on the simplex) this is `sum_i p_i theta_i`,
-/// computed as one `[1, k] x [k, n]` product so the backward pass gives each copy exactly
-/// `p_i * dL/dW`. With `None` it is the mean of the copies: the eval-mode kernel, and the very
-/// same computation `collapse()` uses, so eval-mode MK and the collapsed model agree bit for bit.
+/// With `mix = Some(m)` the step's kernel for these copies is taken from `m`. With `None`
+/// it is the mean of the copies: the eval-mode kernel, and the very same computation
+/// `collapse()` uses, so eval-mode MK and the collapsed model agree bit for bit.
 pub fn mixed_kernel<B: Backend, const K: usize, const D: usize>(
-    theta: Tensor<B, K>,
-    mix: Option<Tensor<B, 2>>,
+    theta: &Param<Tensor<B, K>>,
+    mix: Option<&MixedKernels<B>>,
     shape: [usize; D],
 ) -> Tensor<B, D> {
-    let k = theta.dims()[0];
-    let flat: Tensor<B, 2> = theta.reshape([k as i64, -1]);
-    let mixed = match mix {
-        Some(p) => p.matmul(flat),
-        None => flat.mean_dim(0),
-    };
-    mixed.reshape(shape)
+    match mix {
+        Some(kernels) => kernels.get(theta.id).reshape(shape),
+        None => {
+            let k = theta.dims()[0];
+            let flat: Tensor<B, 2> = theta.val().reshape([k as i64, -1]);
+            flat.mean_dim(0).reshape(shape)
+        }
+    }
 }
 
-/// Row `layer` of a `[layers, k]` mixing tensor, as the `[1, k]` operand of [`mixed_kernel`].
-pub fn mixing_row<B: Backend>(mix: Option<&Tensor<B, 2>>, layer: usize) -> Option<Tensor<B, 2>> {
-    mix.map(|m| m.clone().slice(layer..layer + 1))
+/// `sum_i p_i theta_i` for copies `theta` (`[k, n]`) and coefficients `p` (length k): `[1, n]`.
+///
+/// On the CPU backend the sum is one parallel pass over the copies; elsewhere it is a
+/// `[1, k] x [k, n]` product on the device.
+pub fn mix_copies<B: Backend>(theta: Tensor<B, 2>, p: &[f32]) -> Tensor<B, 2> {
+    let [k, n] = theta.dims();
+    assert_eq!(p.len(), k, "one coefficient per copy");
+    let device = theta.device();
+    match fast::mix(theta, p) {
+        Ok(mixed) => Tensor::from_data(TensorData::new(mixed, [1, n]), &device),
+        Err(theta) => {
+            Tensor::<B, 2>::from_data(TensorData::new(p.to_vec(), [1, k]), &device).matmul(theta)
+        }
+    }
+}
+
+/// The copies of one majority kernel flattened to `[k, n]`, with the id of their parameter.
+pub struct KernelCopies<B: Backend> {
+    pub id: ParamId,
+    pub copies: Tensor<B, 2>,
+}
+
+/// The kernels of one training step, keyed by the id of the copies they were mixed from.
+pub struct MixedKernels<B: Backend> {
+    kernels: HashMap<ParamId, Tensor<B, 2>>,
+}
+
+impl<B: Backend> MixedKernels<B> {
+    /// Kernels computed elsewhere (e.g. inside the graph, as a reference), keyed by copies id.
+    pub fn from_map(kernels: HashMap<ParamId, Tensor<B, 2>>) -> Self {
+        Self { kernels }
+    }
+
+    /// The kernel of the copies `id`, flat `[1, n]`.
+    ///
+    /// # Panics
+    /// If `id` was not mixed: every MK layer of a model is mixed before its forward pass.
+    pub fn get(&self, id: ParamId) -> Tensor<B, 2> {
+        self.kernels
+            .get(&id)
+            .cloned()
+            .unwrap_or_else(|| panic!("no mixed kernel for MK parameter {id}"))
+    }
+}
+
+impl<B: AutodiffBackend> MixedKernels<B> {
+    /// Mixes every layer's copies with its row of `p` (`[layers, k]`, row-major, in the order
+    /// of `copies`). The kernels are leaves of the autodiff graph.
+    pub fn mix(copies: &[KernelCopies<B::InnerBackend>], p: &[f32]) -> Self {
+        let k = copies.first().map_or(1, |c| c.copies.dims()[0]);
+        assert_eq!(p.len(), copies.len() * k, "one row of p per layer");
+        let kernels = copies
+            .iter()
+            .zip(p.chunks(k))
+            .map(|(c, row)| {
+                let mixed = mix_copies(c.copies.clone(), row);
+                (c.id, Tensor::<B, 2>::from_inner(mixed).require_grad())
+            })
+            .collect();
+        Self { kernels }
+    }
+
+    /// `dL/dW` of every kernel, in the order of `ids` (zeros for a kernel the loss did not
+    /// reach).
+    pub fn gradients(
+        &self,
+        ids: &[ParamId],
+        grads: &B::Gradients,
+    ) -> Vec<Tensor<B::InnerBackend, 2>> {
+        ids.iter()
+            .map(|id| {
+                let kernel = self.get(*id);
+                kernel
+                    .grad(grads)
+                    .unwrap_or_else(|| kernel.inner().zeros_like())
+            })
+            .collect()
+    }
 }

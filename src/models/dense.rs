@@ -7,7 +7,7 @@ use burn::prelude::*;
 use rand::rngs::StdRng;
 use rand_distr::{Distribution, Normal};
 
-use crate::mk::{MkInit, MkLinear};
+use crate::mk::{MixedKernels, MkInit, MkLinear};
 
 /// A plain or majority-kernel dense layer.
 #[derive(Module, Debug)]
@@ -38,7 +38,7 @@ impl<B: Backend> Dense<B> {
     pub fn forward<const D: usize>(
         &self,
         x: Tensor<B, D>,
-        mix: Option<Tensor<B, 2>>,
+        mix: Option<&MixedKernels<B>>,
     ) -> Tensor<B, D> {
         match self {
             Dense::Plain(linear) => linear.forward(x),

@@ -14,8 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::dense::{Dense, normal_values};
 use super::{Classifier, Inputs};
-use crate::mk::MkInit;
-use crate::mk::kernel::mixing_row;
+use crate::mk::{MixedKernels, MkInit};
 
 /// Size of the encoder, as written in experiment files.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -183,30 +182,28 @@ impl<B: Backend> Encoder<B> {
         block: &Block<B>,
         x: Tensor<B, 3>,
         bias: Tensor<B, 4>,
-        mix: Option<&Tensor<B, 2>>,
-        row: usize,
+        mix: Option<&MixedKernels<B>>,
     ) -> Tensor<B, 3> {
         let [b, t, d] = x.dims();
         let (h, dh) = (self.heads, d / self.heads);
         let split = |y: Tensor<B, 3>| y.reshape([b, t, h, dh]).swap_dims(1, 2);
-        let q = split(block.query.forward(x.clone(), mixing_row(mix, row)));
-        let k = split(block.key.forward(x.clone(), mixing_row(mix, row + 1)));
-        let v = split(block.value.forward(x, mixing_row(mix, row + 2)));
+        let q = split(block.query.forward(x.clone(), mix));
+        let k = split(block.key.forward(x.clone(), mix));
+        let v = split(block.value.forward(x, mix));
         let scores = q.matmul(k.swap_dims(2, 3)).div_scalar((dh as f64).sqrt()) + bias;
         let weights = self.dropout.forward(softmax(scores, 3));
         let context = weights.matmul(v).swap_dims(1, 2).reshape([b, t, d]);
-        block.output.forward(context, mixing_row(mix, row + 3))
+        block.output.forward(context, mix)
     }
 
     fn feed_forward(
         &self,
         block: &Block<B>,
         x: Tensor<B, 3>,
-        mix: Option<&Tensor<B, 2>>,
-        row: usize,
+        mix: Option<&MixedKernels<B>>,
     ) -> Tensor<B, 3> {
-        let hidden = gelu(block.ff_in.forward(x, mixing_row(mix, row + 4)));
-        block.ff_out.forward(hidden, mixing_row(mix, row + 5))
+        let hidden = gelu(block.ff_in.forward(x, mix));
+        block.ff_out.forward(hidden, mix)
     }
 
     /// Logits for token ids `[batch, len]` with an additive attention bias `[batch, len]`
@@ -215,7 +212,7 @@ impl<B: Backend> Encoder<B> {
         &self,
         ids: Tensor<B, 2, Int>,
         attention_bias: Tensor<B, 2>,
-        mix: Option<&Tensor<B, 2>>,
+        mix: Option<&MixedKernels<B>>,
     ) -> Tensor<B, 2> {
         let [b, t] = ids.dims();
         let positions = self.position.weight.val().slice(0..t).unsqueeze::<3>();
@@ -224,13 +221,7 @@ impl<B: Backend> Encoder<B> {
                 .forward(self.token.forward(ids) + positions),
         );
         let bias: Tensor<B, 4> = attention_bias.reshape([b, 1, 1, t]);
-        let mk = self
-            .blocks
-            .first()
-            .is_some_and(|blk| matches!(blk.query, Dense::Mk(_)));
-        let mix = mix.filter(|_| mk);
-        for (l, block) in self.blocks.iter().enumerate() {
-            let row = l * PROJECTIONS;
+        for block in &self.blocks {
             if self.pre_norm {
                 x = x.clone()
                     + self.dropout.forward(self.attention(
@@ -238,31 +229,25 @@ impl<B: Backend> Encoder<B> {
                         block.attention_norm.forward(x.clone()),
                         bias.clone(),
                         mix,
-                        row,
                     ));
                 x = x.clone()
                     + self.dropout.forward(self.feed_forward(
                         block,
                         block.ff_norm.forward(x.clone()),
                         mix,
-                        row,
                     ));
             } else {
                 x = block.attention_norm.forward(
                     x.clone()
-                        + self.dropout.forward(self.attention(
-                            block,
-                            x.clone(),
-                            bias.clone(),
-                            mix,
-                            row,
-                        )),
+                        + self
+                            .dropout
+                            .forward(self.attention(block, x.clone(), bias.clone(), mix)),
                 );
                 x = block.ff_norm.forward(
                     x.clone()
                         + self
                             .dropout
-                            .forward(self.feed_forward(block, x.clone(), mix, row)),
+                            .forward(self.feed_forward(block, x.clone(), mix)),
                 );
             }
         }
@@ -275,7 +260,7 @@ impl<B: Backend> Encoder<B> {
 }
 
 impl<B: Backend> Classifier<B> for Encoder<B> {
-    fn forward(&self, inputs: Inputs<B>, mix: Option<&Tensor<B, 2>>) -> Tensor<B, 2> {
+    fn forward(&self, inputs: Inputs<B>, mix: Option<&MixedKernels<B>>) -> Tensor<B, 2> {
         match inputs {
             Inputs::Tokens {
                 ids,
@@ -403,31 +388,29 @@ mod tests {
     }
 
     #[test]
-    fn every_projection_copy_gets_a_gradient() {
+    fn every_projection_kernel_gets_a_gradient() {
         let mut rng = StdRng::seed_from_u64(2);
         let small =
             Encoder::<TestAutodiffBackend>::new(&spec(), 200, 2, &mut rng, &Default::default());
         let mk = small.to_mk(3, MkInit::Independent, &mut rng);
         let (ids, bias) = batch::<TestAutodiffBackend>();
-        let mix = Tensor::<TestAutodiffBackend, 2>::from_data(
-            TensorData::new(vec![1.0f32 / 3.0; 12 * 3], [12, 3]),
-            &Default::default(),
+        let step = crate::mk::MkStep::<TestAutodiffBackend>::new(
+            mk.mk_kernel_ids(),
+            &crate::train::OptimizerSpec::Sgd {
+                lr: 0.1,
+                momentum: 0.0,
+                nesterov: false,
+                weight_decay: 0.0,
+            },
+            1.0,
         );
-        let grads = mk.logits(ids, bias, Some(&mix)).sum().backward();
-        for block in &mk.blocks {
-            for dense in [
-                &block.query,
-                &block.key,
-                &block.value,
-                &block.output,
-                &block.ff_in,
-                &block.ff_out,
-            ] {
-                let Dense::Mk(layer) = dense else {
-                    panic!("MK twin has MK projections")
-                };
-                assert!(layer.theta.val().grad(&grads).is_some());
-            }
+        let kernels = step.mix(&mk, &vec![1.0f32 / 3.0; 12 * 3]);
+        let grads = mk.logits(ids, bias, Some(&kernels)).sum().backward();
+        let gradients = step.kernel_gradients(&kernels, &grads);
+        assert_eq!(gradients.len(), 12, "six projections in each of two blocks");
+        for g in gradients {
+            let values: Vec<f32> = g.into_data().to_vec().unwrap();
+            assert!(values.iter().any(|&v| v != 0.0), "every projection is used");
         }
     }
 }

@@ -8,8 +8,7 @@ use rand::rngs::StdRng;
 
 use super::{Classifier, Inputs};
 use crate::mk::init::kaiming_uniform;
-use crate::mk::kernel::mixing_row;
-use crate::mk::{MkInit, MkLinear};
+use crate::mk::{MixedKernels, MkInit, MkLinear};
 
 /// The small, deployable MLP.
 #[derive(Module, Debug)]
@@ -62,7 +61,7 @@ fn flatten<B: Backend>(inputs: Inputs<B>) -> Tensor<B, 2> {
 }
 
 impl<B: Backend> Classifier<B> for Mlp<B> {
-    fn forward(&self, inputs: Inputs<B>, _mix: Option<&Tensor<B, 2>>) -> Tensor<B, 2> {
+    fn forward(&self, inputs: Inputs<B>, _mix: Option<&MixedKernels<B>>) -> Tensor<B, 2> {
         let last = self.layers.len() - 1;
         self.layers
             .iter()
@@ -101,13 +100,13 @@ impl<B: Backend> MkMlp<B> {
 }
 
 impl<B: Backend> Classifier<B> for MkMlp<B> {
-    fn forward(&self, inputs: Inputs<B>, mix: Option<&Tensor<B, 2>>) -> Tensor<B, 2> {
+    fn forward(&self, inputs: Inputs<B>, mix: Option<&MixedKernels<B>>) -> Tensor<B, 2> {
         let last = self.layers.len() - 1;
         self.layers
             .iter()
             .enumerate()
             .fold(flatten(inputs), |x, (i, layer)| {
-                let y = layer.forward(x, mixing_row(mix, i));
+                let y = layer.forward(x, mix);
                 if i < last { relu(y) } else { y }
             })
     }

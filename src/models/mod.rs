@@ -19,17 +19,17 @@ pub use mlp::{MkMlp, Mlp};
 pub use resnet::{ResNet, ResNetSpec};
 
 use crate::data::Examples;
-use crate::mk::MkInit;
+use crate::mk::{MixedKernels, MkInit};
 
 /// A classifier the training loop can drive.
 pub trait Classifier<B: Backend>: Module<B> {
     /// Logits `[batch, classes]`.
     ///
-    /// `mix` holds one row of mixing coefficients per majority-kernel layer (`[layers, k]`);
-    /// `None` is eval mode (the mean kernel). Plain models ignore it.
-    fn forward(&self, inputs: Inputs<B>, mix: Option<&Tensor<B, 2>>) -> Tensor<B, 2>;
+    /// `mix` holds the step's kernel of every majority-kernel layer; `None` is eval mode (the
+    /// mean kernel). Plain models ignore it.
+    fn forward(&self, inputs: Inputs<B>, mix: Option<&MixedKernels<B>>) -> Tensor<B, 2>;
 
-    /// Number of majority-kernel layers: the rows of `mix` a training step needs.
+    /// Number of majority-kernel layers: the rows of mixing coefficients a step draws.
     fn mk_layers(&self) -> usize {
         0
     }
@@ -39,7 +39,7 @@ pub trait Classifier<B: Backend>: Module<B> {
         1
     }
 
-    /// Parameter ids of the majority kernels' copies.
+    /// Parameter ids of the majority kernels' copies, in the order of the mixing rows.
     fn mk_kernel_ids(&self) -> Vec<ParamId> {
         Vec::new()
     }
@@ -88,7 +88,7 @@ impl<B: Backend> Model<B> {
 }
 
 impl<B: Backend> Classifier<B> for Model<B> {
-    fn forward(&self, inputs: Inputs<B>, mix: Option<&Tensor<B, 2>>) -> Tensor<B, 2> {
+    fn forward(&self, inputs: Inputs<B>, mix: Option<&MixedKernels<B>>) -> Tensor<B, 2> {
         match self {
             Model::Mlp(m) => m.forward(inputs, mix),
             Model::MkMlp(m) => m.forward(inputs, mix),

@@ -21,8 +21,7 @@ use serde::{Deserialize, Serialize};
 use super::dense::Dense;
 use super::{Classifier, Inputs};
 use crate::mk::init::kaiming_uniform;
-use crate::mk::kernel::mixing_row;
-use crate::mk::{MkConv2d, MkInit};
+use crate::mk::{MixedKernels, MkConv2d, MkInit};
 
 /// The input stem.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -156,7 +155,7 @@ impl<B: Backend> Conv<B> {
         })
     }
 
-    pub fn forward(&self, x: Tensor<B, 4>, mix: Option<Tensor<B, 2>>) -> Tensor<B, 4> {
+    pub fn forward(&self, x: Tensor<B, 4>, mix: Option<&MixedKernels<B>>) -> Tensor<B, 4> {
         match self {
             Conv::Plain(conv) => conv.forward(x),
             Conv::Mk(mk) => mk.forward(x, mix),
@@ -206,8 +205,8 @@ impl<B: Backend> ConvBn<B> {
         }
     }
 
-    fn forward(&self, x: Tensor<B, 4>, mix: &mut MixRows<'_, B>) -> Tensor<B, 4> {
-        batch_norm(&self.bn, self.conv.forward(x, mix.next()))
+    fn forward(&self, x: Tensor<B, 4>, mix: Option<&MixedKernels<B>>) -> Tensor<B, 4> {
+        batch_norm(&self.bn, self.conv.forward(x, mix))
     }
 
     fn map_convs(&self, f: &mut impl FnMut(&Conv<B>) -> Conv<B>) -> Self {
@@ -278,7 +277,11 @@ pub struct BasicBlock<B: Backend> {
 
 impl<B: Backend> BasicBlock<B> {
     /// The block's inner activation (after its first BatchNorm and ReLU) and its output.
-    fn forward(&self, x: Tensor<B, 4>, mix: &mut MixRows<'_, B>) -> (Tensor<B, 4>, Tensor<B, 4>) {
+    fn forward(
+        &self,
+        x: Tensor<B, 4>,
+        mix: Option<&MixedKernels<B>>,
+    ) -> (Tensor<B, 4>, Tensor<B, 4>) {
         let inner = relu(self.first.forward(x.clone(), mix));
         let y = self.second.forward(inner.clone(), mix);
         let skip = match &self.shortcut {
@@ -286,20 +289,6 @@ impl<B: Backend> BasicBlock<B> {
             None => x,
         };
         (inner, relu(y + skip))
-    }
-}
-
-/// Hands out consecutive rows of the `[layers, k]` mixing tensor, in forward order.
-struct MixRows<'a, B: Backend> {
-    mix: Option<&'a Tensor<B, 2>>,
-    next: usize,
-}
-
-impl<B: Backend> MixRows<'_, B> {
-    fn next(&mut self) -> Option<Tensor<B, 2>> {
-        let row = mixing_row(self.mix, self.next);
-        self.next += 1;
-        row
     }
 }
 
@@ -434,16 +423,15 @@ impl<B: Backend> ResNet<B> {
     pub fn features(
         &self,
         x: Tensor<B, 4>,
-        mix: Option<&Tensor<B, 2>>,
+        mix: Option<&MixedKernels<B>>,
         mut record: Option<&mut Vec<(Tensor<B, 4>, Tensor<B, 4>)>>,
-    ) -> (Tensor<B, 2>, MixCursor) {
-        let mut rows = MixRows { mix, next: 0 };
-        let mut x = relu(self.stem.forward(x, &mut rows));
+    ) -> Tensor<B, 2> {
+        let mut x = relu(self.stem.forward(x, mix));
         if self.stem_pool {
             x = max_pool2d(x, [3, 3], [2, 2], [1, 1], [1, 1], false);
         }
         for block in &self.blocks {
-            let (inner, y) = block.forward(x, &mut rows);
+            let (inner, y) = block.forward(x, mix);
             if let Some(out) = record.as_deref_mut() {
                 out.push((inner, y.clone()));
             }
@@ -451,20 +439,17 @@ impl<B: Backend> ResNet<B> {
         }
         let [batch, channels, _, _] = x.dims();
         let pooled = x.mean_dim(3).mean_dim(2).reshape([batch, channels]);
-        (pooled, MixCursor(rows.next))
+        pooled
     }
 }
 
-/// Position in the mixing rows after the convolutions (the classifier's row).
-pub struct MixCursor(usize);
-
 impl<B: Backend> Classifier<B> for ResNet<B> {
-    fn forward(&self, inputs: Inputs<B>, mix: Option<&Tensor<B, 2>>) -> Tensor<B, 2> {
+    fn forward(&self, inputs: Inputs<B>, mix: Option<&MixedKernels<B>>) -> Tensor<B, 2> {
         let Inputs::Images(x) = inputs else {
             panic!("a ResNet takes images, not token ids");
         };
-        let (pooled, MixCursor(head_row)) = self.features(x, mix, None);
-        self.head.forward(pooled, mixing_row(mix, head_row))
+        let pooled = self.features(x, mix, None);
+        self.head.forward(pooled, mix)
     }
 
     fn mk_layers(&self) -> usize {
@@ -551,10 +536,17 @@ mod tests {
                 1 + 2 + 2 + 1 + 1,
                 "stem, 2 blocks, 1 projection, head"
             );
-            let mix = Tensor::<AB, 2>::from_data(
-                TensorData::new([0.2f32, 0.5, 0.3].repeat(7), [7, 3]),
-                &Default::default(),
+            let step = crate::mk::MkStep::<AB>::new(
+                mk.mk_kernel_ids(),
+                &crate::train::OptimizerSpec::Sgd {
+                    lr: 0.1,
+                    momentum: 0.0,
+                    nesterov: false,
+                    weight_decay: 0.0,
+                },
+                1.0,
             );
+            let mix = step.mix(&mk, &[0.2f32, 0.5, 0.3].repeat(7));
             // Training-mode passes update the running statistics.
             let _ = mk.forward(images(side, &mut rng), Some(&mix));
             let mk = mk.valid();

@@ -9,6 +9,7 @@ use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 
 use crate::data::Inputs;
+use crate::mk::MkStep;
 use crate::models::Classifier;
 
 /// The ascent applied to each step's mixing coefficients.
@@ -44,51 +45,42 @@ pub fn exponentiated_ascent(p: &[f32], gradient: &[f32], k: usize, rho: f64) -> 
     out
 }
 
-/// The gradient of the batch loss with respect to the mixing coefficients `p`.
+/// The gradient of the batch loss with respect to the mixing coefficients `p`
+/// (`[layers, k]`, rows in the order of `mk`'s parameters).
 pub fn mixing_gradient<B, M>(
     model: &M,
+    mk: &MkStep<B>,
     inputs: Inputs<B>,
     labels: Tensor<B, 1, Int>,
     p: &[f32],
-    layers: usize,
-    k: usize,
 ) -> Vec<f32>
 where
     B: AutodiffBackend,
     M: Classifier<B>,
 {
     let device = labels.device();
-    let mix =
-        Tensor::<B, 2>::from_data(TensorData::new(p.to_vec(), [layers, k]), &device).require_grad();
+    let kernels = mk.mix(model, p);
     let loss = CrossEntropyLossConfig::new()
         .init(&device)
-        .forward(model.forward(inputs, Some(&mix)), labels);
-    let grads = loss.backward();
-    mix.grad(&grads)
-        .map(|g| {
-            g.into_data()
-                .convert::<f32>()
-                .to_vec()
-                .expect("f32 gradient")
-        })
-        .unwrap_or_else(|| vec![0.0; layers * k])
+        .forward(model.forward(inputs, Some(&kernels)), labels);
+    mk.mixing_gradient(model, &kernels, &loss.backward())
 }
 
 /// The adversarial coefficients for one step, starting from `p`.
 pub fn adversarial_mix<B, M>(
     model: &M,
+    mk: &MkStep<B>,
     inputs: Inputs<B>,
     labels: Tensor<B, 1, Int>,
     p: Vec<f32>,
-    layers: usize,
-    k: usize,
     rho: f64,
 ) -> Vec<f32>
 where
     B: AutodiffBackend,
     M: Classifier<B>,
 {
-    let gradient = mixing_gradient(model, inputs, labels, &p, layers, k);
+    let k = p.len() / mk.ids().len().max(1);
+    let gradient = mixing_gradient(model, mk, inputs, labels, &p);
     exponentiated_ascent(&p, &gradient, k, rho)
 }
 
@@ -136,9 +128,19 @@ mod tests {
         let model = small.to_mk(4, MkInit::Independent, &mut stream_rng(0, Stream::MkCopies));
         let indices: Vec<usize> = (0..256).collect();
         let (layers, k) = (model.mk_layers(), model.mk_copies());
+        let mk = MkStep::<B>::new(
+            model.mk_kernel_ids(),
+            &crate::train::OptimizerSpec::Sgd {
+                lr: 0.1,
+                momentum: 0.0,
+                nesterov: false,
+                weight_decay: 0.0,
+            },
+            1.0,
+        );
         let loss_at = |p: &[f32]| -> f32 {
             let (inputs, labels) = batch.batch::<B>(&indices, &device);
-            let mix = Tensor::<B, 2>::from_data(TensorData::new(p.to_vec(), [layers, k]), &device);
+            let mix = mk.mix(&model, p);
             let loss = CrossEntropyLossConfig::new()
                 .init(&device)
                 .forward(model.forward(inputs, Some(&mix)), labels);
@@ -148,7 +150,7 @@ mod tests {
         for _ in 0..5 {
             let p = Mixing::default().draw_all(layers, k, &mut rng);
             let (inputs, labels) = batch.batch::<B>(&indices, &device);
-            let q = adversarial_mix(&model, inputs, labels, p.clone(), layers, k, 0.5);
+            let q = adversarial_mix(&model, &mk, inputs, labels, p.clone(), 0.5);
             assert!(
                 loss_at(&q) > loss_at(&p),
                 "ascent must raise the loss: {} -> {}",

@@ -32,6 +32,8 @@ pub struct LoopState {
 
 pub(crate) const MODEL: &str = "model";
 pub(crate) const OPTIMIZER: &str = "optimizer";
+/// The MK copies' optimiser state (absent for plain models).
+pub(crate) const MK_OPTIMIZER: &str = "mk-optimizer.bin";
 const STATE: &str = "state.json";
 
 impl CheckpointDir {

@@ -1,12 +1,15 @@
 //! Builds burn optimisers from an [`OptimizerSpec`], and gradient scaling for MK copies.
 
-use burn::module::{AutodiffModule, ModuleVisitor, Param, ParamId};
+use burn::module::AutodiffModule;
+#[cfg(test)]
+use burn::module::{ModuleVisitor, Param, ParamId};
 use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{
     Adam, AdamConfig, AdamW, AdamWConfig, GradientsParams, Optimizer, Sgd, SgdConfig,
 };
+#[cfg(test)]
 use burn::prelude::*;
 use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder, RecorderError};
 use burn::tensor::backend::AutodiffBackend;
@@ -113,7 +116,10 @@ impl<M: AutodiffModule<B>, B: AutodiffBackend> AnyOptimizer<M, B> {
 ///
 /// Under (momentum) SGD, scaling a parameter's gradient by k while the optimiser adds
 /// `wd * theta` is exactly a k-times larger learning rate with a k-times smaller weight decay:
-/// `lr * (k g + wd theta) = (k lr) * (g + (wd / k) theta)`. That is MK's `auto` compensation.
+/// `lr * (k g + wd theta) = (k lr) * (g + (wd / k) theta)`. That is MK's `auto` compensation,
+/// which [`crate::mk::update::CopyOptimizer`] applies inside its fused update; this reference
+/// version serves its tests.
+#[cfg(test)]
 pub fn scale_gradients<B: AutodiffBackend, M: AutodiffModule<B>>(
     module: &M,
     grads: &mut GradientsParams,

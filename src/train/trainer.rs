@@ -16,13 +16,13 @@ use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
 use super::adversary::{Adversary, adversarial_mix};
-use super::checkpoint::{CheckpointDir, LoopState, MODEL, OPTIMIZER};
+use super::checkpoint::{CheckpointDir, LoopState, MK_OPTIMIZER, MODEL, OPTIMIZER};
 use super::eval::{Metrics, evaluate};
-use super::optim::{AnyOptimizer, scale_gradients};
+use super::optim::AnyOptimizer;
 use super::recipe::{OptimizerSpec, ScheduleSpec};
 use crate::data::{Augmentation, Examples};
 use crate::error::{Error, Result};
-use crate::mk::Mixing;
+use crate::mk::{Mixing, MkStep};
 use crate::models::Classifier;
 
 /// Independent random streams derived from a run's seed, so that e.g. MK and the baseline
@@ -213,7 +213,19 @@ where
     }
 
     // After a resume: loading a checkpoint restores the saved parameter ids.
-    let mk_ids = model.mk_kernel_ids();
+    let mut mk = MkStep::<B>::new(
+        model.mk_kernel_ids(),
+        &settings.optimizer,
+        settings.mk_grad_scale,
+    );
+    if let Some(folder) = checkpoint
+        .and_then(CheckpointDir::latest)
+        .filter(|_| layers > 0 && log.resumed_after_epoch > 0)
+    {
+        let path = folder.join(MK_OPTIMIZER);
+        mk.load(&path)
+            .map_err(|e| Error::data(&path, format!("unreadable checkpoint: {e}")))?;
+    }
     'epochs: for epoch in log.resumed_after_epoch + 1..=settings.epochs {
         let mut order: Vec<usize> = (0..data.train.len()).collect();
         order.shuffle(&mut stream_rng_at(
@@ -229,25 +241,28 @@ where
             lr = settings.optimizer.lr() * settings.schedule.factor(log.steps, total_steps);
             let augment = settings.augment.as_ref().map(|a| (a, &mut augment_rng));
             let (inputs, labels) = data.train.batch_augmented::<B>(indices, augment, device);
-            let mix = settings.mixing.filter(|_| layers > 0).map(|mixing| {
-                let mut draws = match settings.adversary {
+            // MK: this step's coefficients (one row per layer) and the kernels mixed with them.
+            // An MK model trained without a mixing distribution trains its mean kernel.
+            let mixing = settings.mixing.unwrap_or(Mixing::Uniform);
+            let p = (layers > 0).then(|| {
+                let draws = match settings.adversary {
                     Some(adversary) if adversary.from_uniform => vec![1.0 / k as f32; layers * k],
                     _ => mixing.draw_all(layers, k, &mut mix_rng),
                 };
-                if let Some(adversary) = settings.adversary {
-                    draws = adversarial_mix(
+                match settings.adversary {
+                    Some(adversary) => adversarial_mix(
                         &model,
+                        &mk,
                         inputs.clone(),
                         labels.clone(),
                         draws,
-                        layers,
-                        k,
                         adversary.rho,
-                    );
+                    ),
+                    None => draws,
                 }
-                Tensor::<B, 2>::from_data(TensorData::new(draws, [layers, k]), device)
             });
-            let logits = model.forward(inputs, mix.as_ref());
+            let kernels = p.as_ref().map(|p| mk.mix(&model, p));
+            let logits = model.forward(inputs, kernels.as_ref());
             let loss = match (settings.distillation, data.soft_targets) {
                 (Some(distillation), Some(targets)) => {
                     let classes = targets.len() / data.train.len();
@@ -274,11 +289,15 @@ where
                 }
                 progress.set_message(format!("epoch {epoch}/{} loss {value:.4}", settings.epochs));
             }
-            let mut grads = GradientsParams::from_grads(loss.backward(), &model);
-            if settings.mk_grad_scale != 1.0 && !mk_ids.is_empty() {
-                scale_gradients(&model, &mut grads, &mk_ids, settings.mk_grad_scale);
-            }
+            let grads = loss.backward();
+            // The copies are updated from their kernels' gradients by the fused MK optimiser;
+            // everything else (biases, norms, plain layers) by the recipe's optimiser.
+            let kernel_gradients = kernels.as_ref().map(|kr| mk.kernel_gradients(kr, &grads));
+            let grads = GradientsParams::from_grads(grads, &model);
             model = optimizer.step(lr, model, grads);
+            if let (Some(gradients), Some(p)) = (kernel_gradients, &p) {
+                model = mk.update(model, gradients, p, lr);
+            }
             progress.inc(1);
         }
         log.train_seconds += started.elapsed().as_secs_f64();
@@ -317,7 +336,12 @@ where
                     .clone()
                     .save_file(folder.join(MODEL), &Recorder::new())
                     .map_err(failed)?;
-                optimizer.save(&folder.join(OPTIMIZER)).map_err(failed)
+                optimizer.save(&folder.join(OPTIMIZER)).map_err(failed)?;
+                if layers > 0 {
+                    let path = folder.join(MK_OPTIMIZER);
+                    mk.save(&path).map_err(|e| Error::io(&path, e))?;
+                }
+                Ok(())
             })?;
         }
     }

@@ -1,0 +1,411 @@
+//! The majority-kernel half of a training step, for any model: mix every layer's copies
+//! before the forward pass, update them from the kernel gradients after the backward pass.
+
+use burn::module::{AutodiffModule, ModuleMapper, ModuleVisitor, Param, ParamId};
+use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
+
+use super::kernel::{KernelCopies, MixedKernels};
+use super::update::CopyOptimizer;
+use crate::train::OptimizerSpec;
+
+type Inner<B> = <B as AutodiffBackend>::InnerBackend;
+
+/// Mixes and updates the copies of the MK parameters `ids` of a model.
+pub struct MkStep<B: AutodiffBackend> {
+    ids: Vec<ParamId>,
+    optimizer: CopyOptimizer<Inner<B>>,
+}
+
+impl<B: AutodiffBackend> MkStep<B> {
+    /// For the copies `ids` (in the order of the rows of every step's `p`), updated by the
+    /// optimiser `spec` with the copies' gradients multiplied by `grad_scale`.
+    pub fn new(ids: Vec<ParamId>, spec: &OptimizerSpec, grad_scale: f32) -> Self {
+        Self {
+            ids,
+            optimizer: CopyOptimizer::new(spec, grad_scale),
+        }
+    }
+
+    /// Always updates with tensor operations, as on a GPU backend.
+    pub fn tensor_path_only(mut self) -> Self {
+        self.optimizer = self.optimizer.tensor_path_only();
+        self
+    }
+
+    /// The ids this step mixes, in row order.
+    pub fn ids(&self) -> &[ParamId] {
+        &self.ids
+    }
+
+    /// Every MK parameter's copies as `[k, n]` (shared with the model, not copied).
+    pub fn copies<M: Module<B>>(&self, model: &M) -> Vec<KernelCopies<Inner<B>>> {
+        struct Collect<'a, B: AutodiffBackend> {
+            ids: &'a [ParamId],
+            found: Vec<Option<KernelCopies<Inner<B>>>>,
+        }
+        impl<B: AutodiffBackend> ModuleVisitor<B> for Collect<'_, B> {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+                if let Some(row) = self.ids.iter().position(|id| *id == param.id) {
+                    let copies = param.val().inner();
+                    let k = copies.dims()[0] as i64;
+                    self.found[row] = Some(KernelCopies {
+                        id: param.id,
+                        copies: copies.reshape([k, -1]),
+                    });
+                }
+            }
+        }
+        let mut collect = Collect::<B> {
+            ids: &self.ids,
+            found: self.ids.iter().map(|_| None).collect(),
+        };
+        model.visit(&mut collect);
+        collect
+            .found
+            .into_iter()
+            .zip(&self.ids)
+            .map(|(c, id)| c.unwrap_or_else(|| panic!("MK parameter {id} is not in the model")))
+            .collect()
+    }
+
+    /// The step's kernels: row l of `p` (`[layers, k]`) mixes the copies `ids[l]`.
+    pub fn mix<M: Module<B>>(&self, model: &M, p: &[f32]) -> MixedKernels<B> {
+        MixedKernels::mix(&self.copies(model), p)
+    }
+
+    /// `dL/dp` (`[layers, k]`, row-major) for the kernels of a backward pass:
+    /// `dL/dp_i = <theta_i, dL/dW>`.
+    pub fn mixing_gradient<M: Module<B>>(
+        &self,
+        model: &M,
+        kernels: &MixedKernels<B>,
+        grads: &B::Gradients,
+    ) -> Vec<f32> {
+        self.copies(model)
+            .into_iter()
+            .zip(kernels.gradients(&self.ids, grads))
+            .flat_map(|(c, g)| {
+                c.copies
+                    .matmul(g.transpose())
+                    .into_data()
+                    .convert::<f32>()
+                    .to_vec::<f32>()
+                    .expect("f32 gradient")
+            })
+            .collect()
+    }
+
+    /// The kernel gradients of a backward pass, taken before the gradients are handed to the
+    /// model's optimiser.
+    pub fn kernel_gradients(
+        &self,
+        kernels: &MixedKernels<B>,
+        grads: &B::Gradients,
+    ) -> Vec<Tensor<Inner<B>, 2>> {
+        kernels.gradients(&self.ids, grads)
+    }
+
+    /// Updates every layer's copies from its kernel gradient and its row of `p`.
+    pub fn update<M: AutodiffModule<B>>(
+        &mut self,
+        model: M,
+        gradients: Vec<Tensor<Inner<B>, 2>>,
+        p: &[f32],
+        lr: f64,
+    ) -> M {
+        struct Update<'a, B: AutodiffBackend> {
+            ids: &'a [ParamId],
+            gradients: Vec<Option<Tensor<Inner<B>, 2>>>,
+            p: &'a [f32],
+            lr: f64,
+            optimizer: &'a mut CopyOptimizer<Inner<B>>,
+        }
+        impl<B: AutodiffBackend> ModuleMapper<B> for Update<'_, B> {
+            fn map_float<const D: usize>(
+                &mut self,
+                param: Param<Tensor<B, D>>,
+            ) -> Param<Tensor<B, D>> {
+                let Some(row) = self.ids.iter().position(|id| *id == param.id) else {
+                    return param;
+                };
+                let (id, tensor, mapper) = param.consume();
+                let gradient = self.gradients[row]
+                    .take()
+                    .expect("one gradient per MK parameter");
+                let dims = tensor.dims();
+                let copies = tensor.inner();
+                let k = dims[0];
+                let flat = copies.reshape([k as i64, -1]);
+                let p = &self.p[row * k..(row + 1) * k];
+                let updated = self.optimizer.step(self.lr, id, flat, gradient, p);
+                let tensor = Tensor::<B, D>::from_inner(updated.reshape(dims)).require_grad();
+                Param::from_mapped_value(id, tensor, mapper)
+            }
+        }
+        assert_eq!(gradients.len(), self.ids.len(), "one gradient per layer");
+        let mut update = Update::<B> {
+            ids: &self.ids,
+            gradients: gradients.into_iter().map(Some).collect(),
+            p,
+            lr,
+            optimizer: &mut self.optimizer,
+        };
+        model.map(&mut update)
+    }
+
+    /// Saves the copies' optimiser state (see [`CopyOptimizer::save`]).
+    pub fn save(&self, path: &std::path::Path) -> std::io::Result<()> {
+        self.optimizer.save(path)
+    }
+
+    /// Loads the state [`MkStep::save`] wrote.
+    pub fn load(&mut self, path: &std::path::Path) -> Result<(), String> {
+        self.optimizer.load(path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::TestAutodiffBackend as B;
+    use crate::data::{self, shared_data_dir};
+    use crate::mk::{Mixing, MkInit};
+    use crate::models::{Classifier, Inputs, ModelSpec, ResNetSpec};
+    use crate::train::optim::AnyOptimizer;
+    use crate::train::{Stream, stream_rng};
+    use burn::nn::loss::CrossEntropyLossConfig;
+    use burn::optim::GradientsParams;
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+
+    /// The reference: burn's optimiser on the copies, differentiating through
+    /// `W = sum_i p_i theta_i` (the textbook MK step).
+    fn reference_step<M: Classifier<B> + AutodiffModule<B>>(
+        model: M,
+        ids: &[ParamId],
+        inputs: Inputs<B>,
+        labels: Tensor<B, 1, Int>,
+        p: &[f32],
+        spec: &OptimizerSpec,
+        optimizer: &mut AnyOptimizer<M, B>,
+        grad_scale: f32,
+    ) -> M {
+        // Kernels mixed inside the graph: the copies themselves receive p_i * G.
+        struct Graph<'a> {
+            ids: &'a [ParamId],
+            p: &'a [f32],
+            kernels: std::collections::HashMap<ParamId, Tensor<B, 2>>,
+        }
+        impl ModuleVisitor<B> for Graph<'_> {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+                if let Some(row) = self.ids.iter().position(|id| *id == param.id) {
+                    let theta = param.val();
+                    let k = theta.dims()[0];
+                    let p = Tensor::<B, 2>::from_data(
+                        TensorData::new(self.p[row * k..(row + 1) * k].to_vec(), [1, k]),
+                        &theta.device(),
+                    );
+                    self.kernels
+                        .insert(param.id, p.matmul(theta.reshape([k as i64, -1])));
+                }
+            }
+        }
+        let mut graph = Graph {
+            ids,
+            p,
+            kernels: Default::default(),
+        };
+        model.visit(&mut graph);
+        let kernels = MixedKernels::from_map(graph.kernels);
+        let device = labels.device();
+        let loss = CrossEntropyLossConfig::new()
+            .init(&device)
+            .forward(model.forward(inputs, Some(&kernels)), labels);
+        let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+        crate::train::optim::scale_gradients(&model, &mut grads, ids, grad_scale);
+        optimizer.step(spec.lr(), model, grads)
+    }
+
+    fn fused_step<M: Classifier<B> + AutodiffModule<B>>(
+        model: M,
+        mk: &mut MkStep<B>,
+        inputs: Inputs<B>,
+        labels: Tensor<B, 1, Int>,
+        p: &[f32],
+        spec: &OptimizerSpec,
+        optimizer: &mut AnyOptimizer<M, B>,
+    ) -> M {
+        let kernels = mk.mix(&model, p);
+        let device = labels.device();
+        let loss = CrossEntropyLossConfig::new()
+            .init(&device)
+            .forward(model.forward(inputs, Some(&kernels)), labels);
+        let grads = loss.backward();
+        let gradients = mk.kernel_gradients(&kernels, &grads);
+        let grads = GradientsParams::from_grads(grads, &model);
+        let model = optimizer.step(spec.lr(), model, grads);
+        mk.update(model, gradients, p, spec.lr())
+    }
+
+    fn flat_params<M: Module<B>>(model: &M) -> Vec<f32> {
+        struct All(Vec<f32>);
+        impl ModuleVisitor<B> for All {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+                self.0
+                    .extend(param.val().into_data().to_vec::<f32>().expect("f32"));
+            }
+        }
+        let mut all = All(Vec::new());
+        model.visit(&mut all);
+        all.0
+    }
+
+    /// Three steps of the fused MK update give the parameters (copies and everything else)
+    /// that burn's own optimiser gives when differentiating through the mixture, for every
+    /// optimiser, on an MLP (dense kernels) and a ResNet (convolutions).
+    #[test]
+    fn fused_update_matches_differentiating_through_the_mixture() {
+        let splits = data::load(
+            "mnist",
+            &[shared_data_dir().expect("tests need the real datasets in ../shared/data")],
+            &data::LoadOptions::default(),
+        )
+        .unwrap();
+        let train = splits.train.subset(16, 0);
+        let resnet = ModelSpec::Resnet(ResNetSpec {
+            arch: None,
+            blocks: Some(vec![1, 1]),
+            widths: Some(vec![4, 8]),
+            stem: Default::default(),
+        });
+        let mlp = ModelSpec::Mlp {
+            hidden: vec![16],
+            bias: true,
+        };
+        let specs = [
+            OptimizerSpec::Sgd {
+                lr: 0.1,
+                momentum: 0.9,
+                nesterov: false,
+                weight_decay: 0.05,
+            },
+            OptimizerSpec::Sgd {
+                lr: 0.1,
+                momentum: 0.9,
+                nesterov: true,
+                weight_decay: 0.0,
+            },
+            OptimizerSpec::Sgd {
+                lr: 0.1,
+                momentum: 0.0,
+                nesterov: false,
+                weight_decay: 1e-3,
+            },
+            OptimizerSpec::Adam {
+                lr: 1e-2,
+                beta1: 0.9,
+                beta2: 0.999,
+                epsilon: 1e-8,
+                weight_decay: 0.1,
+            },
+            OptimizerSpec::AdamW {
+                lr: 1e-2,
+                beta1: 0.9,
+                beta2: 0.999,
+                epsilon: 1e-8,
+                weight_decay: 0.5,
+            },
+        ];
+        let device = Default::default();
+        for model_spec in [&mlp, &resnet] {
+            for spec in &specs {
+                let small =
+                    model_spec.build::<B>(&train, &mut stream_rng(0, Stream::Init), &device);
+                let k = 3;
+                let model = small.to_mk(k, MkInit::Independent, &mut StdRng::seed_from_u64(1));
+                let ids = model.mk_kernel_ids();
+                let grad_scale = 2.0;
+                for tensor_path in [false, true] {
+                    let mut mk = MkStep::<B>::new(ids.clone(), spec, grad_scale);
+                    if tensor_path {
+                        mk = mk.tensor_path_only();
+                    }
+                    let (mut reference, mut fused) = (model.clone(), model.clone());
+                    let mut reference_opt = AnyOptimizer::new(spec);
+                    let mut fused_opt = AnyOptimizer::new(spec);
+                    let mut rng = StdRng::seed_from_u64(2);
+                    for step in 0..3 {
+                        let (inputs, labels) =
+                            train.batch::<B>(&[step * 4, step * 4 + 1, step * 4 + 2], &device);
+                        let p = Mixing::default().draw_all(ids.len(), k, &mut rng);
+                        reference = reference_step(
+                            reference,
+                            &ids,
+                            inputs.clone(),
+                            labels.clone(),
+                            &p,
+                            spec,
+                            &mut reference_opt,
+                            grad_scale,
+                        );
+                        fused =
+                            fused_step(fused, &mut mk, inputs, labels, &p, spec, &mut fused_opt);
+                    }
+                    let (a, b) = (flat_params(&reference), flat_params(&fused));
+                    assert_eq!(a.len(), b.len());
+                    let worst = a
+                        .iter()
+                        .zip(&b)
+                        .map(|(x, y)| (x - y).abs() / (1e-3 + x.abs()))
+                        .fold(0.0f32, f32::max);
+                    // Float summation order differs (Adam's normalisation amplifies it where a
+                    // gradient is tiny); a wrong formula or decay is off by a whole update (~1e-2).
+                    assert!(
+                        worst < 1e-3,
+                        "{} with {spec:?} (tensor path: {tensor_path}): relative difference {worst}",
+                        model_spec.label(&train)
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn state_survives_save_and_load() {
+        type I = <B as AutodiffBackend>::InnerBackend;
+        let spec = OptimizerSpec::AdamW {
+            lr: 1e-2,
+            beta1: 0.9,
+            beta2: 0.999,
+            epsilon: 1e-8,
+            weight_decay: 0.01,
+        };
+        let device = Default::default();
+        let id = ParamId::new();
+        let theta = || Tensor::<I, 2>::from_data(TensorData::new(vec![0.5f32; 6], [2, 3]), &device);
+        let grad =
+            || Tensor::<I, 2>::from_data(TensorData::new(vec![0.1f32, -0.2, 0.3], [1, 3]), &device);
+        let mut first = CopyOptimizer::<I>::new(&spec, 1.0);
+        let after_one = first.step(0.01, id, theta(), grad(), &[0.25, 0.75]);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mk.bin");
+        first.save(&path).unwrap();
+        let mut resumed = CopyOptimizer::<I>::new(&spec, 1.0);
+        resumed.load(&path).unwrap();
+        let a: Vec<f32> = first
+            .step(0.01, id, after_one.clone(), grad(), &[0.5, 0.5])
+            .into_data()
+            .to_vec()
+            .unwrap();
+        let b: Vec<f32> = resumed
+            .step(0.01, id, after_one, grad(), &[0.5, 0.5])
+            .into_data()
+            .to_vec()
+            .unwrap();
+        assert_eq!(a, b, "a resumed optimiser continues exactly");
+        std::fs::write(&path, b"garbage").unwrap();
+        let err = resumed.load(&path).unwrap_err();
+        assert!(err.contains("magic") || err.contains("truncated"), "{err}");
+    }
+}
