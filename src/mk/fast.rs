@@ -138,7 +138,9 @@ pub fn for_each_chunk<const S: usize>(
     let mut theta_parts = split(theta, n);
     let mut state_parts: Vec<Vec<(usize, usize, &mut [f32])>> =
         states.into_iter().map(|s| split(s, n)).collect();
-    let mut tasks: Vec<(usize, usize, &mut [f32], Vec<&mut [f32]>)> = theta_parts
+    // (copy, first column, copies chunk, state chunks)
+    type Task<'a> = (usize, usize, &'a mut [f32], Vec<&'a mut [f32]>);
+    let mut tasks: Vec<Task<'_>> = theta_parts
         .drain(..)
         .map(|(i, j, t)| (i, j, t, Vec::with_capacity(S)))
         .collect();

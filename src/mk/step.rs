@@ -179,6 +179,7 @@ mod tests {
     use rand::SeedableRng;
     use rand::rngs::StdRng;
 
+    #[allow(clippy::too_many_arguments)]
     /// The reference: burn's optimiser on the copies, differentiating through
     /// `W = sum_i p_i theta_i` (the textbook MK step).
     fn reference_step<M: Classifier<B> + AutodiffModule<B>>(

@@ -404,7 +404,7 @@ mod tests {
             },
             1.0,
         );
-        let kernels = step.mix(&mk, &vec![1.0f32 / 3.0; 12 * 3]);
+        let kernels = step.mix(&mk, &[1.0f32 / 3.0; 12 * 3]);
         let grads = mk.logits(ids, bias, Some(&kernels)).sum().backward();
         let gradients = step.kernel_gradients(&kernels, &grads);
         assert_eq!(gradients.len(), 12, "six projections in each of two blocks");

@@ -438,8 +438,7 @@ impl<B: Backend> ResNet<B> {
             x = y;
         }
         let [batch, channels, _, _] = x.dims();
-        let pooled = x.mean_dim(3).mean_dim(2).reshape([batch, channels]);
-        pooled
+        x.mean_dim(3).mean_dim(2).reshape([batch, channels])
     }
 }
 
