@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::experiment::{self, ResolvedExperiment, RunSpec};
 use crate::methods::{Method, MethodContext};
 use crate::report::table;
-use crate::results::{CurvePoint, ResultsDir, RunRecord, provenance};
+use crate::results::{CurvePoint, ResultsDir, RunRecord, memory, provenance};
 use crate::train::{CheckpointDir, TrainData, evaluate, subset_seed};
 use crate::with_backend;
 
@@ -305,7 +305,9 @@ impl<B: AutodiffBackend> Trainer<'_, B> {
             models_dir: Some(self.dir.root().join("models")),
             data_fingerprint: &spec.data,
         };
+        memory::reset_peak_rss();
         let output = method.run(&ctx)?;
+        let peak_rss_bytes = memory::peak_rss_bytes();
         progress.finish_and_clear();
 
         // The table reports the deployed small model, evaluated here, not the method's own log.
@@ -339,6 +341,11 @@ impl<B: AutodiffBackend> Trainer<'_, B> {
             trained_params: output.trained_params as i64,
             wall_clock_s: started.elapsed().as_secs_f64(),
             step_ms: output.log.step_ms(),
+            state_bytes: Some(memory::state_bytes(
+                output.trained_params,
+                recipe.optimizer.state_buffers(),
+            )),
+            peak_rss_bytes,
             status: if output.log.diverged {
                 "diverged"
             } else {

@@ -7,7 +7,6 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use majority_kernels::backend::BackendKind;
 use majority_kernels::bench::{self, BenchOptions};
-use majority_kernels::models::ModelSpec;
 use majority_kernels::runner::{self, Mode, RunOptions};
 use majority_kernels::{Error, methods, with_backend};
 
@@ -92,10 +91,10 @@ struct CommonArgs {
 struct BenchArgs {
     #[command(flatten)]
     common: CommonArgs,
-    /// Model family: `mlp` (on MNIST), `resnet` (on CIFAR-10) or `transformer` (2 x 128
-    /// encoder on SST-2).
-    #[arg(long, default_value = "mlp")]
-    family: String,
+    /// Model families (comma-separated): `mlp` (on MNIST), `resnet` (on CIFAR-10),
+    /// `transformer` (2 x 128 encoder on SST-2).
+    #[arg(long, value_delimiter = ',', default_value = "mlp,resnet,transformer")]
+    family: Vec<String>,
     /// Hidden widths of the MLP.
     #[arg(long, value_delimiter = ',', default_value = "512,512")]
     hidden: Vec<usize>,
@@ -108,14 +107,24 @@ struct BenchArgs {
     #[arg(long, default_value_t = 128)]
     batch: usize,
     /// Copies per kernel to compare against the plain model.
-    #[arg(long, value_delimiter = ',', default_value = "4")]
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4,8")]
     k: Vec<usize>,
-    /// Timed steps per measurement.
-    #[arg(long, default_value_t = 60)]
-    steps: usize,
+    /// Timed steps per measurement (default: per family, about a second of CPU work).
+    #[arg(long)]
+    steps: Option<usize>,
     /// Alternating repeats (median reported).
     #[arg(long, default_value_t = 3)]
     repeats: usize,
+    /// Folder for the parquet rows (`<backend>-<machine>.parquet`) and source of the overhead
+    /// figure.
+    #[arg(long, default_value = "results/bench")]
+    out_dir: PathBuf,
+    /// Folder of the overhead figure.
+    #[arg(long, default_value = "plots")]
+    plots_dir: PathBuf,
+    /// Print only; write neither parquet nor figure.
+    #[arg(long)]
+    no_save: bool,
 }
 
 /// Commands that read stored results only.
@@ -225,27 +234,24 @@ fn main() -> ExitCode {
         Command::Report(args) => run_options(args, Mode::Report).and_then(|o| runner::run(&o)),
         Command::Plan(args) => run_options(args, Mode::Plan).and_then(|o| runner::run(&o)),
         Command::Bench(args) => backend(&args.common.backend).and_then(|backend| {
-            let model = match args.family.as_str() {
-                "mlp" => ModelSpec::Mlp {
-                    hidden: args.hidden,
-                    bias: true,
-                },
-                "transformer" => bench::bench_encoder(),
-                "resnet" => bench::bench_resnet(args.blocks, args.widths),
-                other => {
-                    return Err(Error::Usage(format!(
-                        "bench --family `{other}`: expected mlp, resnet or transformer"
-                    )));
-                }
-            };
+            let families = args
+                .family
+                .iter()
+                .map(|f| f.parse())
+                .collect::<Result<Vec<bench::Family>, Error>>()?;
             bench::run(&BenchOptions {
                 backend,
                 data_dir: args.common.data_dir,
-                model,
+                families,
+                mlp_hidden: args.hidden,
+                resnet_blocks: args.blocks,
+                resnet_widths: args.widths,
                 batch_size: args.batch,
                 ks: args.k,
                 steps: args.steps,
                 repeats: args.repeats,
+                out_dir: (!args.no_save).then_some(args.out_dir),
+                plots_dir: (!args.no_save).then_some(args.plots_dir),
             })
         }),
         Command::Claims(args) => majority_kernels::report::claims::run(

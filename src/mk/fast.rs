@@ -5,7 +5,7 @@
 //! backend is not `flex` (or the tensor is not a plain contiguous f32 buffer); callers then use
 //! ordinary tensor operations, which is what the GPU backends want anyway.
 
-use burn::tensor::{Tensor, TensorPrimitive, backend::Backend};
+use burn::tensor::{Tensor, backend::Backend};
 
 /// Elements per parallel task: large enough to amortise scheduling, small enough to split a
 /// layer across cores.
@@ -15,6 +15,7 @@ const CHUNK: usize = 1 << 14;
 #[cfg(feature = "flex")]
 mod host {
     use super::*;
+    use burn::tensor::TensorPrimitive;
     use burn_flex::FlexTensor;
     use std::any::Any;
 

@@ -83,15 +83,6 @@ impl CopyRule {
             },
         }
     }
-
-    /// State buffers per copy element (momentum; first and second moments).
-    pub fn buffers(&self) -> usize {
-        match self {
-            CopyRule::Sgd { momentum, .. } if *momentum == 0.0 => 0,
-            CopyRule::Sgd { .. } => 1,
-            CopyRule::Adam { .. } | CopyRule::AdamW { .. } => 2,
-        }
-    }
 }
 
 /// One layer's optimiser state: on the host (CPU fast path) or as device tensors.
@@ -109,6 +100,8 @@ struct CopyState<B: Backend> {
 /// Updates every MK layer's copies from its kernel gradient and mixing coefficients.
 pub struct CopyOptimizer<B: Backend> {
     rule: CopyRule,
+    /// State buffers per copy element (momentum; Adam's two moments).
+    buffers: usize,
     /// Factor on the copies' gradients (MK's learning-rate compensation); weight decay is not
     /// scaled, exactly as scaling the gradient before a generic optimiser.
     grad_scale: f32,
@@ -121,6 +114,7 @@ impl<B: Backend> CopyOptimizer<B> {
     pub fn new(spec: &OptimizerSpec, grad_scale: f32) -> Self {
         Self {
             rule: CopyRule::new(spec),
+            buffers: spec.state_buffers(),
             grad_scale,
             states: HashMap::new(),
             tensor_path_only: false,
@@ -150,7 +144,7 @@ impl<B: Backend> CopyOptimizer<B> {
         let scaled: Vec<f32> = p.iter().map(|&p_i| p_i * self.grad_scale).collect();
         let state = self.states.entry(id).or_insert_with(|| CopyState {
             steps: 0,
-            buffers: Buffers::Host(vec![Vec::new(); rule.buffers()]),
+            buffers: Buffers::Host(vec![Vec::new(); self.buffers]),
         });
         state.steps += 1;
         let steps = state.steps;
@@ -246,10 +240,10 @@ impl<B: Backend> CopyOptimizer<B> {
             let id = ParamId::from(reader.u64()?);
             let steps = reader.u64()?;
             let count = reader.u64()? as usize;
-            if count != self.rule.buffers() {
+            if count != self.buffers {
                 return Err(format!(
                     "MK optimiser state has {count} buffers per layer, the optimiser needs {}",
-                    self.rule.buffers()
+                    self.buffers
                 ));
             }
             let mut buffers = Vec::with_capacity(count);

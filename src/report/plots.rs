@@ -255,6 +255,47 @@ fn k_sweep(
     Ok(out)
 }
 
+/// The MK training-step overhead against k, one line per benchmarked model, backend and
+/// machine, from the rows `reproduce bench` stored in `bench_dir`: `overhead-vs-k.{png,svg}`.
+pub fn overhead_figure(bench_dir: &Path, plots_dir: &Path) -> Result<Vec<PathBuf>> {
+    register_font();
+    let rows = crate::bench::stored_ratios(bench_dir)?;
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut series: Vec<Series> = Vec::new();
+    for (label, k, ratio) in rows {
+        match series.iter_mut().find(|s| s.label == label) {
+            Some(s) => s.points.entry(k).or_default().push(ratio),
+            None => series.push(Series {
+                label,
+                points: BTreeMap::from([(k, vec![ratio])]),
+            }),
+        }
+    }
+    let ks: Vec<i64> = series
+        .iter()
+        .flat_map(|s| s.points.keys().copied())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    series.push(Series {
+        label: format!("target {}", crate::report::claims::OVERHEAD_LIMIT),
+        points: ks
+            .iter()
+            .map(|&k| (k, vec![crate::report::claims::OVERHEAD_LIMIT]))
+            .collect(),
+    });
+    save(
+        plots_dir,
+        "overhead-vs-k",
+        "MK training step / baseline training step (reproduce bench)",
+        "k (copies per kernel)",
+        vec![(String::new(), "step time ratio".into(), series)],
+        SIZE,
+    )
+}
+
 /// `(epoch, train score, test score)` of every stored curve point, by run id.
 type Curves = HashMap<String, Vec<(i64, f64, f64)>>;
 

@@ -1,5 +1,6 @@
 //! Results: parquet storage of runs and curves, and provenance of each run.
 
+pub mod memory;
 pub mod provenance;
 pub mod store;
 

@@ -44,6 +44,10 @@ pub struct RunRecord {
     pub wall_clock_s: f64,
     /// Mean training step, evaluation excluded.
     pub step_ms: f64,
+    /// Bytes of the trained parameters (k copies for MK) and their optimiser state, f32.
+    pub state_bytes: Option<i64>,
+    /// Peak resident memory of the process during the run (host memory, Linux), bytes.
+    pub peak_rss_bytes: Option<i64>,
     /// `completed` or `diverged`.
     pub status: String,
     pub backend: String,
@@ -299,6 +303,8 @@ fn runs_frame(records: &[RunRecord]) -> Result<DataFrame> {
         "trained_params" => i(|r| r.trained_params),
         "wall_clock_s" => x(|r| r.wall_clock_s),
         "step_ms" => x(|r| r.step_ms),
+        "state_bytes" => records.iter().map(|r| r.state_bytes).collect::<Vec<Option<i64>>>(),
+        "peak_rss_bytes" => records.iter().map(|r| r.peak_rss_bytes).collect::<Vec<Option<i64>>>(),
         "status" => s(|r| &r.status),
         "backend" => s(|r| &r.backend),
         "device" => s(|r| &r.device),
@@ -401,6 +407,21 @@ fn records_from_frame(path: &Path, frame: &DataFrame) -> Result<Vec<RunRecord>> 
         floats("test_loss")?,
     );
     let (wall_clock_s, step_ms) = (floats("wall_clock_s")?, floats("step_ms")?);
+    // Files written before the memory columns existed did not measure it.
+    let optional_ints = |name: &str| -> Result<Vec<Option<i64>>> {
+        match frame.column(name) {
+            Err(_) => Ok(vec![None; frame.height()]),
+            Ok(c) => Ok(c
+                .i64()
+                .map_err(|_| missing(name, "integer"))?
+                .iter()
+                .collect()),
+        }
+    };
+    let (state_bytes, peak_rss_bytes) = (
+        optional_ints("state_bytes")?,
+        optional_ints("peak_rss_bytes")?,
+    );
     // Files written before the column existed had no teachers.
     let teacher_steps = if frame.column("teacher_steps").is_ok() {
         ints("teacher_steps")?
@@ -448,6 +469,8 @@ fn records_from_frame(path: &Path, frame: &DataFrame) -> Result<Vec<RunRecord>> 
             trained_params: trained_params[r],
             wall_clock_s: wall_clock_s[r],
             step_ms: step_ms[r],
+            state_bytes: state_bytes[r],
+            peak_rss_bytes: peak_rss_bytes[r],
             status: status[r].clone(),
             backend: backend[r].clone(),
             device: device[r].clone(),
@@ -490,6 +513,8 @@ pub(crate) mod tests {
             trained_params: 101_800,
             wall_clock_s: 1.5,
             step_ms: 2.0,
+            state_bytes: Some(814_400),
+            peak_rss_bytes: None,
             status: "completed".into(),
             backend: "flex".into(),
             device: "test".into(),

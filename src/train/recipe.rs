@@ -142,6 +142,15 @@ impl OptimizerSpec {
 
     /// Whether the update is linear in the gradient (plain or momentum SGD), which is when
     /// MK's learning-rate compensation applies.
+    /// Optimiser buffers kept per parameter (momentum; Adam's two moments).
+    pub fn state_buffers(&self) -> usize {
+        match self {
+            OptimizerSpec::Sgd { momentum, .. } if *momentum == 0.0 => 0,
+            OptimizerSpec::Sgd { .. } => 1,
+            OptimizerSpec::Adam { .. } | OptimizerSpec::AdamW { .. } => 2,
+        }
+    }
+
     pub fn is_sgd(&self) -> bool {
         matches!(self, OptimizerSpec::Sgd { .. })
     }

@@ -1,0 +1,254 @@
+//! Majority-kernel layers against the plain layers they replace, on real inputs.
+//!
+//! `cargo bench --bench mk_layers` (add `-- dense` etc. to filter). Groups:
+//! - `dense`: 784 -> 512 on flattened MNIST images;
+//! - `conv`: 3x3, 16 -> 16 channels on CIFAR-10 images after a fixed 3 -> 16 stem;
+//! - `attention_projection`: 128 -> 128 over 64 tokens of SST-2 sentences embedded by a fixed
+//!   random table (the Q/K/V/O shape of the bench encoder);
+//! - `update`: the optimiser step of one 512x512 kernel: burn's SGD (momentum 0.9) on the plain
+//!   kernel against the fused MK update of its k copies.
+//!
+//! `fwd_bwd` is forward, sum loss and backward; for MK it includes mixing the copies before the
+//! forward pass and taking the kernel gradient after. Plain and MK run at batch 32 and 128 and
+//! k in {2, 4, 8}; the ratio of an `mk_k*` line to the `plain` line of the same batch is the
+//! layer's overhead (`reproduce bench` prints whole-step ratios).
+
+use burn::backend::Autodiff;
+use burn::module::Module;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig, PaddingConfig2d};
+use burn::optim::{GradientsParams, Optimizer, SgdConfig, momentum::MomentumConfig};
+use burn::prelude::*;
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+use majority_kernels::backend::DefaultCpu;
+use majority_kernels::data::{self, Inputs, LoadOptions, TextOptions, shared_data_dir};
+use majority_kernels::mk::{Mixing, MkConv2d, MkInit, MkLinear, MkStep};
+use majority_kernels::train::OptimizerSpec;
+
+type B = Autodiff<DefaultCpu>;
+
+const BATCHES: [usize; 2] = [32, 128];
+const KS: [usize; 3] = [2, 4, 8];
+
+fn sgd() -> OptimizerSpec {
+    OptimizerSpec::Sgd {
+        lr: 0.01,
+        momentum: 0.9,
+        nesterov: false,
+        weight_decay: 0.0,
+    }
+}
+
+fn images(dataset: &str, n: usize) -> Tensor<B, 4> {
+    let dir = shared_data_dir().expect("benchmarks read ../shared/data");
+    let splits = data::load(dataset, &[dir], &LoadOptions::default()).expect("dataset loads");
+    let indices: Vec<usize> = (0..n).collect();
+    match splits.train.batch::<B>(&indices, &Default::default()).0 {
+        Inputs::Images(x) => x,
+        Inputs::Tokens { .. } => unreachable!("image dataset"),
+    }
+}
+
+/// Plain vs MK forward/backward of one layer type; `plain` and `mk` run the layer on the
+/// batch's input and return the loss.
+fn compare(
+    c: &mut Criterion,
+    group: &str,
+    plain: impl Fn(usize) -> Tensor<B, 1>,
+    mk: impl Fn(usize, usize) -> Tensor<B, 1>,
+) {
+    let mut g = c.benchmark_group(group);
+    g.sample_size(20)
+        .warm_up_time(std::time::Duration::from_millis(500))
+        .measurement_time(std::time::Duration::from_secs(2));
+    for batch in BATCHES {
+        g.bench_with_input(BenchmarkId::new("plain", batch), &batch, |b, &batch| {
+            b.iter(|| plain(batch).backward())
+        });
+        for k in KS {
+            g.bench_with_input(
+                BenchmarkId::new(format!("mk_k{k}"), batch),
+                &batch,
+                |b, &batch| b.iter(|| mk(k, batch)),
+            );
+        }
+    }
+    g.finish();
+}
+
+/// MK forward/backward of `layer` (mixing and kernel gradient included).
+fn mk_fwd_bwd<M: Module<B>>(
+    layer: &M,
+    step: &MkStep<B>,
+    k: usize,
+    forward: impl FnOnce(&majority_kernels::mk::MixedKernels<B>) -> Tensor<B, 1>,
+) -> Tensor<B, 1> {
+    let p = Mixing::default().draw_all(1, k, &mut StdRng::seed_from_u64(k as u64));
+    let kernels = step.mix(layer, &p);
+    let loss = forward(&kernels);
+    let grads = loss.backward();
+    let g = step.kernel_gradients(&kernels, &grads);
+    std::hint::black_box(g);
+    loss
+}
+
+fn dense(c: &mut Criterion) {
+    let x: Tensor<B, 2> = images("mnist", 128).flatten(1, 3);
+    let device = Default::default();
+    let base: Linear<B> = LinearConfig::new(784, 512).init(&device);
+    let layers: Vec<(MkLinear<B>, MkStep<B>)> = KS
+        .iter()
+        .map(|&k| {
+            let layer =
+                MkLinear::from_linear(&base, k, MkInit::Identical, &mut StdRng::seed_from_u64(0));
+            let step = MkStep::new(vec![layer.theta_id()], &sgd(), 1.0);
+            (layer, step)
+        })
+        .collect();
+    let input = |batch: usize| x.clone().slice(0..batch);
+    compare(
+        c,
+        "dense",
+        |batch| base.forward(input(batch)).sum(),
+        |k, batch| {
+            let (layer, step) = &layers[KS.iter().position(|&x| x == k).unwrap()];
+            mk_fwd_bwd(layer, step, k, |m| {
+                layer.forward(input(batch), Some(m)).sum()
+            })
+        },
+    );
+}
+
+fn conv(c: &mut Criterion) {
+    let device = Default::default();
+    let stem: Conv2d<B> = Conv2dConfig::new([3, 16], [3, 3])
+        .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+        .init(&device);
+    let x = stem.forward(images("cifar10", 128)).detach();
+    let base: Conv2d<B> = Conv2dConfig::new([16, 16], [3, 3])
+        .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+        .with_bias(false)
+        .init(&device);
+    let layers: Vec<(MkConv2d<B>, MkStep<B>)> = KS
+        .iter()
+        .map(|&k| {
+            let layer =
+                MkConv2d::from_conv(&base, k, MkInit::Identical, &mut StdRng::seed_from_u64(0));
+            let step = MkStep::new(vec![layer.theta_id()], &sgd(), 1.0);
+            (layer, step)
+        })
+        .collect();
+    let input = |batch: usize| x.clone().slice(0..batch);
+    compare(
+        c,
+        "conv",
+        |batch| base.forward(input(batch)).sum(),
+        |k, batch| {
+            let (layer, step) = &layers[KS.iter().position(|&x| x == k).unwrap()];
+            mk_fwd_bwd(layer, step, k, |m| {
+                layer.forward(input(batch), Some(m)).sum()
+            })
+        },
+    );
+}
+
+fn attention_projection(c: &mut Criterion) {
+    let device = Default::default();
+    let dir = shared_data_dir().expect("benchmarks read ../shared/data");
+    let options = LoadOptions {
+        text: Some(TextOptions {
+            tokenizer: "bert-base-uncased".into(),
+            max_len: 64,
+        }),
+        ..Default::default()
+    };
+    let splits = data::load("sst2", &[dir], &options).expect("SST-2 loads");
+    let indices: Vec<usize> = (0..128).collect();
+    let ids = match splits.train.batch::<B>(&indices, &device).0 {
+        Inputs::Tokens { ids, .. } => ids,
+        Inputs::Images(_) => unreachable!("text dataset"),
+    };
+    let table: Embedding<B> = EmbeddingConfig::new(30522, 128).init(&device);
+    let x = table.forward(ids).detach();
+    let base: Linear<B> = LinearConfig::new(128, 128).init(&device);
+    let layers: Vec<(MkLinear<B>, MkStep<B>)> = KS
+        .iter()
+        .map(|&k| {
+            let layer =
+                MkLinear::from_linear(&base, k, MkInit::Identical, &mut StdRng::seed_from_u64(0));
+            let step = MkStep::new(vec![layer.theta_id()], &sgd(), 1.0);
+            (layer, step)
+        })
+        .collect();
+    let input = |batch: usize| x.clone().slice(0..batch);
+    compare(
+        c,
+        "attention_projection",
+        |batch| base.forward(input(batch)).sum(),
+        |k, batch| {
+            let (layer, step) = &layers[KS.iter().position(|&x| x == k).unwrap()];
+            mk_fwd_bwd(layer, step, k, |m| {
+                layer.forward(input(batch), Some(m)).sum()
+            })
+        },
+    );
+}
+
+/// One optimiser step of a 512x512 kernel: burn's SGD with momentum on the plain kernel, or
+/// the fused update of k copies.
+fn update(c: &mut Criterion) {
+    let device = Default::default();
+    let x: Tensor<B, 2> = images("mnist", 32).flatten(1, 3).slice([0..32, 0..512]);
+    let mut g = c.benchmark_group("update");
+    g.sample_size(20)
+        .warm_up_time(std::time::Duration::from_millis(500))
+        .measurement_time(std::time::Duration::from_secs(2));
+    let plain: Linear<B> = LinearConfig::new(512, 512).with_bias(false).init(&device);
+    let mut optimizer = SgdConfig::new()
+        .with_momentum(Some(MomentumConfig {
+            momentum: 0.9,
+            dampening: 0.0,
+            nesterov: false,
+        }))
+        .init::<B, Linear<B>>();
+    let grads = plain.forward(x.clone()).sum().backward();
+    let weight_id = plain.weight.id;
+    let gradient = plain
+        .weight
+        .val()
+        .grad(&grads)
+        .expect("the kernel has a gradient");
+    let mut model = Some(plain);
+    g.bench_function("plain_sgd_momentum", |b| {
+        b.iter(|| {
+            let m = model.take().unwrap();
+            let mut grads = GradientsParams::new();
+            grads.register(weight_id, gradient.clone());
+            model = Some(optimizer.step(0.01, m, grads));
+        })
+    });
+    for k in KS {
+        let base: Linear<B> = LinearConfig::new(512, 512).with_bias(false).init(&device);
+        let layer =
+            MkLinear::from_linear(&base, k, MkInit::Identical, &mut StdRng::seed_from_u64(0));
+        let mut step = MkStep::new(vec![layer.theta_id()], &sgd(), 1.0);
+        let p = vec![1.0 / k as f32; k];
+        let kernels = step.mix(&layer, &p);
+        let grads = layer.forward(x.clone(), Some(&kernels)).sum().backward();
+        let gradient = step.kernel_gradients(&kernels, &grads);
+        let mut current = Some(layer);
+        g.bench_function(BenchmarkId::new("mk_fused_sgd_momentum", k), |b| {
+            b.iter(|| {
+                let layer = current.take().unwrap();
+                current = Some(step.update(layer, gradient.clone(), &p, 0.01));
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, dense, conv, attention_projection, update);
+criterion_main!(benches);

@@ -1,0 +1,55 @@
+//! Memory a run needed: the trained state's size, computed, and the process's peak resident
+//! memory, measured (Linux).
+
+/// Bytes of `trained_params` f32 parameters with `state_buffers` optimiser buffers each (k
+/// copies of every MK kernel are counted in `trained_params`, their momenta in the buffers).
+pub fn state_bytes(trained_params: usize, state_buffers: usize) -> i64 {
+    (trained_params * 4 * (1 + state_buffers)) as i64
+}
+
+/// Resets the process's peak resident memory to its current size, so that the next
+/// [`peak_rss_bytes`] covers one run only (Linux `clear_refs`; a no-op elsewhere).
+pub fn reset_peak_rss() {
+    #[cfg(target_os = "linux")]
+    {
+        let _ = std::fs::write("/proc/self/clear_refs", "5");
+    }
+}
+
+/// Peak resident memory of the process since start or the last [`reset_peak_rss`], in
+/// bytes; `None` where the system does not say (non-Linux). Host memory only: a GPU's memory
+/// is not included.
+pub fn peak_rss_bytes() -> Option<i64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: i64 = line
+        .trim_start_matches("VmHWM:")
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peak_memory_sees_a_large_allocation() {
+        reset_peak_rss();
+        let before = peak_rss_bytes();
+        let block = vec![1u8; 64 << 20];
+        std::hint::black_box(&block);
+        let after = peak_rss_bytes();
+        match (before, after) {
+            (Some(before), Some(after)) => {
+                assert!(after >= before + (60 << 20), "{before} -> {after}")
+            }
+            _ if cfg!(target_os = "linux") => panic!("Linux reports VmHWM"),
+            _ => {}
+        }
+        assert_eq!(state_bytes(1000, 2), 12_000);
+    }
+}
