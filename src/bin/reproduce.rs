@@ -10,6 +10,12 @@ use majority_kernels::bench::{self, BenchOptions};
 use majority_kernels::runner::{self, Mode, RunOptions};
 use majority_kernels::{Error, methods, with_backend};
 
+/// Tensor buffers are freed and reallocated every step; mimalloc reuses them where glibc's
+/// malloc returned them to the OS and faulted fresh zeroed pages in (about a third of a
+/// Transformer step on the CPU backend; README, Measurements).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Reproduce the Majority Kernels paper's tables: `reproduce table1 --profile quick`.
 #[derive(Parser)]
 #[command(version, about, long_about = None)]

@@ -1,7 +1,9 @@
-//! The majority-kernel half of a training step, for any model: mix every layer's copies
-//! before the forward pass, update them from the kernel gradients after the backward pass.
+//! The training step's work around the forward/backward pass, for any model: mix every
+//! majority kernel's copies before it, and update every parameter after it (MK copies from
+//! their kernel gradients, all others from their own gradients) with one fused optimiser.
 
 use burn::module::{AutodiffModule, ModuleMapper, ModuleVisitor, Param, ParamId};
+use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 
@@ -11,19 +13,23 @@ use crate::train::OptimizerSpec;
 
 type Inner<B> = <B as AutodiffBackend>::InnerBackend;
 
-/// Mixes and updates the copies of the MK parameters `ids` of a model.
+/// Mixes the copies of the MK parameters `ids` of a model and updates all its parameters.
 pub struct MkStep<B: AutodiffBackend> {
     ids: Vec<ParamId>,
+    /// Factor on the MK copies' gradients (learning-rate compensation).
+    grad_scale: f32,
     optimizer: CopyOptimizer<Inner<B>>,
 }
 
 impl<B: AutodiffBackend> MkStep<B> {
-    /// For the copies `ids` (in the order of the rows of every step's `p`), updated by the
-    /// optimiser `spec` with the copies' gradients multiplied by `grad_scale`.
+    /// For the copies `ids` (in the order of the rows of every step's `p`; empty for a plain
+    /// model), updated by the optimiser `spec` with the copies' gradients multiplied by
+    /// `grad_scale`.
     pub fn new(ids: Vec<ParamId>, spec: &OptimizerSpec, grad_scale: f32) -> Self {
         Self {
             ids,
-            optimizer: CopyOptimizer::new(spec, grad_scale),
+            grad_scale,
+            optimizer: CopyOptimizer::new(spec),
         }
     }
 
@@ -106,18 +112,22 @@ impl<B: AutodiffBackend> MkStep<B> {
         kernels.gradients(&self.ids, grads)
     }
 
-    /// Updates every layer's copies from its kernel gradient and its row of `p`.
+    /// Updates every parameter: each MK layer's copies from its kernel gradient and its row
+    /// of `p`, every other parameter with a gradient in `grads` from that gradient.
     pub fn update<M: AutodiffModule<B>>(
         &mut self,
         model: M,
-        gradients: Vec<Tensor<Inner<B>, 2>>,
+        kernel_gradients: Vec<Tensor<Inner<B>, 2>>,
         p: &[f32],
+        grads: GradientsParams,
         lr: f64,
     ) -> M {
         struct Update<'a, B: AutodiffBackend> {
             ids: &'a [ParamId],
-            gradients: Vec<Option<Tensor<Inner<B>, 2>>>,
+            kernel_gradients: Vec<Option<Tensor<Inner<B>, 2>>>,
             p: &'a [f32],
+            grads: GradientsParams,
+            grad_scale: f32,
             lr: f64,
             optimizer: &'a mut CopyOptimizer<Inner<B>>,
         }
@@ -126,35 +136,45 @@ impl<B: AutodiffBackend> MkStep<B> {
                 &mut self,
                 param: Param<Tensor<B, D>>,
             ) -> Param<Tensor<B, D>> {
-                let Some(row) = self.ids.iter().position(|id| *id == param.id) else {
-                    return param;
+                let (gradient, p, scale) = match self.ids.iter().position(|id| *id == param.id) {
+                    Some(row) => {
+                        let k = param.dims()[0];
+                        let gradient = self.kernel_gradients[row]
+                            .take()
+                            .expect("one gradient per MK parameter");
+                        (gradient, &self.p[row * k..(row + 1) * k], self.grad_scale)
+                    }
+                    None => match self.grads.remove::<Inner<B>, D>(param.id) {
+                        Some(g) => (g.reshape([1, -1]), &[1.0f32][..], 1.0),
+                        None => return param,
+                    },
                 };
                 let (id, tensor, mapper) = param.consume();
-                let gradient = self.gradients[row]
-                    .take()
-                    .expect("one gradient per MK parameter");
                 let dims = tensor.dims();
-                let copies = tensor.inner();
-                let k = dims[0];
-                let flat = copies.reshape([k as i64, -1]);
-                let p = &self.p[row * k..(row + 1) * k];
-                let updated = self.optimizer.step(self.lr, id, flat, gradient, p);
+                let flat = tensor.inner().reshape([p.len() as i64, -1]);
+                let updated = self.optimizer.step(self.lr, id, flat, gradient, p, scale);
                 let tensor = Tensor::<B, D>::from_inner(updated.reshape(dims)).require_grad();
                 Param::from_mapped_value(id, tensor, mapper)
             }
         }
-        assert_eq!(gradients.len(), self.ids.len(), "one gradient per layer");
+        assert_eq!(
+            kernel_gradients.len(),
+            self.ids.len(),
+            "one gradient per layer"
+        );
         let mut update = Update::<B> {
             ids: &self.ids,
-            gradients: gradients.into_iter().map(Some).collect(),
+            kernel_gradients: kernel_gradients.into_iter().map(Some).collect(),
             p,
+            grads,
+            grad_scale: self.grad_scale,
             lr,
             optimizer: &mut self.optimizer,
         };
         model.map(&mut update)
     }
 
-    /// Saves the copies' optimiser state (see [`CopyOptimizer::save`]).
+    /// Saves the optimiser state (see [`CopyOptimizer::save`]).
     pub fn save(&self, path: &std::path::Path) -> std::io::Result<()> {
         self.optimizer.save(path)
     }
@@ -235,7 +255,6 @@ mod tests {
         labels: Tensor<B, 1, Int>,
         p: &[f32],
         spec: &OptimizerSpec,
-        optimizer: &mut AnyOptimizer<M, B>,
     ) -> M {
         let kernels = mk.mix(&model, p);
         let device = labels.device();
@@ -245,8 +264,7 @@ mod tests {
         let grads = loss.backward();
         let gradients = mk.kernel_gradients(&kernels, &grads);
         let grads = GradientsParams::from_grads(grads, &model);
-        let model = optimizer.step(spec.lr(), model, grads);
-        mk.update(model, gradients, p, spec.lr())
+        mk.update(model, gradients, p, grads, spec.lr())
     }
 
     fn flat_params<M: Module<B>>(model: &M) -> Vec<f32> {
@@ -324,49 +342,51 @@ mod tests {
                 let small =
                     model_spec.build::<B>(&train, &mut stream_rng(0, Stream::Init), &device);
                 let k = 3;
-                let model = small.to_mk(k, MkInit::Independent, &mut StdRng::seed_from_u64(1));
-                let ids = model.mk_kernel_ids();
-                let grad_scale = 2.0;
-                for tensor_path in [false, true] {
-                    let mut mk = MkStep::<B>::new(ids.clone(), spec, grad_scale);
-                    if tensor_path {
-                        mk = mk.tensor_path_only();
-                    }
-                    let (mut reference, mut fused) = (model.clone(), model.clone());
-                    let mut reference_opt = AnyOptimizer::new(spec);
-                    let mut fused_opt = AnyOptimizer::new(spec);
-                    let mut rng = StdRng::seed_from_u64(2);
-                    for step in 0..3 {
-                        let (inputs, labels) =
-                            train.batch::<B>(&[step * 4, step * 4 + 1, step * 4 + 2], &device);
-                        let p = Mixing::default().draw_all(ids.len(), k, &mut rng);
-                        reference = reference_step(
-                            reference,
-                            &ids,
-                            inputs.clone(),
-                            labels.clone(),
-                            &p,
-                            spec,
-                            &mut reference_opt,
-                            grad_scale,
+                let mk_model = small.to_mk(k, MkInit::Independent, &mut StdRng::seed_from_u64(1));
+                // The plain model too: every parameter goes through the fused optimiser.
+                for model in [small, mk_model] {
+                    let ids = model.mk_kernel_ids();
+                    let grad_scale = 2.0;
+                    for tensor_path in [false, true] {
+                        let mut mk = MkStep::<B>::new(ids.clone(), spec, grad_scale);
+                        if tensor_path {
+                            mk = mk.tensor_path_only();
+                        }
+                        let (mut reference, mut fused) = (model.clone(), model.clone());
+                        let mut reference_opt = AnyOptimizer::new(spec);
+                        let mut rng = StdRng::seed_from_u64(2);
+                        for step in 0..3 {
+                            let (inputs, labels) =
+                                train.batch::<B>(&[step * 4, step * 4 + 1, step * 4 + 2], &device);
+                            let p = Mixing::default().draw_all(ids.len(), k, &mut rng);
+                            reference = reference_step(
+                                reference,
+                                &ids,
+                                inputs.clone(),
+                                labels.clone(),
+                                &p,
+                                spec,
+                                &mut reference_opt,
+                                grad_scale,
+                            );
+                            fused = fused_step(fused, &mut mk, inputs, labels, &p, spec);
+                        }
+                        let (a, b) = (flat_params(&reference), flat_params(&fused));
+                        assert_eq!(a.len(), b.len());
+                        let worst = a
+                            .iter()
+                            .zip(&b)
+                            .map(|(x, y)| (x - y).abs() / (1e-3 + x.abs()))
+                            .fold(0.0f32, f32::max);
+                        // Float summation order differs (Adam's normalisation amplifies it where a
+                        // gradient is tiny); a wrong formula or decay is off by a whole update (~1e-2).
+                        assert!(
+                            worst < 1e-3,
+                            "{} (MK layers: {}) with {spec:?} (tensor path: {tensor_path}): relative difference {worst}",
+                            model_spec.label(&train),
+                            ids.len()
                         );
-                        fused =
-                            fused_step(fused, &mut mk, inputs, labels, &p, spec, &mut fused_opt);
                     }
-                    let (a, b) = (flat_params(&reference), flat_params(&fused));
-                    assert_eq!(a.len(), b.len());
-                    let worst = a
-                        .iter()
-                        .zip(&b)
-                        .map(|(x, y)| (x - y).abs() / (1e-3 + x.abs()))
-                        .fold(0.0f32, f32::max);
-                    // Float summation order differs (Adam's normalisation amplifies it where a
-                    // gradient is tiny); a wrong formula or decay is off by a whole update (~1e-2).
-                    assert!(
-                        worst < 1e-3,
-                        "{} with {spec:?} (tensor path: {tensor_path}): relative difference {worst}",
-                        model_spec.label(&train)
-                    );
                 }
             }
         }
@@ -387,20 +407,20 @@ mod tests {
         let theta = || Tensor::<I, 2>::from_data(TensorData::new(vec![0.5f32; 6], [2, 3]), &device);
         let grad =
             || Tensor::<I, 2>::from_data(TensorData::new(vec![0.1f32, -0.2, 0.3], [1, 3]), &device);
-        let mut first = CopyOptimizer::<I>::new(&spec, 1.0);
-        let after_one = first.step(0.01, id, theta(), grad(), &[0.25, 0.75]);
+        let mut first = CopyOptimizer::<I>::new(&spec);
+        let after_one = first.step(0.01, id, theta(), grad(), &[0.25, 0.75], 1.0);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("mk.bin");
         first.save(&path).unwrap();
-        let mut resumed = CopyOptimizer::<I>::new(&spec, 1.0);
+        let mut resumed = CopyOptimizer::<I>::new(&spec);
         resumed.load(&path).unwrap();
         let a: Vec<f32> = first
-            .step(0.01, id, after_one.clone(), grad(), &[0.5, 0.5])
+            .step(0.01, id, after_one.clone(), grad(), &[0.5, 0.5], 1.0)
             .into_data()
             .to_vec()
             .unwrap();
         let b: Vec<f32> = resumed
-            .step(0.01, id, after_one, grad(), &[0.5, 0.5])
+            .step(0.01, id, after_one, grad(), &[0.5, 0.5], 1.0)
             .into_data()
             .to_vec()
             .unwrap();

@@ -1,4 +1,4 @@
-//! The optimiser of majority-kernel copies, driven by the kernel gradient.
+//! The training loop's optimiser, driven for majority kernels by the kernel gradient.
 //!
 //! With `W = sum_i p_i theta_i`, the gradient of copy i is `p_i G` (`G = dL/dW`). Instead of
 //! materialising those k gradients and running a generic optimiser over them (one pass over k
@@ -7,6 +7,10 @@
 //! once, write them once. On the CPU backend the pass runs in place on the host buffers; on
 //! other backends it is the same formulas as tensor operations. Tested against burn's own
 //! optimisers differentiating through the mixture.
+//!
+//! Every other parameter (plain layers, biases, norms, embeddings; the whole baseline model)
+//! is one copy with `p = [1]`, so MK and the baseline are updated by the same code and a step
+//! time ratio measures MK, not two optimiser implementations.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -102,20 +106,16 @@ pub struct CopyOptimizer<B: Backend> {
     rule: CopyRule,
     /// State buffers per copy element (momentum; Adam's two moments).
     buffers: usize,
-    /// Factor on the copies' gradients (MK's learning-rate compensation); weight decay is not
-    /// scaled, exactly as scaling the gradient before a generic optimiser.
-    grad_scale: f32,
     states: HashMap<ParamId, CopyState<B>>,
     /// Skip the host fast path (tests of the tensor path on the CPU backend).
     tensor_path_only: bool,
 }
 
 impl<B: Backend> CopyOptimizer<B> {
-    pub fn new(spec: &OptimizerSpec, grad_scale: f32) -> Self {
+    pub fn new(spec: &OptimizerSpec) -> Self {
         Self {
             rule: CopyRule::new(spec),
             buffers: spec.state_buffers(),
-            grad_scale,
             states: HashMap::new(),
             tensor_path_only: false,
         }
@@ -128,8 +128,11 @@ impl<B: Backend> CopyOptimizer<B> {
     }
 
     /// One update of the copies `theta` (`[k, n]`) of parameter `id`, given `grad = dL/dW`
-    /// (`[1, n]`) for the kernel mixed with `p`. Returns the updated copies (in place on the
-    /// CPU backend when `theta` is not shared).
+    /// (`[1, n]`) for the kernel mixed with `p`, the copies' gradients multiplied by
+    /// `grad_scale` (MK's learning-rate compensation; weight decay is not scaled, exactly as
+    /// scaling the gradient before a generic optimiser). A plain parameter is `k = 1`,
+    /// `p = [1]`, `grad_scale = 1`. Returns the updated copies (in place on the CPU backend
+    /// when `theta` is not shared).
     pub fn step(
         &mut self,
         lr: f64,
@@ -137,11 +140,12 @@ impl<B: Backend> CopyOptimizer<B> {
         theta: Tensor<B, 2>,
         grad: Tensor<B, 2>,
         p: &[f32],
+        grad_scale: f32,
     ) -> Tensor<B, 2> {
         let [k, n] = theta.dims();
         assert_eq!(p.len(), k, "one coefficient per copy");
         let rule = self.rule;
-        let scaled: Vec<f32> = p.iter().map(|&p_i| p_i * self.grad_scale).collect();
+        let scaled: Vec<f32> = p.iter().map(|&p_i| p_i * grad_scale).collect();
         let state = self.states.entry(id).or_insert_with(|| CopyState {
             steps: 0,
             buffers: Buffers::Host(vec![Vec::new(); self.buffers]),
@@ -187,8 +191,11 @@ impl<B: Backend> CopyOptimizer<B> {
         let Buffers::Device(buffers) = &mut state.buffers else {
             unreachable!("moved to the device above")
         };
-        let p_column = Tensor::<B, 2>::from_data(TensorData::new(scaled, [k, 1]), &device);
-        let gradient = p_column.matmul(grad);
+        let gradient = if k == 1 && scaled[0] == 1.0 {
+            grad
+        } else {
+            Tensor::<B, 2>::from_data(TensorData::new(scaled, [k, 1]), &device).matmul(grad)
+        };
         tensor_update(rule, lr, steps, theta, gradient, buffers)
     }
 

@@ -31,9 +31,8 @@ pub struct LoopState {
 }
 
 pub(crate) const MODEL: &str = "model";
-pub(crate) const OPTIMIZER: &str = "optimizer";
-/// The MK copies' optimiser state (absent for plain models).
-pub(crate) const MK_OPTIMIZER: &str = "mk-optimizer.bin";
+/// The optimiser state of every parameter (`CopyOptimizer`'s format).
+pub(crate) const OPTIMIZER: &str = "optimizer-state.bin";
 const STATE: &str = "state.json";
 
 impl CheckpointDir {

@@ -16,9 +16,8 @@ use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
 use super::adversary::{Adversary, adversarial_mix};
-use super::checkpoint::{CheckpointDir, LoopState, MK_OPTIMIZER, MODEL, OPTIMIZER};
+use super::checkpoint::{CheckpointDir, LoopState, MODEL, OPTIMIZER};
 use super::eval::{Metrics, evaluate};
-use super::optim::AnyOptimizer;
 use super::recipe::{OptimizerSpec, ScheduleSpec};
 use crate::data::{Augmentation, Examples};
 use crate::error::{Error, Result};
@@ -182,7 +181,6 @@ where
     M: Classifier<B> + AutodiffModule<B>,
     M::InnerModule: Classifier<B::InnerBackend>,
 {
-    let mut optimizer = AnyOptimizer::<M, B>::new(&settings.optimizer);
     let loss_fn = CrossEntropyLossConfig::new()
         .with_smoothing((settings.label_smoothing > 0.0).then_some(settings.label_smoothing as f32))
         .init(device);
@@ -202,9 +200,6 @@ where
         model = model
             .load_file(folder.join(MODEL), &Recorder::new(), device)
             .map_err(unreadable)?;
-        optimizer = optimizer
-            .load(&folder.join(OPTIMIZER), device)
-            .map_err(unreadable)?;
         log.steps = state.steps;
         log.train_seconds = state.train_seconds;
         log.points = state.points;
@@ -212,19 +207,29 @@ where
         progress.set_position(log.steps as u64);
     }
 
-    // After a resume: loading a checkpoint restores the saved parameter ids.
-    let mut mk = MkStep::<B>::new(
+    // After a resume: loading a checkpoint restores the saved parameter ids. One optimiser
+    // updates every parameter (MK copies from their kernels' gradients), for MK and plain
+    // models alike.
+    let mut optimizer = MkStep::<B>::new(
         model.mk_kernel_ids(),
         &settings.optimizer,
         settings.mk_grad_scale,
     );
     if let Some(folder) = checkpoint
         .and_then(CheckpointDir::latest)
-        .filter(|_| layers > 0 && log.resumed_after_epoch > 0)
+        .filter(|_| log.resumed_after_epoch > 0)
     {
-        let path = folder.join(MK_OPTIMIZER);
-        mk.load(&path)
-            .map_err(|e| Error::data(&path, format!("unreadable checkpoint: {e}")))?;
+        let path = folder.join(OPTIMIZER);
+        optimizer.load(&path).map_err(|e| {
+            Error::data(
+                &path,
+                format!(
+                    "unreadable checkpoint ({e}); a checkpoint written by an older version \
+                     cannot be resumed: delete {} to start the run over",
+                    folder.display()
+                ),
+            )
+        })?;
     }
     'epochs: for epoch in log.resumed_after_epoch + 1..=settings.epochs {
         let mut order: Vec<usize> = (0..data.train.len()).collect();
@@ -252,7 +257,7 @@ where
                 match settings.adversary {
                     Some(adversary) => adversarial_mix(
                         &model,
-                        &mk,
+                        &optimizer,
                         inputs.clone(),
                         labels.clone(),
                         draws,
@@ -261,7 +266,7 @@ where
                     None => draws,
                 }
             });
-            let kernels = p.as_ref().map(|p| mk.mix(&model, p));
+            let kernels = p.as_ref().map(|p| optimizer.mix(&model, p));
             let logits = model.forward(inputs, kernels.as_ref());
             let loss = match (settings.distillation, data.soft_targets) {
                 (Some(distillation), Some(targets)) => {
@@ -290,14 +295,17 @@ where
                 progress.set_message(format!("epoch {epoch}/{} loss {value:.4}", settings.epochs));
             }
             let grads = loss.backward();
-            // The copies are updated from their kernels' gradients by the fused MK optimiser;
-            // everything else (biases, norms, plain layers) by the recipe's optimiser.
-            let kernel_gradients = kernels.as_ref().map(|kr| mk.kernel_gradients(kr, &grads));
+            let kernel_gradients = kernels
+                .as_ref()
+                .map_or_else(Vec::new, |kr| optimizer.kernel_gradients(kr, &grads));
             let grads = GradientsParams::from_grads(grads, &model);
-            model = optimizer.step(lr, model, grads);
-            if let (Some(gradients), Some(p)) = (kernel_gradients, &p) {
-                model = mk.update(model, gradients, p, lr);
-            }
+            model = optimizer.update(
+                model,
+                kernel_gradients,
+                p.as_deref().unwrap_or_default(),
+                grads,
+                lr,
+            );
             progress.inc(1);
         }
         log.train_seconds += started.elapsed().as_secs_f64();
@@ -336,12 +344,8 @@ where
                     .clone()
                     .save_file(folder.join(MODEL), &Recorder::new())
                     .map_err(failed)?;
-                optimizer.save(&folder.join(OPTIMIZER)).map_err(failed)?;
-                if layers > 0 {
-                    let path = folder.join(MK_OPTIMIZER);
-                    mk.save(&path).map_err(|e| Error::io(&path, e))?;
-                }
-                Ok(())
+                let path = folder.join(OPTIMIZER);
+                optimizer.save(&path).map_err(|e| Error::io(&path, e))
             })?;
         }
     }
