@@ -5,8 +5,8 @@
 //! - `conv`: 3x3, 16 -> 16 channels on CIFAR-10 images after a fixed 3 -> 16 stem;
 //! - `attention_projection`: 128 -> 128 over 64 tokens of SST-2 sentences embedded by a fixed
 //!   random table (the Q/K/V/O shape of the bench encoder);
-//! - `update`: the optimiser step of one 512x512 kernel: burn's SGD (momentum 0.9) on the plain
-//!   kernel against the fused MK update of its k copies.
+//! - `update`: the optimiser step of one 512x512 kernel (SGD, momentum 0.9): burn's optimiser
+//!   and the harness's fused one on the plain kernel, and the fused update of k copies.
 //!
 //! `fwd_bwd` is forward, sum loss and backward; for MK it includes mixing the copies before the
 //! forward pass and taking the kernel gradient after. Plain and MK run at batch 32 and 128 and
@@ -222,12 +222,24 @@ fn update(c: &mut Criterion) {
         .grad(&grads)
         .expect("the kernel has a gradient");
     let mut model = Some(plain);
-    g.bench_function("plain_sgd_momentum", |b| {
+    g.bench_function("plain_burn_sgd_momentum", |b| {
         b.iter(|| {
             let m = model.take().unwrap();
             let mut grads = GradientsParams::new();
             grads.register(weight_id, gradient.clone());
             model = Some(optimizer.step(0.01, m, grads));
+        })
+    });
+    // The harness's optimiser on the same plain kernel (one copy, p = [1]).
+    let plain: Linear<B> = LinearConfig::new(512, 512).with_bias(false).init(&device);
+    let mut fused = MkStep::<B>::new(Vec::new(), &sgd(), 1.0);
+    let mut current = Some(plain);
+    g.bench_function("plain_fused_sgd_momentum", |b| {
+        b.iter(|| {
+            let layer = current.take().unwrap();
+            let mut grads = GradientsParams::new();
+            grads.register(layer.weight.id, gradient.clone());
+            current = Some(fused.update(layer, Vec::new(), &[], grads, 0.01));
         })
     });
     for k in KS {
@@ -238,12 +250,18 @@ fn update(c: &mut Criterion) {
         let p = vec![1.0 / k as f32; k];
         let kernels = step.mix(&layer, &p);
         let grads = layer.forward(x.clone(), Some(&kernels)).sum().backward();
-        let gradient = step.kernel_gradients(&kernels, &grads);
+        let kernel_gradient = step.kernel_gradients(&kernels, &grads);
         let mut current = Some(layer);
         g.bench_function(BenchmarkId::new("mk_fused_sgd_momentum", k), |b| {
             b.iter(|| {
                 let layer = current.take().unwrap();
-                current = Some(step.update(layer, gradient.clone(), &p, 0.01));
+                current = Some(step.update(
+                    layer,
+                    kernel_gradient.clone(),
+                    &p,
+                    GradientsParams::new(),
+                    0.01,
+                ));
             })
         });
     }
