@@ -30,6 +30,10 @@ use majority_kernels::train::OptimizerSpec;
 
 type B = Autodiff<DefaultCpu>;
 
+/// The allocator `reproduce` runs with, so layer times match its steps.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const BATCHES: [usize; 2] = [32, 128];
 const KS: [usize; 3] = [2, 4, 8];
 
