@@ -57,7 +57,7 @@ impl Family {
     /// Timed steps per measurement when not given: about a second of work on the 2-core CPU.
     pub fn default_steps(&self) -> usize {
         match self {
-            Family::Mlp => 60,
+            Family::Mlp => 200,
             Family::Resnet => 4,
             Family::Transformer => 4,
         }
@@ -85,6 +85,9 @@ pub struct BenchOptions {
     pub out_dir: Option<PathBuf>,
     /// Folder of the overhead figure (`None`: not drawn).
     pub plots_dir: Option<PathBuf>,
+    /// CSV written by `benches/reference/pytorch_step.py` on the same machine: printed beside
+    /// this run as framework ratios.
+    pub reference: Option<PathBuf>,
 }
 
 /// The Transformer that `bench --family transformer` times (table4's quick encoder).
@@ -172,6 +175,9 @@ pub fn run(options: &BenchOptions) -> Result<String> {
             row.first_step_s,
         ));
     }
+    if let Some(path) = &options.reference {
+        out.push_str(&reference_table(path, &rows)?);
+    }
     if let Some(dir) = &options.out_dir {
         let path = dir.join(format!("{}-{}.parquet", options.backend, slug(&machine)));
         write_rows(&path, &rows, options.backend, &machine, threads)?;
@@ -181,6 +187,66 @@ pub fn run(options: &BenchOptions) -> Result<String> {
                 out.push_str(&format!("figure: {}\n", file.display()));
             }
         }
+    }
+    Ok(out)
+}
+
+/// The rows of a reference CSV (`family`, `k`, `baseline_ms`, `mk_ms`, `dtype`, `torch`) beside
+/// this run's: ours / reference step time, and both MK ratios.
+fn reference_table(path: &Path, rows: &[BenchRow]) -> Result<String> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
+    let column = |name: &str| {
+        header.iter().position(|h| *h == name).ok_or_else(|| {
+            Error::data(
+                path,
+                format!("reference CSV has no `{name}` column (expected the output of benches/reference/pytorch_step.py)"),
+            )
+        })
+    };
+    let (family, k, baseline, mk) = (
+        column("family")?,
+        column("k")?,
+        column("baseline_ms")?,
+        column("mk_ms")?,
+    );
+    let (dtype, torch) = (column("dtype")?, column("torch")?);
+    let mut out = String::from(
+        "\nAgainst the reference (same machine, separate process):\n\n\
+         | family | k | ours baseline ms | reference baseline ms | ours / reference | ours MK ratio | reference MK ratio | reference |\n\
+         |---|---:|---:|---:|---:|---:|---:|---|\n",
+    );
+    for (n, line) in lines.enumerate() {
+        let fields: Vec<&str> = line.split(',').collect();
+        let number = |i: usize| -> Result<f64> {
+            fields.get(i).and_then(|v| v.parse().ok()).ok_or_else(|| {
+                Error::data(
+                    path,
+                    format!("line {}: expected a number in column {}", n + 2, i + 1),
+                )
+            })
+        };
+        let (ref_base, ref_mk) = (number(baseline)?, number(mk)?);
+        let ref_k = number(k)? as usize;
+        let Some(ours) = rows
+            .iter()
+            .find(|r| Some(r.family.as_str()) == fields.get(family).copied() && r.k == ref_k)
+        else {
+            continue;
+        };
+        out.push_str(&format!(
+            "| {} | {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | PyTorch {} {} |\n",
+            ours.family,
+            ours.k,
+            ours.baseline_ms,
+            ref_base,
+            ours.baseline_ms / ref_base,
+            ours.ratio(),
+            ref_mk / ref_base,
+            fields.get(torch).unwrap_or(&"?"),
+            fields.get(dtype).unwrap_or(&"?"),
+        ));
     }
     Ok(out)
 }
@@ -507,5 +573,48 @@ mod tests {
             ]
         );
         assert_eq!(slug("vm (AMD EPYC, 2 threads)"), "vm-amd-epyc-2-threads");
+    }
+
+    #[test]
+    fn reference_rows_are_matched_by_family_and_k() {
+        let dir = tempfile::tempdir().unwrap();
+        let csv = dir.path().join("ref.csv");
+        std::fs::write(
+            &csv,
+            "family,batch,k,dtype,device,threads,baseline_ms,mk_ms,ratio,torch,host,cpu\n\
+             mlp,128,4,fp32,cpu,2,4.0,6.0,1.5,2.11.0,vm,x86_64\n\
+             resnet,128,4,fp32,cpu,2,100.0,101.0,1.01,2.11.0,vm,x86_64\n",
+        )
+        .unwrap();
+        let row = BenchRow {
+            family: "mlp".into(),
+            model: "mlp-784-512-512-10".into(),
+            dataset: "mnist".into(),
+            optimizer: "sgd-momentum".into(),
+            batch: 128,
+            k: 4,
+            baseline_ms: 2.0,
+            mk_ms: 2.5,
+            first_step_s: 0.0,
+            steps: 1,
+            repeats: 1,
+        };
+        let table = reference_table(&csv, &[row]).unwrap();
+        assert!(
+            table.contains(
+                "| mlp | 4 | 2.000 | 4.000 | 0.500 | 1.250 | 1.500 | PyTorch 2.11.0 fp32 |"
+            ),
+            "{table}"
+        );
+        assert!(
+            !table.contains("| resnet"),
+            "no row of ours to compare: {table}"
+        );
+        std::fs::write(&csv, "family,k\nmlp,4\n").unwrap();
+        let err = reference_table(&csv, &[]).unwrap_err().to_string();
+        assert!(
+            err.contains("baseline_ms") && err.contains("ref.csv"),
+            "{err}"
+        );
     }
 }

@@ -261,7 +261,7 @@ def main():
     device = torch.device(args.device)
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16}[args.dtype]
     ks = [int(k) for k in args.k.split(",")]
-    default_steps = {"mlp": 60, "resnet": 4, "transformer": 4}
+    default_steps = {"mlp": 200, "resnet": 4, "transformer": 4}
     rows = []
     for family in args.family.split(","):
         steps = args.steps or default_steps[family]

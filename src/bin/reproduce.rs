@@ -143,6 +143,9 @@ struct BenchArgs {
     /// Print only; write neither parquet nor figure.
     #[arg(long)]
     no_save: bool,
+    /// CSV from `benches/reference/pytorch_step.py` on this machine, printed beside the run.
+    #[arg(long, value_name = "CSV")]
+    reference: Option<PathBuf>,
 }
 
 /// Commands that read stored results only.
@@ -271,6 +274,7 @@ fn main() -> ExitCode {
                 repeats: args.repeats,
                 out_dir: (!args.no_save).then_some(args.out_dir),
                 plots_dir: (!args.no_save).then_some(args.plots_dir),
+                reference: args.reference,
             })
         }),
         Command::Claims(args) => majority_kernels::report::claims::run(
