@@ -16,18 +16,6 @@ use majority_kernels::{Error, methods, with_backend};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// mimalloc v3's `mi_option_purge_delay` (the enum's 16th entry; the bindings name no
-/// constant for it).
-const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-
-/// Keeps freed memory mapped: mimalloc's default purge after 10 ms hands a step's buffers
-/// back to the OS before the next step asks for them again (measured 6-10% of a ResNet or
-/// Transformer step on the CPU backend). A training process wants its peak memory anyway.
-fn keep_freed_memory() {
-    // SAFETY: sets an allocator option; no memory is touched.
-    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
-}
-
 /// Reproduce the Majority Kernels paper's tables: `reproduce table1 --profile quick`.
 #[derive(Parser)]
 #[command(version, about, long_about = None)]
@@ -237,7 +225,7 @@ fn run_options(args: ExperimentArgs, mode: Mode) -> Result<RunOptions, Error> {
 }
 
 fn main() -> ExitCode {
-    keep_freed_memory();
+    majority_kernels::results::memory::keep_freed_memory();
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Experiment(words) => {
