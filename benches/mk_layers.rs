@@ -14,7 +14,7 @@
 //! layer's overhead (`reproduce bench` prints whole-step ratios).
 
 use burn::backend::Autodiff;
-use burn::module::Module;
+use burn::module::{Module, ParamId};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::optim::{GradientsParams, Optimizer, SgdConfig, momentum::MomentumConfig};
@@ -25,7 +25,7 @@ use rand::rngs::StdRng;
 
 use majority_kernels::backend::DefaultCpu;
 use majority_kernels::data::{self, Inputs, LoadOptions, TextOptions, shared_data_dir};
-use majority_kernels::mk::{Mixing, MkConv2d, MkInit, MkLinear, MkStep};
+use majority_kernels::mk::{MixedKernels, Mixing, MkConv2d, MkInit, MkLinear, MkStep};
 use majority_kernels::train::OptimizerSpec;
 
 type B = Autodiff<DefaultCpu>;
@@ -56,14 +56,24 @@ fn images(dataset: &str, n: usize) -> Tensor<B, 4> {
     }
 }
 
-/// Plain vs MK forward/backward of one layer type; `plain` and `mk` run the layer on the
-/// batch's input and return the loss.
-fn compare(
+/// Plain vs MK forward/backward of one layer type at every batch and k: `plain(batch)` runs
+/// the plain layer to a loss; `make_mk(k)` builds the MK layer (and its copies' id), which
+/// `mk(layer, batch, kernels)` runs to a loss. The MK side includes mixing the copies before
+/// the forward pass and taking the kernel gradient after.
+fn compare<L: Module<B>>(
     c: &mut Criterion,
     group: &str,
     plain: impl Fn(usize) -> Tensor<B, 1>,
-    mk: impl Fn(usize, usize) -> Tensor<B, 1>,
+    make_mk: impl Fn(usize) -> (L, ParamId),
+    mk: impl Fn(&L, usize, &MixedKernels<B>) -> Tensor<B, 1>,
 ) {
+    let layers: Vec<(L, MkStep<B>)> = KS
+        .iter()
+        .map(|&k| {
+            let (layer, id) = make_mk(k);
+            (layer, MkStep::new(vec![id], &sgd(), 1.0))
+        })
+        .collect();
     let mut g = c.benchmark_group(group);
     g.sample_size(20)
         .warm_up_time(std::time::Duration::from_millis(500))
@@ -72,58 +82,41 @@ fn compare(
         g.bench_with_input(BenchmarkId::new("plain", batch), &batch, |b, &batch| {
             b.iter(|| plain(batch).backward())
         });
-        for k in KS {
+        for (&k, (layer, step)) in KS.iter().zip(&layers) {
+            let p = Mixing::default().draw_all(1, k, &mut StdRng::seed_from_u64(k as u64));
             g.bench_with_input(
                 BenchmarkId::new(format!("mk_k{k}"), batch),
                 &batch,
-                |b, &batch| b.iter(|| mk(k, batch)),
+                |b, &batch| {
+                    b.iter(|| {
+                        let kernels = step.mix(layer, &p);
+                        let grads = mk(layer, batch, &kernels).backward();
+                        std::hint::black_box(step.kernel_gradients(&kernels, &grads))
+                    })
+                },
             );
         }
     }
     g.finish();
 }
 
-/// MK forward/backward of `layer` (mixing and kernel gradient included).
-fn mk_fwd_bwd<M: Module<B>>(
-    layer: &M,
-    step: &MkStep<B>,
-    k: usize,
-    forward: impl FnOnce(&majority_kernels::mk::MixedKernels<B>) -> Tensor<B, 1>,
-) -> Tensor<B, 1> {
-    let p = Mixing::default().draw_all(1, k, &mut StdRng::seed_from_u64(k as u64));
-    let kernels = step.mix(layer, &p);
-    let loss = forward(&kernels);
-    let grads = loss.backward();
-    let g = step.kernel_gradients(&kernels, &grads);
-    std::hint::black_box(g);
-    loss
-}
-
 fn dense(c: &mut Criterion) {
     let x: Tensor<B, 2> = images("mnist", 128).flatten(1, 3);
-    let device = Default::default();
-    let base: Linear<B> = LinearConfig::new(784, 512).init(&device);
-    let layers: Vec<(MkLinear<B>, MkStep<B>)> = KS
-        .iter()
-        .map(|&k| {
-            let layer =
-                MkLinear::from_linear(&base, k, MkInit::Identical, &mut StdRng::seed_from_u64(0));
-            let step = MkStep::new(vec![layer.theta_id()], &sgd(), 1.0);
-            (layer, step)
-        })
-        .collect();
+    let base: Linear<B> = LinearConfig::new(784, 512).init(&Default::default());
     let input = |batch: usize| x.clone().slice(0..batch);
     compare(
         c,
         "dense",
         |batch| base.forward(input(batch)).sum(),
-        |k, batch| {
-            let (layer, step) = &layers[KS.iter().position(|&x| x == k).unwrap()];
-            mk_fwd_bwd(layer, step, k, |m| {
-                layer.forward(input(batch), Some(m)).sum()
-            })
-        },
+        |k| mk_linear(&base, k),
+        |layer, batch, m| layer.forward(input(batch), Some(m)).sum(),
     );
+}
+
+fn mk_linear(base: &Linear<B>, k: usize) -> (MkLinear<B>, ParamId) {
+    let layer = MkLinear::from_linear(base, k, MkInit::Identical, &mut StdRng::seed_from_u64(0));
+    let id = layer.theta_id();
+    (layer, id)
 }
 
 fn conv(c: &mut Criterion) {
@@ -136,26 +129,18 @@ fn conv(c: &mut Criterion) {
         .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
         .with_bias(false)
         .init(&device);
-    let layers: Vec<(MkConv2d<B>, MkStep<B>)> = KS
-        .iter()
-        .map(|&k| {
-            let layer =
-                MkConv2d::from_conv(&base, k, MkInit::Identical, &mut StdRng::seed_from_u64(0));
-            let step = MkStep::new(vec![layer.theta_id()], &sgd(), 1.0);
-            (layer, step)
-        })
-        .collect();
     let input = |batch: usize| x.clone().slice(0..batch);
     compare(
         c,
         "conv",
         |batch| base.forward(input(batch)).sum(),
-        |k, batch| {
-            let (layer, step) = &layers[KS.iter().position(|&x| x == k).unwrap()];
-            mk_fwd_bwd(layer, step, k, |m| {
-                layer.forward(input(batch), Some(m)).sum()
-            })
+        |k| {
+            let layer =
+                MkConv2d::from_conv(&base, k, MkInit::Identical, &mut StdRng::seed_from_u64(0));
+            let id = layer.theta_id();
+            (layer, id)
         },
+        |layer, batch, m| layer.forward(input(batch), Some(m)).sum(),
     );
 }
 
@@ -178,26 +163,13 @@ fn attention_projection(c: &mut Criterion) {
     let table: Embedding<B> = EmbeddingConfig::new(30522, 128).init(&device);
     let x = table.forward(ids).detach();
     let base: Linear<B> = LinearConfig::new(128, 128).init(&device);
-    let layers: Vec<(MkLinear<B>, MkStep<B>)> = KS
-        .iter()
-        .map(|&k| {
-            let layer =
-                MkLinear::from_linear(&base, k, MkInit::Identical, &mut StdRng::seed_from_u64(0));
-            let step = MkStep::new(vec![layer.theta_id()], &sgd(), 1.0);
-            (layer, step)
-        })
-        .collect();
     let input = |batch: usize| x.clone().slice(0..batch);
     compare(
         c,
         "attention_projection",
         |batch| base.forward(input(batch)).sum(),
-        |k, batch| {
-            let (layer, step) = &layers[KS.iter().position(|&x| x == k).unwrap()];
-            mk_fwd_bwd(layer, step, k, |m| {
-                layer.forward(input(batch), Some(m)).sum()
-            })
-        },
+        |k| mk_linear(&base, k),
+        |layer, batch, m| layer.forward(input(batch), Some(m)).sum(),
     );
 }
 

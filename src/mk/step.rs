@@ -186,6 +186,23 @@ impl<B: AutodiffBackend> MkStep<B> {
 }
 
 #[cfg(test)]
+impl<B: AutodiffBackend> MkStep<B> {
+    /// For tests that only mix (plain SGD, no gradient scaling).
+    pub(crate) fn for_mixing(ids: Vec<ParamId>) -> Self {
+        Self::new(
+            ids,
+            &OptimizerSpec::Sgd {
+                lr: 0.1,
+                momentum: 0.0,
+                nesterov: false,
+                weight_decay: 0.0,
+            },
+            1.0,
+        )
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::backend::TestAutodiffBackend as B;

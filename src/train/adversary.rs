@@ -128,16 +128,7 @@ mod tests {
         let model = small.to_mk(4, MkInit::Independent, &mut stream_rng(0, Stream::MkCopies));
         let indices: Vec<usize> = (0..256).collect();
         let (layers, k) = (model.mk_layers(), model.mk_copies());
-        let mk = MkStep::<B>::new(
-            model.mk_kernel_ids(),
-            &crate::train::OptimizerSpec::Sgd {
-                lr: 0.1,
-                momentum: 0.0,
-                nesterov: false,
-                weight_decay: 0.0,
-            },
-            1.0,
-        );
+        let mk = MkStep::<B>::for_mixing(model.mk_kernel_ids());
         let loss_at = |p: &[f32]| -> f32 {
             let (inputs, labels) = batch.batch::<B>(&indices, &device);
             let mix = mk.mix(&model, p);
