@@ -165,6 +165,8 @@ pub fn run(
             written.extend(k_sweep(plots_dir, &stem, &title, &in_dataset, &metric)?);
         }
     }
+    // The MK overhead figure from the rows `reproduce bench` stored.
+    written.extend(overhead_figure(&results_dir.join("bench"), plots_dir)?);
     if written.is_empty() {
         return Err(Error::Usage(format!(
             "no stored runs with curves for profile `{profile}` in {}",
