@@ -171,10 +171,16 @@ fn execute<B: AutodiffBackend>(
     if options.mode == Mode::Plan {
         let mut out = String::new();
         for (position, spec) in runs.iter().enumerate().filter(|(p, _)| owned(*p)) {
+            let earlier = spec
+                .earlier_ids()
+                .into_iter()
+                .find(|(_, id)| dir.is_done(id));
             let status = if dir.is_done(&spec.id()) {
-                "stored"
+                "stored".to_string()
+            } else if let Some((version, _)) = earlier {
+                format!("pending (stored by numerics v{version}, shown in tables until rerun)")
             } else {
-                "pending"
+                "pending".to_string()
             };
             let _ = writeln!(out, "{position:>4}  {}  {status}", spec.id());
         }
@@ -225,12 +231,16 @@ fn execute<B: AutodiffBackend>(
     }
 
     let stored: Vec<RunRecord> = dir.runs()?;
-    let planned: Vec<RunRecord> = runs
-        .iter()
-        .filter_map(|spec| stored.iter().find(|r| r.run_id == spec.id()).cloned())
-        .collect();
+    let (planned, earlier) = planned_runs(&runs, &stored);
     let title = format!("{} ({} profile)", experiment.name, resolved.profile);
-    let markdown = table::markdown(&title, &planned, runs.len());
+    let mut markdown = table::markdown(&title, &planned, runs.len());
+    if earlier > 0 {
+        markdown.push_str(&format!(
+            "{earlier} of these runs were stored by an earlier numerics version of the code (its \
+             commits are on the Code line); running the experiment retrains them with this \
+             version.\n"
+        ));
+    }
     let table_path = options
         .results_dir
         .join(format!("{}-{}.md", experiment.name, resolved.profile));
@@ -242,6 +252,26 @@ fn execute<B: AutodiffBackend>(
         )?;
     }
     Ok(markdown)
+}
+
+/// The stored run of every planned spec: the current numerics version's, else the newest
+/// earlier version's (a table keeps showing what was measured until the run is redone).
+/// Returns the runs and how many came from an earlier version.
+fn planned_runs(specs: &[RunSpec], stored: &[RunRecord]) -> (Vec<RunRecord>, usize) {
+    let find = |id: &str| stored.iter().find(|r| r.run_id == id);
+    let mut earlier = 0;
+    let runs = specs
+        .iter()
+        .filter_map(|spec| {
+            find(&spec.id()).or_else(|| {
+                let old = spec.earlier_ids().into_iter().find_map(|(_, id)| find(&id));
+                earlier += usize::from(old.is_some());
+                old
+            })
+        })
+        .cloned()
+        .collect();
+    (runs, earlier)
 }
 
 /// A usage error from loading a dataset names the experiment file it came from.
@@ -366,6 +396,9 @@ impl<B: AutodiffBackend> Trainer<'_, B> {
             .map(|p| CurvePoint::new(p, splits.metric))
             .collect();
         self.dir.store(&record, &curve)?;
+        for (_, earlier) in spec.earlier_ids() {
+            self.dir.supersede(&earlier)?;
+        }
         checkpoint.clear();
         eprintln!(
             "[{index}/{total}] {}: test acc {:.2}%, train acc {:.2}%, {:.1} s, {:.2} ms/step{}{}",
@@ -416,6 +449,52 @@ pub fn default_experiments_dir() -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tables_fall_back_to_a_run_stored_by_earlier_numerics() {
+        let recipe: crate::train::Recipe =
+            serde_norway::from_str("{epochs: 1, batch_size: 8, optimizer: {name: sgd, lr: 0.1}}")
+                .unwrap();
+        let spec = |seed: u64| RunSpec {
+            experiment: "t".into(),
+            dataset: "mnist".into(),
+            model: crate::models::ModelSpec::Mlp {
+                hidden: vec![8],
+                bias: true,
+            },
+            recipe: recipe.clone(),
+            method: "baseline".into(),
+            options: serde_json::json!({}),
+            k: 1,
+            seed,
+            data: "fingerprint".into(),
+            code_version: experiment::plan::NUMERICS_VERSION,
+            dataset_index: 0,
+            method_index: 0,
+        };
+        let specs = [spec(0), spec(1), spec(2)];
+        let (old_version, old_id) = specs[0].earlier_ids()[0].clone();
+        assert_eq!(old_version, experiment::plan::NUMERICS_VERSION - 1);
+        assert_ne!(
+            old_id,
+            specs[0].id(),
+            "the numerics version is part of the id"
+        );
+        let stored_as = |id: String, seed: i64| RunRecord {
+            run_id: id,
+            ..crate::results::store::tests::record("baseline", seed, 0.9)
+        };
+        // Seed 0 only under the earlier version, seed 1 under both, seed 2 not at all.
+        let stored = vec![
+            stored_as(old_id, 0),
+            stored_as(specs[1].earlier_ids()[0].1.clone(), 1),
+            stored_as(specs[1].id(), 1),
+        ];
+        let (runs, earlier) = planned_runs(&specs, &stored);
+        let ids: Vec<&str> = runs.iter().map(|r| r.run_id.as_str()).collect();
+        assert_eq!(ids, [stored[0].run_id.as_str(), specs[1].id().as_str()]);
+        assert_eq!(earlier, 1, "the current version wins where both are stored");
+    }
 
     #[test]
     fn shards_partition_the_plan() {

@@ -42,6 +42,20 @@ impl RunSpec {
             .collect()
     }
 
+    /// The ids the same run had under earlier numerics versions, newest first.
+    pub fn earlier_ids(&self) -> Vec<(u32, String)> {
+        (1..self.code_version)
+            .rev()
+            .map(|version| {
+                let spec = RunSpec {
+                    code_version: version,
+                    ..self.clone()
+                };
+                (version, spec.id())
+            })
+            .collect()
+    }
+
     /// Stable, readable run id, e.g. `mnist-mk-k4-s0-1a2b3c4d5e6f`.
     pub fn id(&self) -> String {
         format!(
@@ -58,7 +72,10 @@ impl RunSpec {
 /// Version of the numerics: bump it in any change that alters the result of an existing run
 /// (initialisation, data order, arithmetic), so that stored runs are not mistaken for runs of
 /// the new code. Part of every run id.
-pub const NUMERICS_VERSION: u32 = 1;
+///
+/// 2: the fused optimiser (MK copies mixed outside autodiff) and flex's AVX-512 matrix kernels
+/// change the rounding of training steps.
+pub const NUMERICS_VERSION: u32 = 2;
 
 /// Expands an experiment into its runs, in a stable order. Methods that do not depend on k
 /// run once per seed. `fingerprints[i]` identifies the content of dataset entry `i`.

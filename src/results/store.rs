@@ -138,6 +138,24 @@ impl ResultsDir {
         )
     }
 
+    /// Moves the run and curve files of `run_id` (the same run stored by an earlier numerics
+    /// version) to `superseded/`, so tables, claims and figures read one row per run; nothing
+    /// is deleted. A run that is not stored is left alone.
+    pub fn supersede(&self, run_id: &str) -> Result<()> {
+        for (path, kind) in [
+            (self.run_path(run_id), "runs"),
+            (self.curve_path(run_id), "curves"),
+        ] {
+            if path.is_file() {
+                let target_dir = self.root.join("superseded").join(kind);
+                fs::create_dir_all(&target_dir).map_err(|e| Error::io(&target_dir, e))?;
+                let target = target_dir.join(path.file_name().expect("result files have names"));
+                fs::rename(&path, &target).map_err(|e| Error::io(&path, e))?;
+            }
+        }
+        Ok(())
+    }
+
     /// Checks every stored file at start-up: unreadable run or curve files are moved to
     /// `corrupt/` (never silently used, never deleted) and temporary files left by a killed
     /// writer are removed. Returns the files set aside with the reason.
@@ -607,5 +625,31 @@ pub(crate) mod tests {
             err.contains("odd.parquet") && err.contains("run_id"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_superseded_run_moves_aside_with_its_curve() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = ResultsDir::new(tmp.path(), "table1", "smoke");
+        let old = record("mk", 0, 0.9);
+        dir.store(&old, &[]).unwrap();
+        assert!(dir.is_done(&old.run_id));
+        dir.supersede(&old.run_id).unwrap();
+        assert!(!dir.is_done(&old.run_id));
+        assert!(dir.runs().unwrap().is_empty());
+        let moved = dir.root().join("superseded");
+        assert!(
+            moved
+                .join("runs")
+                .join(format!("{}.parquet", old.run_id))
+                .is_file()
+        );
+        assert!(
+            moved
+                .join("curves")
+                .join(format!("{}.parquet", old.run_id))
+                .is_file()
+        );
+        dir.supersede("never-stored").unwrap();
     }
 }
