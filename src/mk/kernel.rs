@@ -37,16 +37,17 @@ pub fn mixed_kernel<B: Backend, const K: usize, const D: usize>(
 /// `sum_i p_i theta_i` for copies `theta` (`[k, n]`) and coefficients `p` (length k): `[1, n]`.
 ///
 /// On the CPU backend the sum is one parallel pass over the copies; elsewhere it is a
-/// `[1, k] x [k, n]` product on the device.
-pub fn mix_copies<B: Backend>(theta: Tensor<B, 2>, p: &[f32]) -> Tensor<B, 2> {
-    let [k, n] = theta.dims();
-    assert_eq!(p.len(), k, "one coefficient per copy");
+/// `[1, k] x [k, n]` product on the device with the row of `p` that `row` makes (only then).
+fn mix_copies<B: Backend>(
+    theta: Tensor<B, 2>,
+    p: &[f32],
+    row: impl FnOnce() -> Tensor<B, 2>,
+) -> Tensor<B, 2> {
+    let n = theta.dims()[1];
     let device = theta.device();
     match fast::mix(theta, p) {
         Ok(mixed) => Tensor::from_data(TensorData::new(mixed, [1, n]), &device),
-        Err(theta) => {
-            Tensor::<B, 2>::from_data(TensorData::new(p.to_vec(), [1, k]), &device).matmul(theta)
-        }
+        Err(theta) => row().matmul(theta),
     }
 }
 
@@ -85,11 +86,24 @@ impl<B: AutodiffBackend> MixedKernels<B> {
     pub fn mix(copies: &[KernelCopies<B::InnerBackend>], p: &[f32]) -> Self {
         let k = copies.first().map_or(1, |c| c.copies.dims()[0]);
         assert_eq!(p.len(), copies.len() * k, "one row of p per layer");
+        // Off the CPU fast path, all rows go to the device in one upload per step.
+        let mut uploaded: Option<Tensor<B::InnerBackend, 2>> = None;
         let kernels = copies
             .iter()
             .zip(p.chunks(k))
-            .map(|(c, row)| {
-                let mixed = mix_copies(c.copies.clone(), row);
+            .enumerate()
+            .map(|(layer, (c, row))| {
+                let mixed = mix_copies(c.copies.clone(), row, || {
+                    uploaded
+                        .get_or_insert_with(|| {
+                            Tensor::from_data(
+                                TensorData::new(p.to_vec(), [copies.len(), k]),
+                                &c.copies.device(),
+                            )
+                        })
+                        .clone()
+                        .slice(layer..layer + 1)
+                });
                 (c.id, Tensor::<B, 2>::from_inner(mixed).require_grad())
             })
             .collect();
