@@ -38,14 +38,21 @@ pub fn mixed_kernel<B: Backend, const K: usize, const D: usize>(
 ///
 /// On the CPU backend the sum is one parallel pass over the copies; elsewhere it is a
 /// `[1, k] x [k, n]` product on the device with the row of `p` that `row` makes (only then).
+/// `host: false` skips the CPU fast path (tests of the device path).
 fn mix_copies<B: Backend>(
     theta: Tensor<B, 2>,
     p: &[f32],
+    host: bool,
     row: impl FnOnce() -> Tensor<B, 2>,
 ) -> Tensor<B, 2> {
     let n = theta.dims()[1];
     let device = theta.device();
-    match fast::mix(theta, p) {
+    let fast = if host {
+        fast::mix(theta, p)
+    } else {
+        Err(theta)
+    };
+    match fast {
         Ok(mixed) => Tensor::from_data(TensorData::new(mixed, [1, n]), &device),
         Err(theta) => row().matmul(theta),
     }
@@ -82,8 +89,9 @@ impl<B: Backend> MixedKernels<B> {
 
 impl<B: AutodiffBackend> MixedKernels<B> {
     /// Mixes every layer's copies with its row of `p` (`[layers, k]`, row-major, in the order
-    /// of `copies`). The kernels are leaves of the autodiff graph.
-    pub fn mix(copies: &[KernelCopies<B::InnerBackend>], p: &[f32]) -> Self {
+    /// of `copies`). The kernels are leaves of the autodiff graph. `host: false` forces the
+    /// device path the GPU backends take (for tests on the CPU).
+    pub fn mix(copies: &[KernelCopies<B::InnerBackend>], p: &[f32], host: bool) -> Self {
         let k = copies.first().map_or(1, |c| c.copies.dims()[0]);
         assert_eq!(p.len(), copies.len() * k, "one row of p per layer");
         // Off the CPU fast path, all rows go to the device in one upload per step.
@@ -93,7 +101,7 @@ impl<B: AutodiffBackend> MixedKernels<B> {
             .zip(p.chunks(k))
             .enumerate()
             .map(|(layer, (c, row))| {
-                let mixed = mix_copies(c.copies.clone(), row, || {
+                let mixed = mix_copies(c.copies.clone(), row, host, || {
                     uploaded
                         .get_or_insert_with(|| {
                             Tensor::from_data(

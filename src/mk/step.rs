@@ -19,6 +19,8 @@ pub struct MkStep<B: AutodiffBackend> {
     /// Factor on the MK copies' gradients (learning-rate compensation).
     grad_scale: f32,
     optimizer: CopyOptimizer<Inner<B>>,
+    /// Mix and update with tensor operations even on the CPU backend (tests).
+    tensor_path_only: bool,
 }
 
 impl<B: AutodiffBackend> MkStep<B> {
@@ -30,12 +32,14 @@ impl<B: AutodiffBackend> MkStep<B> {
             ids,
             grad_scale,
             optimizer: CopyOptimizer::new(spec),
+            tensor_path_only: false,
         }
     }
 
-    /// Always updates with tensor operations, as on a GPU backend.
+    /// Always mixes and updates with tensor operations, as on a GPU backend.
     pub fn tensor_path_only(mut self) -> Self {
         self.optimizer = self.optimizer.tensor_path_only();
+        self.tensor_path_only = true;
         self
     }
 
@@ -77,7 +81,7 @@ impl<B: AutodiffBackend> MkStep<B> {
 
     /// The step's kernels: row l of `p` (`[layers, k]`) mixes the copies `ids[l]`.
     pub fn mix<M: Module<B>>(&self, model: &M, p: &[f32]) -> MixedKernels<B> {
-        MixedKernels::mix(&self.copies(model), p)
+        MixedKernels::mix(&self.copies(model), p, !self.tensor_path_only)
     }
 
     /// `dL/dp` (`[layers, k]`, row-major) for the kernels of a backward pass:
