@@ -9,7 +9,6 @@ use burn::tensor::{Tensor, backend::Backend};
 
 /// Elements per parallel task: large enough to amortise scheduling, small enough to split a
 /// layer across cores.
-#[cfg(feature = "flex")]
 const CHUNK: usize = 1 << 14;
 
 #[cfg(feature = "flex")]
@@ -123,16 +122,15 @@ pub fn for_each_chunk<const S: usize>(
     f: impl Fn(usize, usize, &mut [f32], [&mut [f32]; S]) + Sync,
 ) {
     use rayon::prelude::*;
-    const PARALLEL_CHUNK: usize = 1 << 14;
     // Split every buffer the same way: rows of n, then chunks of a row.
     fn split(buffer: &mut [f32], n: usize) -> Vec<(usize, usize, &mut [f32])> {
         buffer
             .chunks_mut(n)
             .enumerate()
             .flat_map(|(i, row)| {
-                row.chunks_mut(PARALLEL_CHUNK)
+                row.chunks_mut(CHUNK)
                     .enumerate()
-                    .map(move |(c, chunk)| (i, c * PARALLEL_CHUNK, chunk))
+                    .map(move |(c, chunk)| (i, c * CHUNK, chunk))
             })
             .collect()
     }

@@ -302,6 +302,25 @@ fn bias_corrections(beta1: f32, beta2: f32, steps: u64) -> (f32, f32) {
     (1.0 - beta1.powi(t), 1.0 - beta2.powi(t))
 }
 
+/// Adam's moment estimates after gradient `g` (burn's order of operations).
+#[inline]
+fn update_moments(m: &mut f32, v: &mut f32, g: f32, beta1: f32, beta2: f32) {
+    *m = *m * beta1 + g * (1.0 - beta1);
+    *v = *v * beta2 + g * g * (1.0 - beta2);
+}
+
+/// [`update_moments`] as tensor operations.
+fn update_moment_tensors<B: Backend>(
+    m: &mut Tensor<B, 2>,
+    v: &mut Tensor<B, 2>,
+    g: Tensor<B, 2>,
+    beta1: f32,
+    beta2: f32,
+) {
+    *m = m.clone().mul_scalar(beta1) + g.clone().mul_scalar(1.0 - beta1);
+    *v = v.clone().mul_scalar(beta2) + g.square().mul_scalar(1.0 - beta2);
+}
+
 /// The fused pass on host buffers; `p` is already multiplied by the gradient scale.
 #[allow(clippy::too_many_arguments)]
 fn host_update(
@@ -360,8 +379,7 @@ fn host_update(
                 for (((w, m), v), &g) in t.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g_row)
                 {
                     let g = p[i] * g + wd * *w;
-                    *m = *m * beta1 + g * (1.0 - beta1);
-                    *v = *v * beta2 + g * g * (1.0 - beta2);
+                    update_moments(m, v, g, beta1, beta2);
                     *w -= lr * (*m * factor / (v.sqrt() + eps));
                 }
             })
@@ -382,8 +400,7 @@ fn host_update(
                 for (((w, m), v), &g) in t.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g_row)
                 {
                     let g = p[i] * g;
-                    *m = *m * beta1 + g * (1.0 - beta1);
-                    *v = *v * beta2 + g * g * (1.0 - beta2);
+                    update_moments(m, v, g, beta1, beta2);
                     let update = (*m / c1) / ((*v / c2).sqrt() + epsilon);
                     *w = *w * keep - lr * update;
                 }
@@ -444,8 +461,7 @@ fn tensor_update<B: Backend>(
             let g = gradient + theta.clone().mul_scalar(wd);
             let (c1, c2) = bias_corrections(beta1, beta2, steps);
             let c2_sqrt = c2.sqrt();
-            *m = m.clone().mul_scalar(beta1) + g.clone().mul_scalar(1.0 - beta1);
-            *v = v.clone().mul_scalar(beta2) + g.square().mul_scalar(1.0 - beta2);
+            update_moment_tensors(m, v, g, beta1, beta2);
             let update = m
                 .clone()
                 .mul_scalar(c2_sqrt / c1)
@@ -462,8 +478,7 @@ fn tensor_update<B: Backend>(
             [m, v],
         ) => {
             let (c1, c2) = bias_corrections(beta1, beta2, steps);
-            *m = m.clone().mul_scalar(beta1) + gradient.clone().mul_scalar(1.0 - beta1);
-            *v = v.clone().mul_scalar(beta2) + gradient.square().mul_scalar(1.0 - beta2);
+            update_moment_tensors(m, v, gradient, beta1, beta2);
             let update = m
                 .clone()
                 .div_scalar(c1)
