@@ -11,11 +11,12 @@ use polars::prelude::*;
 use crate::backend::{BackendKind, machine_description};
 use crate::data::{self, Examples, TextOptions};
 use crate::error::{Error, Result};
+use crate::methods::mk::MkHooks;
 use crate::mk::{Mixing, MkInit};
 use crate::models::{EncoderSpec, Model, ModelSpec};
 use crate::results::provenance;
 use crate::train::{
-    OptimizerSpec, ScheduleSpec, Stream, TrainData, TrainSettings, stream_rng, train,
+    MixingDraw, OptimizerSpec, ScheduleSpec, Stream, TrainData, TrainSettings, stream_rng, train,
 };
 use crate::with_backend;
 
@@ -365,17 +366,12 @@ fn measure<B: AutodiffBackend>(
         train: train_set,
         train_eval: &tiny,
         test: &tiny,
-        soft_targets: None,
     };
     let settings = TrainSettings {
         optimizer: optimizer.clone(),
         schedule: ScheduleSpec::default(),
         epochs: 1,
         batch_size: options.batch_size,
-        mixing: Some(Mixing::default()),
-        mk_grad_scale: 1.0,
-        adversary: None,
-        distillation: None,
         augment: None,
         label_smoothing: 0.0,
         seed: 0,
@@ -384,10 +380,16 @@ fn measure<B: AutodiffBackend>(
         || -> Model<B> { model.build(train_set, &mut stream_rng(0, Stream::Init), &device) };
     let mk = |k: usize| small().to_mk(k, MkInit::Identical, &mut stream_rng(0, Stream::MkCopies));
     let step_ms = |model: Model<B>, data: &TrainData<'_>| {
+        // MK's own step (default mixing, no compensation); a plain model is never mixed.
+        let mut hooks = MkHooks {
+            draw: |d: MixingDraw<'_>| Mixing::default().draw_all(d.layers, d.k, d.rng),
+            copy_grad_scale: 1.0,
+        };
         let (_, log) = train(
             model,
             data,
             &settings,
+            &mut hooks,
             &device,
             &ProgressBar::hidden(),
             None,

@@ -15,6 +15,7 @@ use serde_norway::Value;
 
 use crate::error::{Error, Result};
 use crate::experiment::{self, Experiment};
+use crate::methods::MethodEntry;
 use crate::report::stats::{Verdict, paired};
 use crate::report::table;
 use crate::results::{ResultsDir, RunRecord};
@@ -197,7 +198,7 @@ pub fn compare(options: &CompareOptions) -> Result<String> {
     }
 
     // The stored experiment with only the new method, under its own name.
-    let entry: Value = serde_norway::from_str(&options.method)
+    let entry = MethodEntry::from_yaml(&options.method)
         .map_err(|e| Error::Usage(format!("--method `{}`: {e}", options.method)))?;
     let name = format!("compare-{}", options.experiment);
     let mut new = stored.clone();

@@ -15,9 +15,9 @@ use crate::backend::{BURN_VERSION, BackendKind, machine_description};
 use crate::data::{self, DataSplits, Examples, LoadOptions};
 use crate::error::{Error, Result};
 use crate::experiment::{self, ResolvedExperiment, RunSpec};
-use crate::methods::{Method, MethodContext};
+use crate::methods::MethodContext;
 use crate::report::table;
-use crate::results::{CurvePoint, ResultsDir, RunRecord, memory, provenance};
+use crate::results::{CurvePoint, ModelStore, ResultsDir, RunRecord, memory, provenance};
 use crate::train::{CheckpointDir, TrainData, evaluate, subset_seed};
 use crate::with_backend;
 
@@ -156,8 +156,7 @@ fn execute<B: AutodiffBackend>(
     let fingerprints: Vec<String> = (0..experiment.datasets.len())
         .map(|i| splits_of(i).fingerprint.clone())
         .collect();
-    let (runs, methods) =
-        experiment::plan::<B>(experiment, &fingerprints).map_err(|e| Error::config(&file, e))?;
+    let runs = experiment::plan(experiment, &fingerprints, provenance::NUMERICS_VERSION);
 
     let dir = ResultsDir::new(&options.results_dir, &experiment.name, &resolved.profile);
     for (path, reason) in dir.audit()? {
@@ -200,7 +199,7 @@ fn execute<B: AutodiffBackend>(
             options,
             resolved,
             dir: &dir,
-            methods: &methods,
+            models: ModelStore::new(dir.root().join("models")),
             device: B::Device::default(),
             machine: machine_description(),
             commit: provenance::git_commit(),
@@ -287,7 +286,8 @@ struct Trainer<'a, B: AutodiffBackend> {
     options: &'a RunOptions,
     resolved: &'a ResolvedExperiment,
     dir: &'a ResultsDir,
-    methods: &'a [Box<dyn Method<B>>],
+    /// Trained models runs share (ensemble members, teachers, the wide model).
+    models: ModelStore,
     device: B::Device,
     machine: String,
     commit: String,
@@ -313,7 +313,7 @@ impl<B: AutodiffBackend> Trainer<'_, B> {
         let train_eval = subset(&train, recipe.eval_train_subset, 3);
 
         let progress = self.progress_bar(spec, index, total);
-        let method = &self.methods[spec.method_index];
+        let method = &self.resolved.experiment.methods[spec.method_index].method;
         let checkpoint = CheckpointDir {
             dir: self.dir.root().join("checkpoints").join(spec.id()),
             every_epochs: self.options.checkpoint_every,
@@ -323,7 +323,6 @@ impl<B: AutodiffBackend> Trainer<'_, B> {
                 train: &train,
                 train_eval: &train_eval,
                 test: &test,
-                soft_targets: None,
             },
             model: &spec.model,
             recipe,
@@ -332,11 +331,11 @@ impl<B: AutodiffBackend> Trainer<'_, B> {
             device: &self.device,
             progress: &progress,
             checkpoint: Some(checkpoint.clone()),
-            models_dir: Some(self.dir.root().join("models")),
+            models: Some(&self.models),
             data_fingerprint: &spec.data,
         };
         memory::reset_peak_rss();
-        let output = method.run(&ctx)?;
+        let output = method.run::<B>(&ctx)?;
         let peak_rss_bytes = memory::peak_rss_bytes();
         progress.finish_and_clear();
 
@@ -350,12 +349,15 @@ impl<B: AutodiffBackend> Trainer<'_, B> {
             experiment: spec.experiment.clone(),
             profile: self.resolved.profile.clone(),
             dataset: spec.dataset.clone(),
-            model: method.deployed_spec(&spec.model, spec.k).label(&train),
+            model: method
+                .spec()
+                .deployed_spec(&spec.model, spec.k)
+                .label(&train),
             method: spec.method.clone(),
             options: spec.options.to_string(),
             k: spec.k as i64,
-            mixing: method.mixing_label(spec.k),
-            init: method.init_label(),
+            mixing: method.spec().mixing_label(spec.k),
+            init: method.spec().init_label(),
             seed: spec.seed as i64,
             epochs: output.log.points.last().map_or(0, |p| p.epoch as i64),
             steps: output.log.steps as i64,
@@ -468,13 +470,13 @@ mod tests {
             k: 1,
             seed,
             data: "fingerprint".into(),
-            code_version: experiment::plan::NUMERICS_VERSION,
+            code_version: provenance::NUMERICS_VERSION,
             dataset_index: 0,
             method_index: 0,
         };
         let specs = [spec(0), spec(1), spec(2)];
         let (old_version, old_id) = specs[0].earlier_ids()[0].clone();
-        assert_eq!(old_version, experiment::plan::NUMERICS_VERSION - 1);
+        assert_eq!(old_version, provenance::NUMERICS_VERSION - 1);
         assert_ne!(
             old_id,
             specs[0].id(),

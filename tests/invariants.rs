@@ -1,4 +1,4 @@
-//! The invariants METHODS.md requires of majority kernels, checked through the real methods on
+//! The invariants docs/METHODS.md requires of majority kernels, checked through the real methods on
 //! a slice of real MNIST:
 //! - uniform mixing, identical init, no compensation, momentum SGD with weight decay is
 //!   step-for-step the baseline at learning rate lr/k (weight decay k·wd), i.e. `lr_over_k`,
@@ -48,7 +48,7 @@ fn recipe() -> Recipe {
 }
 
 fn weights(
-    method: &dyn Method<B>,
+    method: &impl Method,
     bias: bool,
     recipe: &Recipe,
     train: &Examples,
@@ -63,7 +63,6 @@ fn weights(
         data: TrainData {
             train,
             train_eval: test,
-            soft_targets: None,
             test,
         },
         model: &model,
@@ -73,10 +72,10 @@ fn weights(
         device: &Default::default(),
         progress: &progress,
         checkpoint: None,
-        models_dir: None,
+        models: None,
         data_fingerprint: "test",
     };
-    let out = method.run(&ctx).unwrap();
+    let out = method.run::<B>(&ctx).unwrap();
     assert_eq!(out.log.steps, 20);
     let Model::Mlp(deployed) = out.deployed else {
         panic!("an MLP experiment deploys an MLP")

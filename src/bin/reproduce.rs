@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use majority_kernels::backend::BackendKind;
 use majority_kernels::bench::{self, BenchOptions};
 use majority_kernels::runner::{self, Mode, RunOptions};
-use majority_kernels::{Error, methods, with_backend};
+use majority_kernels::{Error, methods};
 
 /// Tensor buffers are freed and reallocated every step; mimalloc reuses them where glibc's
 /// malloc returned them to the OS and faulted fresh zeroed pages in (about a third of a
@@ -326,14 +326,15 @@ fn main() -> ExitCode {
                 dir.display(),
                 names.join(", ")
             );
-            BackendKind::default_compiled().and_then(|kind| {
-                with_backend!(kind, B => {
-                    for (name, about, _) in methods::registry::<B>() {
-                        out.push_str(&format!("  {name:<14} {about}\n"));
-                    }
-                    Ok(out)
-                })
-            })
+            for name in methods::NAMES {
+                let info = methods::info(name).expect("registered");
+                out.push_str(&format!(
+                    "  {name:<18} {:<11} {}\n",
+                    format!("{:?}", info.role).to_lowercase(),
+                    info.about
+                ));
+            }
+            Ok(out)
         }
     };
     match outcome {

@@ -1,11 +1,9 @@
 //! The plan of an experiment: every (dataset, method, k, seed) run with a stable id.
 
-use burn::tensor::backend::AutodiffBackend;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::spec::Experiment;
-use crate::methods::{self, Method, Methods};
 use crate::models::ModelSpec;
 use crate::train::Recipe;
 
@@ -24,7 +22,8 @@ pub struct RunSpec {
     pub seed: u64,
     /// Content fingerprint of the dataset (see `DataSplits::fingerprint`).
     pub data: String,
-    /// [`NUMERICS_VERSION`] of the code.
+    /// Numerics version of the code (`results::provenance::NUMERICS_VERSION`): runs of code
+    /// that computes differently get other ids.
     pub code_version: u32,
     #[serde(skip)]
     pub dataset_index: usize,
@@ -69,69 +68,34 @@ impl RunSpec {
     }
 }
 
-/// Version of the numerics: bump it in any change that alters the result of an existing run
-/// (initialisation, data order, arithmetic), so that stored runs are not mistaken for runs of
-/// the new code. Part of every run id.
-///
-/// 2: the fused optimiser (MK copies mixed outside autodiff) and flex's AVX-512 matrix kernels
-/// change the rounding of training steps.
-pub const NUMERICS_VERSION: u32 = 2;
-
 /// Expands an experiment into its runs, in a stable order. Methods that do not depend on k
-/// run once per seed. `fingerprints[i]` identifies the content of dataset entry `i`.
-pub fn plan<B: AutodiffBackend>(
-    experiment: &Experiment,
-    fingerprints: &[String],
-) -> Result<(Vec<RunSpec>, Methods<B>), String> {
-    let built: Vec<Box<dyn Method<B>>> = experiment
-        .methods
-        .iter()
-        .enumerate()
-        .map(|(i, entry)| methods::build::<B>(entry).map_err(|e| format!("methods.{i}: {e}")))
-        .collect::<Result<_, _>>()?;
-    let restrictions: Vec<Option<Vec<String>>> = experiment
-        .methods
-        .iter()
-        .enumerate()
-        .map(|(i, entry)| methods::entry_datasets(entry).map_err(|e| format!("methods.{i}: {e}")))
-        .collect::<Result<_, String>>()?;
+/// run once per seed. `fingerprints[i]` identifies the content of dataset entry `i`;
+/// `code_version` is the numerics version of the code that will train them. The experiment was
+/// checked when it was loaded, so planning cannot fail.
+pub fn plan(experiment: &Experiment, fingerprints: &[String], code_version: u32) -> Vec<RunSpec> {
     let mut runs = Vec::new();
     for (dataset_index, entry) in experiment.datasets.iter().enumerate() {
-        for (method_index, method) in built.iter().enumerate() {
-            if restrictions[method_index]
+        for (method_index, method) in experiment.methods.iter().enumerate() {
+            if method
+                .datasets
                 .as_ref()
                 .is_some_and(|only| !only.contains(&entry.dataset))
             {
                 continue;
             }
-            let ks: Vec<usize> = if method.uses_k() {
-                let only = methods::entry_ks(&experiment.methods[method_index])
-                    .map_err(|e| format!("methods.{method_index}: {e}"))?;
-                experiment
-                    .k
-                    .iter()
-                    .copied()
-                    .filter(|k| only.as_ref().is_none_or(|only| only.contains(k)))
-                    .collect()
-            } else {
-                vec![1]
-            };
-            for k in ks {
-                method.validate(k).map_err(|e| {
-                    format!("methods.{method_index} ({}), k = {k}: {e}", method.name())
-                })?;
+            for k in experiment.method_ks(method_index) {
                 for &seed in &experiment.seeds {
                     runs.push(RunSpec {
                         experiment: experiment.name.clone(),
                         dataset: entry.dataset.clone(),
                         model: entry.model.clone(),
                         recipe: entry.recipe.clone(),
-                        method: method.name().to_string(),
-                        options: method.options(),
+                        method: method.method.name().to_string(),
+                        options: method.method.spec().options(),
                         k,
                         seed,
                         data: fingerprints[dataset_index].clone(),
-                        code_version: NUMERICS_VERSION,
+                        code_version,
                         dataset_index,
                         method_index,
                     });
@@ -141,5 +105,5 @@ pub fn plan<B: AutodiffBackend>(
     }
     let mut seen = std::collections::HashSet::new();
     runs.retain(|r| seen.insert(r.id()));
-    Ok((runs, built))
+    runs
 }

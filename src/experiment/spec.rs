@@ -9,6 +9,7 @@ use serde_norway::Value;
 use super::overrides::{parse_assignment, set_path};
 use crate::data::{self, DATASETS, LoadOptions, TextOptions};
 use crate::error::{Error, Result};
+use crate::methods::{MethodEntry, split_nested_path};
 use crate::models::ModelSpec;
 use crate::train::Recipe;
 
@@ -20,8 +21,8 @@ pub struct Experiment {
     #[serde(default)]
     pub description: String,
     pub datasets: Vec<DatasetEntry>,
-    /// Method names, or mappings `{name: ..., option: value}`.
-    pub methods: Vec<Value>,
+    /// Method names, or mappings `{name: ..., option: value}`, typed when the file is read.
+    pub methods: Vec<MethodEntry>,
     /// Overparameterization factors.
     pub k: Vec<usize>,
     pub seeds: Vec<u64>,
@@ -180,7 +181,11 @@ pub fn load(path: &Path, profile: &str, overrides: &[String]) -> Result<Resolved
 
     let experiment: Experiment = serde_path_to_error::deserialize(raw.clone()).map_err(|e| {
         let at = e.path().to_string();
-        Error::config(&file, format!("`{at}`: {}", e.into_inner()))
+        let message = e.into_inner().to_string();
+        // A method entry reports the path inside itself (`mixing`) with its message.
+        let (inner, message) = split_nested_path(&message);
+        let at = inner.map_or(at.clone(), |inner| format!("{at}.{inner}"));
+        Error::config(&file, format!("`{at}`: {message}"))
     })?;
     experiment.validate().map_err(|e| Error::config(&file, e))?;
     let resolved_yaml =
@@ -194,6 +199,20 @@ pub fn load(path: &Path, profile: &str, overrides: &[String]) -> Result<Resolved
 }
 
 impl Experiment {
+    /// The values of k method entry `index` runs at: the experiment's (those its `k:` allows)
+    /// for methods that depend on k, else just 1.
+    pub fn method_ks(&self, index: usize) -> Vec<usize> {
+        let entry = &self.methods[index];
+        if !entry.method.info().uses_k {
+            return vec![1];
+        }
+        self.k
+            .iter()
+            .copied()
+            .filter(|k| entry.k.as_ref().is_none_or(|only| only.contains(k)))
+            .collect()
+    }
+
     /// Checks values the types cannot; the message names the key.
     pub fn validate(&self) -> std::result::Result<(), String> {
         if self.datasets.is_empty() {
@@ -211,24 +230,30 @@ impl Experiment {
         if let Some(k) = self.k.iter().find(|&&k| k == 0) {
             return Err(format!("`k` values must be at least 1, got {k}"));
         }
-        for (i, method) in self.methods.iter().enumerate() {
-            let only =
-                crate::methods::entry_datasets(method).map_err(|e| format!("methods.{i}: {e}"))?;
-            if let Some(unknown) = only
+        for (i, entry) in self.methods.iter().enumerate() {
+            let name = entry.method.name();
+            if let Some(unknown) = entry
+                .datasets
                 .iter()
                 .flatten()
                 .find(|name| !self.datasets.iter().any(|d| &d.dataset == *name))
             {
                 return Err(format!(
-                    "methods.{i}.datasets: `{unknown}` is not a dataset of this experiment"
+                    "`methods[{i}].datasets`: `{unknown}` is not a dataset of this experiment"
                 ));
             }
-            let ks = crate::methods::entry_ks(method).map_err(|e| format!("methods.{i}: {e}"))?;
-            if let Some(k) = ks.iter().flatten().find(|k| !self.k.contains(k)) {
+            if let Some(k) = entry.k.iter().flatten().find(|k| !self.k.contains(k)) {
                 return Err(format!(
-                    "methods.{i}.k: {k} is not in the experiment's `k` list {:?}",
+                    "`methods[{i}].k`: {k} is not in the experiment's `k` list {:?}",
                     self.k
                 ));
+            }
+            for k in self.method_ks(i) {
+                entry
+                    .method
+                    .spec()
+                    .validate(k)
+                    .map_err(|e| format!("`methods[{i}]` ({name}), k = {k}: {e}"))?;
             }
         }
         for (i, entry) in self.datasets.iter().enumerate() {
@@ -306,7 +331,22 @@ profiles:
     fn bad_input_names_file_and_key() {
         let file = write(BASE);
         let path = file.path().display().to_string();
-        let cases: [(&str, &[&str], &str); 6] = [
+        let cases: [(&str, &[&str], &str); 9] = [
+            (
+                "smoke",
+                &["methods.1.mixing=lottery"],
+                "`methods[1].mixing`: ",
+            ),
+            (
+                "smoke",
+                &["methods.1.mixing='majority(9)'"],
+                "`methods[1]` (mk), k = 4",
+            ),
+            (
+                "smoke",
+                &["methods.0=sgd_plus"],
+                "unknown method `sgd_plus`",
+            ),
             ("nope", &[], "no profile `nope`"),
             ("smoke", &["k=[0]"], "`k` values must be at least 1"),
             ("smoke", &["methods=[]"], "`methods` is empty"),

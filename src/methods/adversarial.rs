@@ -1,15 +1,17 @@
-//! Adversarial majority kernels (METHODS.md): `adv_mj` draws p as MK does, then moves it to a
-//! worse point on the simplex with one exponentiated-gradient ascent step of size `rho` before
-//! the update; `adv_only` ascends from uniform p, with no random draw.
+//! Adversarial majority kernels (docs/METHODS.md, "Adversarial MK"): `adv_mj` draws p as MK
+//! does, then moves it to a worse point on the simplex with one exponentiated-gradient ascent
+//! step of size `rho` before the update, using dL/dp_i = <dL/dW, theta_i> from a first
+//! forward/backward pass (about twice the cost of a plain MK step); `adv_only` ascends from
+//! uniform p, with no random draw.
 
 use burn::tensor::backend::AutodiffBackend;
 use serde::Deserialize;
 
 use super::mk::{LrCompensation, MajorityKernels};
-use super::{Method, MethodContext, MethodOutput};
-use crate::error::{Error, Result};
+use super::{Method, MethodContext, MethodInfo, MethodOutput, MethodSpec, Role};
+use crate::error::Result;
 use crate::mk::{Mixing, MkInit};
-use crate::train::Adversary;
+use crate::train::MixingDraw;
 
 fn default_rho() -> f64 {
     1.0
@@ -47,6 +49,36 @@ pub struct AdvOnly {
     pub bn_recalibration: usize,
 }
 
+/// One exponentiated-gradient ascent step per row of `p` (`[layers, k]`, row-major):
+/// `p'_i ∝ p_i exp(rho g_i)`. Rows stay on the simplex; zero coefficients stay zero.
+pub fn exponentiated_ascent(p: &[f32], gradient: &[f32], k: usize, rho: f64) -> Vec<f32> {
+    let mut out = Vec::with_capacity(p.len());
+    for (row, grad) in p.chunks(k).zip(gradient.chunks(k)) {
+        let logits: Vec<f64> = row
+            .iter()
+            .zip(grad)
+            .map(|(&pi, &gi)| {
+                if pi > 0.0 {
+                    (pi as f64).ln() + rho * gi as f64
+                } else {
+                    f64::NEG_INFINITY
+                }
+            })
+            .collect();
+        let max = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let weights: Vec<f64> = logits.iter().map(|l| (l - max).exp()).collect();
+        let total: f64 = weights.iter().sum();
+        out.extend(weights.iter().map(|w| (w / total) as f32));
+    }
+    out
+}
+
+/// The step's coefficients moved by one ascent step of size `rho` from `p`.
+fn ascend(draw: &MixingDraw<'_>, p: Vec<f32>, rho: f64) -> Vec<f32> {
+    let gradient = (draw.loss_gradient)(&p);
+    exponentiated_ascent(&p, &gradient, draw.k, rho)
+}
+
 fn check_rho(rho: f64) -> std::result::Result<(), String> {
     if rho >= 0.0 && rho.is_finite() {
         Ok(())
@@ -77,24 +109,26 @@ impl AdvOnly {
     }
 }
 
-/// The MK method's options with the ascent's step size added.
-fn options_with_rho<B: AutodiffBackend>(mk: &MajorityKernels, rho: f64) -> serde_json::Value {
-    let mut options = Method::<B>::options(mk);
+/// The MK options with the ascent's step size added.
+fn options_with_rho(mk: &MajorityKernels, rho: f64) -> serde_json::Value {
+    let mut options = mk.base_options();
     options["rho"] = serde_json::json!(rho);
     options
 }
 
-impl<B: AutodiffBackend> Method<B> for AdvMajority {
-    fn name(&self) -> &'static str {
-        "adv_mj"
-    }
-
-    fn uses_k(&self) -> bool {
-        true
+impl MethodSpec for AdvMajority {
+    fn info() -> MethodInfo {
+        MethodInfo {
+            figures: &["adversarial"],
+            ..MethodInfo::new(
+                "adversarial MK: random draw, then an ascent step on the mixing coefficients",
+                Role::Proposed,
+            )
+        }
     }
 
     fn options(&self) -> serde_json::Value {
-        options_with_rho::<B>(&self.as_mk(), self.rho)
+        options_with_rho(&self.as_mk(), self.rho)
     }
 
     fn validate(&self, k: usize) -> std::result::Result<(), String> {
@@ -109,31 +143,31 @@ impl<B: AutodiffBackend> Method<B> for AdvMajority {
     fn init_label(&self) -> Option<String> {
         Some(self.init.label().into())
     }
+}
 
-    fn run(&self, ctx: &MethodContext<'_, B>) -> Result<MethodOutput<B>> {
-        Method::<B>::validate(self, ctx.k)
-            .map_err(|e| Error::Usage(format!("method adv_mj: {e}")))?;
-        self.as_mk().train_mk(
-            ctx,
-            Some(Adversary {
-                rho: self.rho,
-                from_uniform: false,
-            }),
-        )
+impl Method for AdvMajority {
+    fn run<B: AutodiffBackend>(&self, ctx: &MethodContext<'_, B>) -> Result<MethodOutput<B>> {
+        let (mixing, rho) = (self.mixing, self.rho);
+        self.as_mk().train_mk(ctx, |draw| {
+            let p = mixing.draw_all(draw.layers, draw.k, draw.rng);
+            ascend(&draw, p, rho)
+        })
     }
 }
 
-impl<B: AutodiffBackend> Method<B> for AdvOnly {
-    fn name(&self) -> &'static str {
-        "adv_only"
-    }
-
-    fn uses_k(&self) -> bool {
-        true
+impl MethodSpec for AdvOnly {
+    fn info() -> MethodInfo {
+        MethodInfo {
+            figures: &["adversarial"],
+            ..MethodInfo::new(
+                "adversarial MK from uniform mixing (ascent step only)",
+                Role::Control,
+            )
+        }
     }
 
     fn options(&self) -> serde_json::Value {
-        options_with_rho::<B>(&self.as_mk(), self.rho)
+        options_with_rho(&self.as_mk(), self.rho)
     }
 
     fn validate(&self, _k: usize) -> std::result::Result<(), String> {
@@ -147,16 +181,85 @@ impl<B: AutodiffBackend> Method<B> for AdvOnly {
     fn init_label(&self) -> Option<String> {
         Some(self.init.label().into())
     }
+}
 
-    fn run(&self, ctx: &MethodContext<'_, B>) -> Result<MethodOutput<B>> {
-        Method::<B>::validate(self, ctx.k)
-            .map_err(|e| Error::Usage(format!("method adv_only: {e}")))?;
-        self.as_mk().train_mk(
-            ctx,
-            Some(Adversary {
-                rho: self.rho,
-                from_uniform: true,
-            }),
-        )
+impl Method for AdvOnly {
+    fn run<B: AutodiffBackend>(&self, ctx: &MethodContext<'_, B>) -> Result<MethodOutput<B>> {
+        let rho = self.rho;
+        self.as_mk().train_mk(ctx, |draw| {
+            let uniform = vec![1.0 / draw.k as f32; draw.layers * draw.k];
+            ascend(&draw, uniform, rho)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::TestAutodiffBackend as B;
+    use crate::data::{self, shared_data_dir};
+    use crate::mk::{Mixing, MkInit, MkStep};
+    use crate::models::{Classifier, Model, ModelSpec};
+    use crate::train::{Stream, mixing_gradient, stream_rng};
+    use burn::nn::loss::CrossEntropyLossConfig;
+    use burn::prelude::*;
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+
+    #[test]
+    fn ascent_stays_on_the_simplex_and_keeps_zeros() {
+        let p = [0.5f32, 0.0, 0.25, 0.25, 0.1, 0.2, 0.3, 0.4];
+        let g = [1.0f32, 5.0, -1.0, 0.0, 1000.0, -1000.0, 0.0, 0.0];
+        let q = exponentiated_ascent(&p, &g, 4, 0.5);
+        for row in q.chunks(4) {
+            assert!(
+                (row.iter().sum::<f32>() - 1.0).abs() < 1e-6 && row.iter().all(|&x| x >= 0.0),
+                "{q:?}"
+            );
+        }
+        assert_eq!(q[1], 0.0, "a copy left out stays out");
+        assert!(
+            q[0] > p[0] && q[2] < p[2],
+            "mass moves towards larger gradients"
+        );
+        assert!(q[4] > 0.99, "large gradients do not overflow");
+    }
+
+    #[test]
+    fn the_ascent_step_increases_the_batch_loss() {
+        let dir = shared_data_dir().expect("tests need the real datasets in ../shared/data");
+        let splits = data::load("mnist", &[dir], &Default::default()).unwrap();
+        let batch = splits.train.subset(256, 0);
+        let device = Default::default();
+        let spec = ModelSpec::Mlp {
+            hidden: vec![64],
+            bias: true,
+        };
+        let small: Model<B> = spec.build(&batch, &mut stream_rng(0, Stream::Init), &device);
+        let model = small.to_mk(4, MkInit::Independent, &mut stream_rng(0, Stream::MkCopies));
+        let indices: Vec<usize> = (0..256).collect();
+        let (layers, k) = (model.mk_layers(), model.mk_copies());
+        let mk = MkStep::<B>::for_mixing(model.mk_kernel_ids());
+        let loss_at = |p: &[f32]| -> f32 {
+            let (inputs, labels) = batch.batch::<B>(&indices, &device);
+            let mix = mk.mix(&model, p);
+            let loss = CrossEntropyLossConfig::new()
+                .init(&device)
+                .forward(model.forward(inputs, Some(&mix)), labels);
+            loss.into_scalar().elem()
+        };
+        let mut rng = StdRng::seed_from_u64(3);
+        for _ in 0..5 {
+            let p = Mixing::default().draw_all(layers, k, &mut rng);
+            let (inputs, labels) = batch.batch::<B>(&indices, &device);
+            let gradient = mixing_gradient(&model, &mk, inputs, labels, &p);
+            let q = exponentiated_ascent(&p, &gradient, k, 0.5);
+            assert!(
+                loss_at(&q) > loss_at(&p),
+                "ascent must raise the loss: {} -> {}",
+                loss_at(&p),
+                loss_at(&q)
+            );
+        }
     }
 }

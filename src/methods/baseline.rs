@@ -1,43 +1,27 @@
 //! `baseline`: the small model trained with the experiment's recipe.
 
-use serde::Deserialize;
-
-use super::{Method, MethodContext, MethodOutput};
-use crate::error::Result;
-use crate::train::TrainSettings;
 use burn::module::{AutodiffModule, Module};
 use burn::tensor::backend::AutodiffBackend;
+use serde::Deserialize;
+
+use super::{Method, MethodContext, MethodInfo, MethodOutput, MethodSpec, Role};
+use crate::error::Result;
+use crate::train::{PlainStep, TrainSettings};
 
 /// The small model, same recipe, same number of steps.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Baseline {}
 
-/// The recipe as-is, for a plain (non-MK) model.
-pub fn plain_settings<B: AutodiffBackend>(ctx: &MethodContext<'_, B>) -> TrainSettings {
-    TrainSettings {
-        optimizer: ctx.recipe.optimizer.clone(),
-        schedule: ctx.recipe.schedule.clone(),
-        epochs: ctx.recipe.epochs,
-        batch_size: ctx.recipe.batch_size,
-        mixing: None,
-        mk_grad_scale: 1.0,
-        adversary: None,
-        distillation: None,
-        augment: ctx.recipe.augment,
-        label_smoothing: ctx.recipe.label_smoothing,
-        seed: ctx.seed,
-    }
-}
-
-/// Trains the seed's small model with `settings`; shared by the plain baselines.
+/// Trains the seed's small model with `settings` and plain steps; shared by the plain
+/// baselines.
 pub fn train_small<B: AutodiffBackend>(
     ctx: &MethodContext<'_, B>,
     settings: &TrainSettings,
 ) -> Result<MethodOutput<B>> {
     let model = ctx.small_model();
     let trained_params = model.num_params();
-    let (model, log) = ctx.train(model, settings, "small")?;
+    let (model, log) = ctx.train(model, settings, &mut PlainStep, "small")?;
     Ok(MethodOutput {
         deployed: model.valid(),
         log,
@@ -45,16 +29,17 @@ pub fn train_small<B: AutodiffBackend>(
     })
 }
 
-impl<B: AutodiffBackend> Method<B> for Baseline {
-    fn name(&self) -> &'static str {
-        "baseline"
+impl MethodSpec for Baseline {
+    fn info() -> MethodInfo {
+        MethodInfo {
+            uses_k: false,
+            ..MethodInfo::new("the small model, same recipe and steps", Role::Baseline)
+        }
     }
+}
 
-    fn uses_k(&self) -> bool {
-        false
-    }
-
-    fn run(&self, ctx: &MethodContext<'_, B>) -> Result<MethodOutput<B>> {
-        train_small(ctx, &plain_settings(ctx))
+impl Method for Baseline {
+    fn run<B: AutodiffBackend>(&self, ctx: &MethodContext<'_, B>) -> Result<MethodOutput<B>> {
+        train_small(ctx, &ctx.plain_settings())
     }
 }

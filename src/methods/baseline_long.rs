@@ -3,8 +3,8 @@
 use burn::tensor::backend::AutodiffBackend;
 use serde::Deserialize;
 
-use super::baseline::{plain_settings, train_small};
-use super::{Method, MethodContext, MethodOutput};
+use super::baseline::train_small;
+use super::{Method, MethodContext, MethodInfo, MethodOutput, MethodSpec, Role};
 use crate::error::Result;
 
 /// The small model trained `long_factor` times as many epochs, its schedule stretched.
@@ -19,13 +19,15 @@ fn default_long_factor() -> usize {
     2
 }
 
-impl<B: AutodiffBackend> Method<B> for BaselineLong {
-    fn name(&self) -> &'static str {
-        "baseline_long"
-    }
-
-    fn uses_k(&self) -> bool {
-        false
+impl MethodSpec for BaselineLong {
+    fn info() -> MethodInfo {
+        MethodInfo {
+            uses_k: false,
+            ..MethodInfo::new(
+                "the small model trained long_factor times longer",
+                Role::Competitor,
+            )
+        }
     }
 
     fn options(&self) -> serde_json::Value {
@@ -38,9 +40,11 @@ impl<B: AutodiffBackend> Method<B> for BaselineLong {
             _ => Ok(()),
         }
     }
+}
 
-    fn run(&self, ctx: &MethodContext<'_, B>) -> Result<MethodOutput<B>> {
-        let mut settings = plain_settings(ctx);
+impl Method for BaselineLong {
+    fn run<B: AutodiffBackend>(&self, ctx: &MethodContext<'_, B>) -> Result<MethodOutput<B>> {
+        let mut settings = ctx.plain_settings();
         settings.epochs *= self.long_factor;
         train_small(ctx, &settings)
     }

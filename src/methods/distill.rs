@@ -1,19 +1,20 @@
-//! `distilled_ensemble` (METHODS.md): k small models trained with different seeds (or the
+//! `distilled_ensemble` (docs/METHODS.md, "Distilled ensembles"): k small models trained with different seeds (or the
 //! `wide` model, with `teacher: wide`), their averaged logits distilled into a fresh small
 //! model with the usual knowledge-distillation loss. Members and teachers are stored under the
 //! results folder's `models/`, keyed by everything that determines them, and reused by every
 //! run and rerun that needs the same one.
 
 use burn::module::{AutodiffModule, Module};
+use burn::nn::loss::CrossEntropyLoss;
 use burn::prelude::*;
+use burn::tensor::activation::{log_softmax, softmax};
 use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 
-use super::baseline::plain_settings;
-use super::{Method, MethodContext, MethodOutput};
+use super::{Method, MethodContext, MethodInfo, MethodOutput, MethodSpec, Role};
 use crate::error::Result;
 use crate::models::{Classifier, Model};
-use crate::train::{Distillation, TrainData};
+use crate::train::StepHooks;
 
 /// Which models teach.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -79,13 +80,71 @@ fn average_logits<B: Backend>(
     sum
 }
 
-impl<B: AutodiffBackend> Method<B> for DistilledEnsemble {
-    fn name(&self) -> &'static str {
-        "distilled_ensemble"
-    }
+/// Knowledge distillation (Hinton et al.) as the student's loss: `alpha * T^2 *
+/// CE(softmax(teacher / T), softmax(student / T)) + (1 - alpha) * CE(labels, student)`. The
+/// soft term's cross-entropy differs from the KL divergence by the teacher's entropy, a
+/// constant: same gradients.
+pub struct DistillationLoss {
+    pub temperature: f64,
+    pub alpha: f64,
+    /// Teacher logits of every training example, `[N, classes]` row-major.
+    pub teacher_logits: Vec<f32>,
+    pub classes: usize,
+}
 
-    fn uses_k(&self) -> bool {
-        true
+impl DistillationLoss {
+    /// The distillation loss of `logits` against `teacher` logits and hard `labels`.
+    pub fn loss<B: Backend>(
+        &self,
+        logits: Tensor<B, 2>,
+        teacher: Tensor<B, 2>,
+        labels: Tensor<B, 1, Int>,
+        cross_entropy: &CrossEntropyLoss<B>,
+    ) -> Tensor<B, 1> {
+        let t = self.temperature;
+        let targets = softmax(teacher.div_scalar(t), 1);
+        let log_student = log_softmax(logits.clone().div_scalar(t), 1);
+        let soft = (targets * log_student)
+            .sum_dim(1)
+            .mean()
+            .neg()
+            .mul_scalar(t * t);
+        let hard = cross_entropy.forward(logits, labels);
+        soft.mul_scalar(self.alpha) + hard.mul_scalar(1.0 - self.alpha)
+    }
+}
+
+impl<B: AutodiffBackend> StepHooks<B> for DistillationLoss {
+    fn loss(
+        &self,
+        logits: Tensor<B, 2>,
+        labels: Tensor<B, 1, Int>,
+        batch: &[usize],
+        cross_entropy: &CrossEntropyLoss<B>,
+    ) -> Tensor<B, 1> {
+        let classes = self.classes;
+        let teacher: Vec<f32> = batch
+            .iter()
+            .flat_map(|&i| {
+                self.teacher_logits[i * classes..(i + 1) * classes]
+                    .iter()
+                    .copied()
+            })
+            .collect();
+        let teacher = Tensor::<B, 2>::from_data(
+            TensorData::new(teacher, [batch.len(), classes]),
+            &logits.device(),
+        );
+        self.loss(logits, teacher, labels, cross_entropy)
+    }
+}
+
+impl MethodSpec for DistilledEnsemble {
+    fn info() -> MethodInfo {
+        MethodInfo::new(
+            "k small models (or the wide model) distilled into a fresh small model",
+            Role::Competitor,
+        )
     }
 
     fn options(&self) -> serde_json::Value {
@@ -104,8 +163,10 @@ impl<B: AutodiffBackend> Method<B> for DistilledEnsemble {
         }
         Ok(())
     }
+}
 
-    fn run(&self, ctx: &MethodContext<'_, B>) -> Result<MethodOutput<B>> {
+impl Method for DistilledEnsemble {
+    fn run<B: AutodiffBackend>(&self, ctx: &MethodContext<'_, B>) -> Result<MethodOutput<B>> {
         let mut teachers = Vec::new();
         let mut teacher_steps = 0;
         match self.teacher {
@@ -125,24 +186,56 @@ impl<B: AutodiffBackend> Method<B> for DistilledEnsemble {
                 teacher_steps += steps;
             }
         }
-        let targets = average_logits(&teachers, ctx.data.train, ctx.device);
-        let data = TrainData {
-            soft_targets: Some(&targets),
-            ..ctx.data
-        };
-        let mut settings = plain_settings(ctx);
-        settings.distillation = Some(Distillation {
+        let teacher_logits = average_logits(&teachers, ctx.data.train, ctx.device);
+        let mut loss = DistillationLoss {
             temperature: self.temperature,
             alpha: self.alpha,
-        });
+            classes: teacher_logits.len() / ctx.data.train.len(),
+            teacher_logits,
+        };
         let student = ctx.small_model();
         let trained_params = student.num_params();
-        let (student, mut log) = ctx.train_on(student, &settings, "student", &data)?;
+        let (student, mut log) = ctx.train(student, &ctx.plain_settings(), &mut loss, "student")?;
         log.teacher_steps = teacher_steps;
         Ok(MethodOutput {
             deployed: student.valid(),
             log,
             trained_params,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::TestBackend as B;
+    use burn::nn::loss::CrossEntropyLossConfig;
+
+    #[test]
+    fn distillation_loss_interpolates_between_teacher_and_labels() {
+        let device = Default::default();
+        let tensor = |v: Vec<f32>| Tensor::<B, 2>::from_data(TensorData::new(v, [2, 3]), &device);
+        let labels = Tensor::<B, 1, Int>::from_data(TensorData::new(vec![0i64, 2], [2]), &device);
+        let ce = CrossEntropyLossConfig::new().init(&device);
+        let student = vec![1.0f32, 0.2, -0.5, 0.1, 0.3, 2.0];
+        let teacher = vec![2.0f32, -1.0, 0.0, 0.5, 0.5, 1.0];
+        let with = |temperature, alpha| DistillationLoss {
+            temperature,
+            alpha,
+            teacher_logits: teacher.clone(),
+            classes: 3,
+        };
+        let value = |d: DistillationLoss, s: Vec<f32>| -> f32 {
+            d.loss(tensor(s), tensor(teacher.clone()), labels.clone(), &ce)
+                .into_scalar()
+                .elem()
+        };
+        let hard: f32 = ce
+            .forward(tensor(student.clone()), labels.clone())
+            .into_scalar()
+            .elem();
+        assert!((value(with(4.0, 0.0), student.clone()) - hard).abs() < 1e-6);
+        // With alpha = 1 the loss is smallest when the student matches the teacher.
+        assert!(value(with(2.0, 1.0), teacher.clone()) < value(with(2.0, 1.0), student));
     }
 }

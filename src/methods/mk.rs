@@ -1,18 +1,17 @@
 //! `mk`: majority kernels. Every dense/conv kernel of the small model is trained as k copies,
 //! mixed with fresh random simplex coefficients at each step, and collapsed to the mean of its
-//! copies for deployment.
+//! copies for deployment (docs/METHODS.md, "Majority kernels").
 
 use burn::module::{AutodiffModule, Module};
 use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 
-use super::baseline::plain_settings;
-use super::{Method, MethodContext, MethodOutput};
-use crate::error::{Error, Result};
+use super::{Method, MethodContext, MethodInfo, MethodOutput, MethodSpec, Role};
+use crate::error::Result;
 use crate::mk::{Mixing, MkInit};
-use crate::train::{Adversary, Stream, recalibrate_batchnorm, stream_rng};
+use crate::train::{MixingDraw, StepHooks, Stream, recalibrate_batchnorm, stream_rng};
 
-/// Learning-rate compensation for the copies (METHODS.md, "Learning rate").
+/// Learning-rate compensation for the copies (docs/METHODS.md, "Learning rate").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LrCompensation {
@@ -40,13 +39,35 @@ pub struct MajorityKernels {
     pub bn_recalibration: usize,
 }
 
+/// The step hooks of majority kernels: each step's coefficients come from `draw`; the copies'
+/// gradients are scaled by `copy_grad_scale` (learning-rate compensation).
+pub struct MkHooks<F> {
+    pub draw: F,
+    pub copy_grad_scale: f32,
+}
+
+impl<B, F> StepHooks<B> for MkHooks<F>
+where
+    B: AutodiffBackend,
+    F: FnMut(MixingDraw<'_>) -> Vec<f32>,
+{
+    fn mixing(&mut self, draw: MixingDraw<'_>) -> Vec<f32> {
+        (self.draw)(draw)
+    }
+
+    fn copy_grad_scale(&self) -> f32 {
+        self.copy_grad_scale
+    }
+}
+
 impl MajorityKernels {
-    /// Trains the MK twin of the seed's small model (with `adversary`, adversarial MK) and
-    /// deploys it collapsed.
+    /// Trains the MK twin of the seed's small model, each step's coefficients drawn by `draw`
+    /// (MK's own draw, an adversarial one, a scheduled one...), and deploys it collapsed to
+    /// the mean of its copies, BatchNorm re-estimated if asked.
     pub fn train_mk<B: AutodiffBackend>(
         &self,
         ctx: &MethodContext<'_, B>,
-        adversary: Option<Adversary>,
+        draw: impl FnMut(MixingDraw<'_>) -> Vec<f32>,
     ) -> Result<MethodOutput<B>> {
         let small = ctx.small_model();
         let model = small.to_mk(
@@ -55,13 +76,13 @@ impl MajorityKernels {
             &mut stream_rng(ctx.seed, Stream::MkCopies),
         );
         let trained_params = model.num_params();
-        let mut settings = plain_settings(ctx);
-        settings.mixing = Some(self.mixing);
-        settings.adversary = adversary;
-        if self.lr_compensation == LrCompensation::Auto && ctx.recipe.optimizer.is_sgd() {
-            settings.mk_grad_scale = ctx.k as f32;
-        }
-        let (model, log) = ctx.train(model, &settings, "mk")?;
+        let compensate =
+            self.lr_compensation == LrCompensation::Auto && ctx.recipe.optimizer.is_sgd();
+        let mut hooks = MkHooks {
+            draw,
+            copy_grad_scale: if compensate { ctx.k as f32 } else { 1.0 },
+        };
+        let (model, log) = ctx.train(model, &ctx.plain_settings(), &mut hooks, "mk")?;
         let mut deployed = model.collapse();
         recalibrate_batchnorm(
             &mut deployed,
@@ -77,18 +98,9 @@ impl MajorityKernels {
             trained_params,
         })
     }
-}
 
-impl<B: AutodiffBackend> Method<B> for MajorityKernels {
-    fn name(&self) -> &'static str {
-        "mk"
-    }
-
-    fn uses_k(&self) -> bool {
-        true
-    }
-
-    fn options(&self) -> serde_json::Value {
+    /// The options every MK variant records (its own are added to them).
+    pub fn base_options(&self) -> serde_json::Value {
         let mut options = serde_json::json!({
             "mixing": self.mixing.to_string(),
             "init": self.init.label(),
@@ -99,6 +111,23 @@ impl<B: AutodiffBackend> Method<B> for MajorityKernels {
             options["bn_recalibration"] = self.bn_recalibration.into();
         }
         options
+    }
+}
+
+impl MethodSpec for MajorityKernels {
+    fn info() -> MethodInfo {
+        MethodInfo {
+            claims_small_overhead: true,
+            figures: &["adversarial"],
+            ..MethodInfo::new(
+                "majority kernels: k mixed copies per kernel, collapsed to the mean",
+                Role::Proposed,
+            )
+        }
+    }
+
+    fn options(&self) -> serde_json::Value {
+        self.base_options()
     }
 
     fn validate(&self, k: usize) -> std::result::Result<(), String> {
@@ -112,9 +141,11 @@ impl<B: AutodiffBackend> Method<B> for MajorityKernels {
     fn init_label(&self) -> Option<String> {
         Some(self.init.label().into())
     }
+}
 
-    fn run(&self, ctx: &MethodContext<'_, B>) -> Result<MethodOutput<B>> {
-        Method::<B>::validate(self, ctx.k).map_err(|e| Error::Usage(format!("method mk: {e}")))?;
-        self.train_mk(ctx, None)
+impl Method for MajorityKernels {
+    fn run<B: AutodiffBackend>(&self, ctx: &MethodContext<'_, B>) -> Result<MethodOutput<B>> {
+        let mixing = self.mixing;
+        self.train_mk(ctx, |draw| mixing.draw_all(draw.layers, draw.k, draw.rng))
     }
 }

@@ -1,330 +1,174 @@
-//! Training methods as plug-ins behind one trait.
+//! Training methods as plug-ins.
 //!
-//! A method receives the experiment's data, model architecture and recipe, trains however it
-//! likes, and returns the deployed small model plus its training log. The harness evaluates
-//! and stores the result. To add a method: write one file here implementing [`Method`] (see
-//! `lr_over_k.rs` for a ten-line example), add one line to [`REGISTRY`], and name it in an
-//! experiment file.
+//! A method is one file here plus one line in the [`methods!`] registry below. The file
+//! holds the method's options (a serde struct, `deny_unknown_fields`) and implements two
+//! traits: [`MethodSpec`], what the method is before any backend exists (its role, options,
+//! checks, labels, deployed architecture), and [`Method`], how it trains through
+//! [`MethodContext`]. Where a method changes the training step itself (mixing coefficients,
+//! loss, the copies' step size) it hands the shared loop a
+//! [`StepHooks`](crate::train::StepHooks) value; the loop, the claims and the figures need no
+//! edit. `mk_annealed.rs` is a complete example in about a hundred lines.
 
 pub mod adversarial;
 pub mod baseline;
 pub mod baseline_long;
+mod context;
 pub mod distill;
+mod entry;
 pub mod lr_over_k;
 pub mod mk;
-pub mod reuse;
+pub mod mk_annealed;
+mod reuse;
+mod spec;
 pub mod submodular;
 pub mod wide;
 
+pub use context::{MethodContext, MethodOutput};
+pub use entry::{EntryError, MethodEntry, split_nested_path};
+pub use reuse::TrainedModels;
+pub use spec::{Method, MethodInfo, MethodSpec, Role};
+
 use burn::tensor::backend::AutodiffBackend;
-use indicatif::ProgressBar;
-use serde::de::DeserializeOwned;
-use serde_norway::{Mapping, Value};
 
 use crate::error::Result;
-use std::path::PathBuf;
 
-use burn::module::AutodiffModule;
-
-use crate::models::{Classifier, Model, ModelSpec};
-use crate::train::{
-    CheckpointDir, Recipe, Stream, TrainData, TrainLog, TrainSettings, stream_rng, train,
-};
-
-/// What a method is given for one run.
-pub struct MethodContext<'a, B: AutodiffBackend> {
-    pub data: TrainData<'a>,
-    pub model: &'a ModelSpec,
-    pub recipe: &'a Recipe,
-    /// The overparameterization factor of the experiment cell.
-    pub k: usize,
-    pub seed: u64,
-    pub device: &'a B::Device,
-    pub progress: &'a ProgressBar,
-    /// Where the run keeps its checkpoints (none: no checkpointing).
-    pub checkpoint: Option<CheckpointDir>,
-    /// Where trained models that other runs reuse (ensemble members, teachers) are stored
-    /// (none: nothing is reused).
-    pub models_dir: Option<PathBuf>,
-    /// Content fingerprint of the dataset, part of the key of every reusable model.
-    pub data_fingerprint: &'a str,
-}
-
-impl<B: AutodiffBackend> MethodContext<'_, B> {
-    /// Trains `model` with the shared loop on this run's data, checkpointing as configured.
-    /// Methods with several training phases pass a distinct `phase` name for each.
-    pub fn train<M>(&self, model: M, settings: &TrainSettings, phase: &str) -> Result<(M, TrainLog)>
-    where
-        M: Classifier<B> + AutodiffModule<B>,
-        M::InnerModule: Classifier<B::InnerBackend>,
-    {
-        self.train_on(model, settings, phase, &self.data)
-    }
-
-    /// [`MethodContext::train`] on other data (e.g. the same examples with soft targets).
-    pub fn train_on<M>(
-        &self,
-        model: M,
-        settings: &TrainSettings,
-        phase: &str,
-        data: &TrainData<'_>,
-    ) -> Result<(M, TrainLog)>
-    where
-        M: Classifier<B> + AutodiffModule<B>,
-        M::InnerModule: Classifier<B::InnerBackend>,
-    {
-        let checkpoint = self.checkpoint.as_ref().map(|c| CheckpointDir {
-            dir: c.dir.join(phase),
-            every_epochs: c.every_epochs,
-        });
-        train(
-            model,
-            data,
-            settings,
-            self.device,
-            self.progress,
-            checkpoint.as_ref(),
-        )
-    }
-
-    /// The freshly initialised small model for this seed (the same for every method).
-    pub fn small_model(&self) -> Model<B> {
-        self.model.build(
-            self.data.train,
-            &mut stream_rng(self.seed, Stream::Init),
-            self.device,
-        )
-    }
-}
-
-/// What a method returns.
-pub struct MethodOutput<B: AutodiffBackend> {
-    /// The deployed small model, on the inner (non-autodiff) backend.
-    pub deployed: Model<B::InnerBackend>,
-    pub log: TrainLog,
-    /// Parameters that were trained (k·n for majority kernels).
-    pub trained_params: usize,
-}
-
-/// A training method.
-pub trait Method<B: AutodiffBackend> {
-    /// The name used in experiment files and result rows.
-    fn name(&self) -> &'static str;
-
-    /// Whether the result depends on the experiment's k (baselines do not, so they run once
-    /// per seed whatever the k list is).
-    fn uses_k(&self) -> bool;
-
-    /// The options that change the result, recorded in result rows and hashed into run ids.
-    fn options(&self) -> serde_json::Value {
-        serde_json::Value::Object(Default::default())
-    }
-
-    /// The architecture of the deployed model (the small model's, except for references
-    /// such as `wide`).
-    fn deployed_spec(&self, small: &ModelSpec, _k: usize) -> ModelSpec {
-        small.clone()
-    }
-
-    /// Checks the options against the experiment's `k` before anything is trained.
-    fn validate(&self, _k: usize) -> std::result::Result<(), String> {
-        Ok(())
-    }
-
-    /// Mixing distribution label for the result columns, where it applies.
-    fn mixing_label(&self, _k: usize) -> Option<String> {
-        None
-    }
-
-    /// Init option label for the result columns, where it applies.
-    fn init_label(&self) -> Option<String> {
-        None
-    }
-
-    /// Trains and returns the deployed model.
-    fn run(&self, ctx: &MethodContext<'_, B>) -> Result<MethodOutput<B>>;
-}
-
-/// The methods of an experiment, in the order of its file.
-pub type Methods<B> = Vec<Box<dyn Method<B>>>;
-
-/// Builds a method from its options mapping (without `name`).
-type Builder<B> = fn(&Mapping) -> std::result::Result<Box<dyn Method<B>>, String>;
-
-/// Every method the harness knows: name, what it is, builder.
-#[allow(clippy::type_complexity)]
-pub fn registry<B: AutodiffBackend>() -> Vec<(&'static str, &'static str, Builder<B>)> {
-    vec![
-        ("baseline", "the small model, same recipe and steps", |o| {
-            Ok(Box::new(parse::<baseline::Baseline>(o)?))
-        }),
-        (
-            "baseline_long",
-            "the small model trained long_factor times longer",
-            |o| Ok(Box::new(parse::<baseline_long::BaselineLong>(o)?)),
-        ),
-        (
-            "lr_over_k",
-            "the baseline at learning rate lr/k (weight decay k·wd)",
-            |o| Ok(Box::new(parse::<lr_over_k::LrOverK>(o)?)),
-        ),
-        (
-            "mk",
-            "majority kernels: k mixed copies per kernel, collapsed to the mean",
-            |o| Ok(Box::new(parse::<mk::MajorityKernels>(o)?)),
-        ),
-        (
-            "adv_mj",
-            "adversarial MK: random draw, then an ascent step on the mixing coefficients",
-            |o| Ok(Box::new(parse::<adversarial::AdvMajority>(o)?)),
-        ),
-        (
-            "adv_only",
-            "adversarial MK from uniform mixing (ascent step only)",
-            |o| Ok(Box::new(parse::<adversarial::AdvOnly>(o)?)),
-        ),
-        (
-            "wide",
-            "the k-times-wider model trained normally (deployed size k-fold)",
-            |o| Ok(Box::new(parse::<wide::Wide>(o)?)),
-        ),
-        (
-            "distilled_ensemble",
-            "k small models (or the wide model) distilled into a fresh small model",
-            |o| Ok(Box::new(parse::<distill::DistilledEnsemble>(o)?)),
-        ),
-        (
-            "submodular",
-            "the wide model pruned to n units per layer by facility-location selection, refitted, fine-tuned",
-            |o| Ok(Box::new(parse::<submodular::Submodular>(o)?)),
-        ),
-    ]
-}
-
-/// Names of the registered methods.
-pub const REGISTRY: [&str; 9] = [
-    "baseline",
-    "baseline_long",
-    "lr_over_k",
-    "mk",
-    "adv_mj",
-    "adv_only",
-    "wide",
-    "distilled_ensemble",
-    "submodular",
-];
-
-/// Parses a method's options; unknown keys and bad values are errors naming the key.
-fn parse<T: DeserializeOwned>(options: &Mapping) -> std::result::Result<T, String> {
-    serde_path_to_error::deserialize(Value::Mapping(options.clone())).map_err(|e| {
-        let at = e.path().to_string();
-        format!("`{at}`: {}", e.into_inner())
-    })
-}
-
-/// The list under `key` of a method entry, each item read by `item` (`None` when absent).
-fn entry_list<T>(
-    entry: &Value,
-    key: &str,
-    what: &str,
-    item: impl Fn(&Value) -> Option<T>,
-) -> std::result::Result<Option<Vec<T>>, String> {
-    let Value::Mapping(map) = entry else {
-        return Ok(None);
-    };
-    match map.get(key) {
-        None => Ok(None),
-        Some(Value::Sequence(items)) => items
-            .iter()
-            .map(|v| item(v).ok_or_else(|| format!("`{key}` lists {what}, got {v:?}")))
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map(Some),
-        Some(other) => Err(format!("`{key}` must be a list of {what}, got {other:?}")),
-    }
-}
-
-/// The `datasets:` restriction of a method entry (`{name: mk, ..., datasets: [cifar10]}`): the
-/// method runs on those datasets of the experiment only. `None` when absent (every dataset).
-pub fn entry_datasets(entry: &Value) -> std::result::Result<Option<Vec<String>>, String> {
-    entry_list(entry, "datasets", "dataset names", |v| {
-        v.as_str().map(String::from)
-    })
-}
-
-/// The `k:` restriction of a method entry (`{name: mk, mixing: uniform, k: [4]}`): the method
-/// runs at those values only (each must be in the experiment's `k` list). `None` when absent.
-pub fn entry_ks(entry: &Value) -> std::result::Result<Option<Vec<usize>>, String> {
-    entry_list(entry, "k", "positive integers", |v| {
-        v.as_u64().map(|k| k as usize)
-    })
-}
-
-/// Builds the method an experiment entry names: either a bare name (`mk`) or a mapping
-/// (`{name: mk, mixing: uniform}`; `datasets:` and `k:` restrictions are read by the plan).
-pub fn build<B: AutodiffBackend>(entry: &Value) -> std::result::Result<Box<dyn Method<B>>, String> {
-    let (name, options) = match entry {
-        Value::String(name) => (name.clone(), Mapping::new()),
-        Value::Mapping(map) => {
-            let mut options = map.clone();
-            options.remove("datasets");
-            options.remove("k");
-            let name = match options.remove("name") {
-                Some(Value::String(name)) => name,
-                _ => return Err("each method needs a `name` (a string)".into()),
-            };
-            (name, options)
+/// Declares the registry: one `name => Type` line per method. Generates [`MethodConfig`]
+/// (a method's typed options, one variant per method), [`NAMES`] and [`info`].
+macro_rules! methods {
+    ($($name:ident => $ty:ty),+ $(,)?) => {
+        /// A method's typed options: one variant per registered method.
+        #[derive(Debug, Clone)]
+        #[allow(non_camel_case_types)]
+        pub enum MethodConfig {
+            $($name($ty),)+
         }
-        other => {
-            return Err(format!(
-                "a method is a name or a mapping with `name`, got {other:?}"
-            ));
+
+        /// Names of the registered methods, in registry order.
+        pub const NAMES: &[&str] = &[$(stringify!($name)),+];
+
+        /// The static facts of the method registered as `name`.
+        pub fn info(name: &str) -> Option<MethodInfo> {
+            match name {
+                $(stringify!($name) => Some(<$ty as MethodSpec>::info()),)+
+                _ => None,
+            }
+        }
+
+        impl MethodConfig {
+            /// The name the method is registered under (experiment files, result rows).
+            pub fn name(&self) -> &'static str {
+                match self {
+                    $(Self::$name(_) => stringify!($name),)+
+                }
+            }
+
+            /// The backend-free side of the method.
+            pub fn spec(&self) -> &dyn MethodSpec {
+                match self {
+                    $(Self::$name(method) => method,)+
+                }
+            }
+
+            /// Trains as the method does and returns the deployed model.
+            pub fn run<B: AutodiffBackend>(
+                &self,
+                ctx: &MethodContext<'_, B>,
+            ) -> Result<MethodOutput<B>> {
+                match self {
+                    $(Self::$name(method) => method.run(ctx),)+
+                }
+            }
+
+            /// The method `name` with its options read from `options`.
+            fn parse(
+                name: &str,
+                options: serde_norway::Mapping,
+            ) -> std::result::Result<Self, EntryError> {
+                match name {
+                    $(stringify!($name) => entry::options::<$ty>(options).map(Self::$name),)+
+                    _ => Err(EntryError::unknown_method(name)),
+                }
+            }
         }
     };
-    let registry = registry::<B>();
-    let (_, _, builder) = registry
-        .iter()
-        .find(|(n, _, _)| *n == name)
-        .ok_or_else(|| {
-            format!(
-                "unknown method `{name}`: expected one of {}",
-                REGISTRY.join(", ")
-            )
-        })?;
-    builder(&options).map_err(|e| format!("method `{name}`: {e}"))
+}
+
+methods! {
+    baseline => baseline::Baseline,
+    baseline_long => baseline_long::BaselineLong,
+    lr_over_k => lr_over_k::LrOverK,
+    mk => mk::MajorityKernels,
+    adv_mj => adversarial::AdvMajority,
+    adv_only => adversarial::AdvOnly,
+    wide => wide::Wide,
+    distilled_ensemble => distill::DistilledEnsemble,
+    submodular => submodular::Submodular,
+    mk_annealed => mk_annealed::AnnealedMk,
+}
+
+impl MethodConfig {
+    /// The static facts of this method.
+    pub fn info(&self) -> MethodInfo {
+        info(self.name()).expect("every variant is registered")
+    }
+}
+
+/// The role of the method that stored a run, by name (`None` for a name the registry does not
+/// know, e.g. a method removed since).
+pub fn role_of(name: &str) -> Option<Role> {
+    info(name).map(|i| i.role)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::TestAutodiffBackend as B;
+
+    fn entry(yaml: &str) -> std::result::Result<MethodEntry, EntryError> {
+        MethodEntry::from_value(&serde_norway::from_str(yaml).unwrap())
+    }
 
     #[test]
-    fn registry_and_its_name_list_agree() {
-        let names: Vec<&str> = registry::<B>().iter().map(|(n, _, _)| *n).collect();
-        assert_eq!(names, REGISTRY);
+    fn every_registered_method_parses_by_name_with_its_defaults() {
+        for name in NAMES {
+            let parsed = entry(name).unwrap();
+            assert_eq!(parsed.method.name(), *name);
+            assert!(!parsed.method.info().about.is_empty());
+        }
     }
 
     #[test]
     fn methods_parse_from_names_and_mappings() {
-        let m = build::<B>(&serde_norway::from_str("mk").unwrap()).unwrap();
-        assert_eq!(m.name(), "mk");
-        let m = build::<B>(
-            &serde_norway::from_str("{name: mk, mixing: 'majority(3)', init: independent}")
-                .unwrap(),
-        )
-        .unwrap();
-        assert_eq!(m.mixing_label(4).as_deref(), Some("majority(3)"));
-        assert_eq!(m.init_label().as_deref(), Some("independent"));
-        let err = build::<B>(&serde_norway::from_str("{name: mk, mixin: uniform}").unwrap())
-            .err()
-            .unwrap();
+        let m = entry("{name: mk, mixing: 'majority(3)', init: independent}").unwrap();
+        assert_eq!(
+            m.method.spec().mixing_label(4).as_deref(),
+            Some("majority(3)")
+        );
+        assert_eq!(m.method.spec().init_label().as_deref(), Some("independent"));
+        let m = entry("{name: mk, mixing: uniform, datasets: [mnist], k: [2, 4]}").unwrap();
+        assert_eq!(m.datasets, Some(vec!["mnist".to_string()]));
+        assert_eq!(m.k, Some(vec![2, 4]));
+        let err = entry("{name: mk, mixin: uniform}").unwrap_err().to_string();
         assert!(err.contains("mixin"), "{err}");
-        let err = build::<B>(&serde_norway::from_str("sgd_plus").unwrap())
-            .err()
-            .unwrap();
+        let err = entry("{name: mk, mixing: lottery}").unwrap_err();
+        assert_eq!(err.at, "mixing");
+        assert!(err.message.contains("lottery"), "{err}");
+        let err = entry("sgd_plus").unwrap_err().to_string();
         assert!(
             err.contains("sgd_plus") && err.contains("baseline"),
             "{err}"
         );
+        let err = entry("{name: mk, k: [two]}").unwrap_err();
+        assert_eq!(err.at, "k");
+    }
+
+    #[test]
+    fn roles_come_from_the_registry() {
+        assert_eq!(role_of("baseline"), Some(Role::Baseline));
+        assert_eq!(role_of("mk"), Some(Role::Proposed));
+        assert_eq!(role_of("adv_mj"), Some(Role::Proposed));
+        assert_eq!(role_of("lr_over_k"), Some(Role::Control));
+        assert_eq!(role_of("distilled_ensemble"), Some(Role::Competitor));
+        assert_eq!(role_of("wide"), Some(Role::Reference));
+        assert_eq!(role_of("no_such_method"), None);
     }
 }

@@ -1,27 +1,37 @@
 //! Trained models shared between runs: ensemble members, teachers, the wide model that
-//! submodular selection prunes. Each is keyed by everything that determines it and stored
-//! under the results folder's `models/`, so it is never trained twice.
+//! submodular selection prunes. Each is keyed by everything that determines it and kept in
+//! the run's [`TrainedModels`] store (the results folder's `models/`), so it is never trained
+//! twice.
 
-use std::path::PathBuf;
-
-use burn::module::{AutodiffModule, Module};
-use burn::record::{BinFileRecorder, FullPrecisionSettings};
+use burn::module::AutodiffModule;
+use burn::prelude::Backend;
 use burn::tensor::backend::AutodiffBackend;
-use sha2::{Digest, Sha256};
 
 use super::MethodContext;
-use super::baseline::plain_settings;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::models::{Model, ModelSpec};
-use crate::train::{Stream, TrainLog, stream_rng};
+use crate::train::{PlainStep, Stream, TrainLog, stream_rng};
 
-type Recorder = BinFileRecorder<FullPrecisionSettings>;
+/// Where trained models that several runs need are kept, keyed by everything that determines
+/// them (implemented by `results::ModelStore`, which adds the code's numerics version).
+pub trait TrainedModels<B: Backend> {
+    /// The model stored under `key`, loaded into `fresh` (a model of its architecture), with
+    /// the log it was trained with; `None` when it is not stored.
+    fn load(
+        &self,
+        key: &serde_json::Value,
+        fresh: Model<B>,
+    ) -> Result<Option<(Model<B>, TrainLog)>>;
+
+    /// Stores `model` and its training `log` under `key`.
+    fn save(&self, key: &serde_json::Value, model: &Model<B>, log: &TrainLog) -> Result<()>;
+}
 
 impl<B: AutodiffBackend> MethodContext<'_, B> {
     /// The model `spec` trained with the plain recipe from `seed` (an ensemble member, a
-    /// teacher, the wide model to prune): loaded from `models/` when a run trained it before,
-    /// else trained (phase `phase`, checkpointed) and stored there. Also returns the steps
-    /// this call spent training (0 when reused).
+    /// teacher, the wide model to prune): loaded from the store when a run trained it before,
+    /// else trained (phase `phase`, checkpointed) and stored. Also returns the steps this call
+    /// spent training (0 when reused).
     pub fn trained_model(
         &self,
         spec: &ModelSpec,
@@ -41,20 +51,11 @@ impl<B: AutodiffBackend> MethodContext<'_, B> {
         seed: u64,
         phase: &str,
     ) -> Result<(Model<B::InnerBackend>, TrainLog, bool)> {
-        let mut settings = plain_settings(self);
+        let mut settings = self.plain_settings();
         settings.seed = seed;
         let key = serde_json::json!({
             "model": spec, "recipe": self.recipe, "seed": seed, "data": self.data_fingerprint,
-            "code_version": crate::experiment::plan::NUMERICS_VERSION,
         });
-        let hash: String = Sha256::digest(key.to_string().as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        let path: Option<PathBuf> = self
-            .models_dir
-            .as_ref()
-            .map(|d| d.join(format!("teacher-{}", &hash[..16])));
         let fresh = || {
             spec.build::<B>(
                 self.data.train,
@@ -62,39 +63,15 @@ impl<B: AutodiffBackend> MethodContext<'_, B> {
                 self.device,
             )
         };
-        let log_path = |path: &PathBuf| path.with_extension("log.json");
-        if let Some(path) = path.as_ref().filter(|p| p.with_extension("bin").is_file()) {
-            let model = fresh()
-                .valid()
-                .load_file(path.clone(), &Recorder::new(), self.device)
-                .map_err(|e| Error::data(path, format!("unreadable stored teacher: {e}")))?;
-            if let Some(log) = std::fs::read_to_string(log_path(path))
-                .ok()
-                .and_then(|text| serde_json::from_str::<TrainLog>(&text).ok())
-            {
-                return Ok((model, log, false));
-            }
+        if let Some(store) = self.models
+            && let Some((model, log)) = store.load(&key, fresh().valid())?
+        {
+            return Ok((model, log, false));
         }
-        let (model, log) = self.train(fresh(), &settings, phase)?;
+        let (model, log) = self.train(fresh(), &settings, &mut PlainStep, phase)?;
         let model = model.valid();
-        if let Some(path) = path {
-            let dir = path.parent().expect("models live in a folder");
-            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-            // Written to a temporary name and renamed, like every result file.
-            // (the recorder appends `.bin` to both names)
-            let name = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or("teacher");
-            let tmp = path.with_file_name(format!("{name}-partial"));
-            model
-                .clone()
-                .save_file(tmp.clone(), &Recorder::new())
-                .map_err(|e| Error::data(&tmp, e.to_string()))?;
-            std::fs::rename(tmp.with_extension("bin"), path.with_extension("bin"))
-                .map_err(|e| Error::io(&path, e))?;
-            let text = serde_json::to_string(&log).expect("training logs serialise");
-            crate::results::ResultsDir::write_text(&log_path(&path), &text)?;
+        if let Some(store) = self.models {
+            store.save(&key, &model, &log)?;
         }
         Ok((model, log, true))
     }

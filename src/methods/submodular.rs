@@ -23,12 +23,11 @@ use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use serde::Deserialize;
 
-use super::baseline::plain_settings;
-use super::{Method, MethodContext, MethodOutput};
+use super::{Method, MethodContext, MethodInfo, MethodOutput, MethodSpec, Role};
 use crate::error::{Error, Result};
 use crate::models::resnet::{BasicBlock, Conv, ConvBn};
 use crate::models::{Dense, Inputs, Mlp, Model, ModelSpec, ResNet};
-use crate::train::{EvalPoint, evaluate, recalibrate_batchnorm, subset_seed};
+use crate::train::{EvalPoint, PlainStep, evaluate, recalibrate_batchnorm, subset_seed};
 
 fn default_calibration() -> usize {
     512
@@ -458,13 +457,12 @@ impl Submodular {
     }
 }
 
-impl<B: AutodiffBackend> Method<B> for Submodular {
-    fn name(&self) -> &'static str {
-        "submodular"
-    }
-
-    fn uses_k(&self) -> bool {
-        true
+impl MethodSpec for Submodular {
+    fn info() -> MethodInfo {
+        MethodInfo::new(
+            "the wide model pruned to n units per layer by facility-location selection, refitted, fine-tuned",
+            Role::Competitor,
+        )
     }
 
     fn options(&self) -> serde_json::Value {
@@ -477,8 +475,10 @@ impl<B: AutodiffBackend> Method<B> for Submodular {
         }
         Ok(())
     }
+}
 
-    fn run(&self, ctx: &MethodContext<'_, B>) -> Result<MethodOutput<B>> {
+impl Method for Submodular {
+    fn run<B: AutodiffBackend>(&self, ctx: &MethodContext<'_, B>) -> Result<MethodOutput<B>> {
         if ctx.model.reads_text() {
             return Err(Error::Usage(
                 "method submodular: supports MLPs and ResNets, not Transformers".into(),
@@ -514,12 +514,12 @@ impl<B: AutodiffBackend> Method<B> for Submodular {
             test: evaluate(&pruned, ctx.data.test, 1000, ctx.device),
             train_seconds: 0.0,
         };
-        let mut settings = plain_settings(ctx);
+        let mut settings = ctx.plain_settings();
         settings.epochs = self.finetune_epochs;
         let small = Model::<B>::from_inner(pruned.clone());
         let trained_params = small.num_params();
         let (deployed, mut log) = if self.finetune_epochs > 0 {
-            let (model, log) = ctx.train(small, &settings, "finetune")?;
+            let (model, log) = ctx.train(small, &settings, &mut PlainStep, "finetune")?;
             (model.valid(), log)
         } else {
             (pruned, Default::default())

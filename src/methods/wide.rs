@@ -5,7 +5,7 @@ use burn::module::Module;
 use burn::tensor::backend::AutodiffBackend;
 use serde::Deserialize;
 
-use super::{Method, MethodContext, MethodOutput};
+use super::{Method, MethodContext, MethodInfo, MethodOutput, MethodSpec, Role};
 use crate::error::Result;
 use crate::models::ModelSpec;
 
@@ -13,22 +13,23 @@ use crate::models::ModelSpec;
 #[serde(deny_unknown_fields)]
 pub struct Wide {}
 
-impl<B: AutodiffBackend> Method<B> for Wide {
-    fn name(&self) -> &'static str {
-        "wide"
-    }
-
-    fn uses_k(&self) -> bool {
-        true
+impl MethodSpec for Wide {
+    fn info() -> MethodInfo {
+        MethodInfo::new(
+            "the k-times-wider model trained normally (deployed size k-fold)",
+            Role::Reference,
+        )
     }
 
     fn deployed_spec(&self, small: &ModelSpec, k: usize) -> ModelSpec {
         small.widened(k)
     }
+}
 
+impl Method for Wide {
     /// The wide model is the one distillation teachers and submodular selection use: trained
     /// once per seed and recipe, stored with its log, and reused by whichever needs it first.
-    fn run(&self, ctx: &MethodContext<'_, B>) -> Result<MethodOutput<B>> {
+    fn run<B: AutodiffBackend>(&self, ctx: &MethodContext<'_, B>) -> Result<MethodOutput<B>> {
         let spec = ctx.model.widened(ctx.k);
         let (deployed, log, _) = ctx.trained_model_with_log(&spec, ctx.seed, "wide")?;
         Ok(MethodOutput {

@@ -4,10 +4,14 @@
 //! For every experiment with stored runs of the profile:
 //! - `<experiment>-<profile>-<dataset>-curves`: test and train score over training, one line per
 //!   table row (mean over seeds) with a ±1 std band;
-//! - `<experiment>-<profile>-<dataset>-adversarial`: `adv_only` against `adv_mj` (and `mk`), when
-//!   both ran;
-//! - `<experiment>-<profile>-<dataset>-accuracy-vs-k` and `-overhead-vs-k`: when a method ran at
-//!   several k (the Table 5 sweep): test score, and step time over the baseline's, against k.
+//! - `<experiment>-<profile>-<dataset>-<figure>`: for every extra figure methods name in their
+//!   registry facts (e.g. `adversarial`: `adv_only`, `adv_mj` and `mk`), when two or more of
+//!   them ran, with the baseline;
+//! - `<experiment>-<profile>-<dataset>-accuracy-vs-k` and `-overhead-vs-k`: when a proposed
+//!   method ran at several k (the Table 5 sweep): test score, and step time over the
+//!   baseline's, against k.
+//!
+//! Methods are found by their registered role and facts, never by name.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -18,6 +22,7 @@ use polars::prelude::*;
 
 use super::table::{groups, mean_std};
 use crate::error::{Error, Result};
+use crate::methods::{self, Role};
 use crate::results::{ResultsDir, RunRecord};
 
 const FONT: &str = "sans-serif";
@@ -103,7 +108,7 @@ pub fn run(
                 rows.iter()
                     .filter(|(_, runs)| keep(runs[0]))
                     .map(|(label, runs)| {
-                        let label = if runs[0].k > 1 && runs[0].method != "baseline" {
+                        let label = if runs[0].k > 1 && uses_k(&runs[0].method) {
                             format!("{label}, k={}", runs[0].k)
                         } else {
                             label.clone()
@@ -148,15 +153,33 @@ pub fn run(
                 panels,
                 SIZE,
             )?);
-            let has = |m: &str| in_dataset.iter().any(|r| r.method == m);
-            if has("adv_only") && has("adv_mj") {
-                let panels = score_panels(&|r: &RunRecord| {
-                    matches!(r.method.as_str(), "adv_only" | "adv_mj" | "mk")
-                });
+            // The extra figures methods ask for, with the baseline, where two or more ran.
+            let mut figures: Vec<&str> = in_dataset
+                .iter()
+                .flat_map(|r| methods::info(&r.method).map_or(&[][..], |i| i.figures))
+                .copied()
+                .collect();
+            figures.sort();
+            figures.dedup();
+            for figure in figures {
+                let in_figure = |r: &RunRecord| {
+                    methods::info(&r.method).is_some_and(|i| i.figures.contains(&figure))
+                };
+                let mut members: Vec<&str> = in_dataset
+                    .iter()
+                    .filter(|r| in_figure(r))
+                    .map(|r| r.method.as_str())
+                    .collect();
+                members.sort();
+                members.dedup();
+                if members.len() < 2 {
+                    continue;
+                }
+                let panels = score_panels(&|r: &RunRecord| in_figure(r) || is_baseline(&r.method));
                 written.extend(save(
                     plots_dir,
-                    &format!("{stem}-adversarial"),
-                    &title("adv_only vs adv_mj"),
+                    &format!("{stem}-{figure}"),
+                    &title(&format!("{} against the baseline", members.join(", "))),
                     "epoch",
                     panels,
                     SIZE,
@@ -180,8 +203,17 @@ pub fn run(
     Ok(out)
 }
 
-/// Accuracy and step-time overhead against k, for the rows of the method that ran at several
-/// k with otherwise equal options.
+/// Whether runs of `method` depend on k (unknown names are assumed to).
+fn uses_k(method: &str) -> bool {
+    methods::info(method).is_none_or(|i| i.uses_k)
+}
+
+fn is_baseline(method: &str) -> bool {
+    methods::role_of(method) == Some(Role::Baseline)
+}
+
+/// Accuracy and step-time overhead against k, for the rows of the proposed method that ran at
+/// several k with otherwise equal options.
 fn k_sweep(
     plots_dir: &Path,
     stem: &str,
@@ -190,13 +222,16 @@ fn k_sweep(
     metric: &str,
 ) -> Result<Vec<PathBuf>> {
     let mut by_options: BTreeMap<(String, String), Vec<&RunRecord>> = BTreeMap::new();
-    for run in runs.iter().filter(|r| r.method == "mk") {
+    for run in runs
+        .iter()
+        .filter(|r| methods::role_of(&r.method) == Some(Role::Proposed))
+    {
         by_options
             .entry((run.method.clone(), run.options.clone()))
             .or_default()
             .push(run);
     }
-    let Some((_, sweep)) = by_options.into_iter().find(|(_, rs)| {
+    let Some(((method, _), sweep)) = by_options.into_iter().find(|(_, rs)| {
         let mut ks: Vec<i64> = rs.iter().map(|r| r.k).collect();
         ks.sort();
         ks.dedup();
@@ -204,13 +239,13 @@ fn k_sweep(
     }) else {
         return Ok(Vec::new());
     };
-    let baseline: Vec<&RunRecord> = runs.iter().filter(|r| r.method == "baseline").collect();
+    let baseline: Vec<&RunRecord> = runs.iter().filter(|r| is_baseline(&r.method)).collect();
     let mut accuracy = Series {
-        label: "mk".into(),
+        label: method.clone(),
         points: BTreeMap::new(),
     };
     let mut overhead = Series {
-        label: "mk step time / baseline step time (same seed)".into(),
+        label: format!("{method} step time / baseline step time (same seed)"),
         points: BTreeMap::new(),
     };
     for run in &sweep {
@@ -232,7 +267,7 @@ fn k_sweep(
         let values: Vec<f64> = baseline.iter().map(|b| 100.0 * b.test_score).collect();
         let ks: Vec<i64> = series[0].points.keys().copied().collect();
         series.push(Series {
-            label: "baseline".into(),
+            label: baseline[0].method.clone(),
             points: ks.iter().map(|&k| (k, values.clone())).collect(),
         });
     }

@@ -1,4 +1,12 @@
-//! Where a result came from: code version and time.
+//! Where a result came from: numerics version, code version and time.
+
+/// Version of the numerics: bump it in any change that alters the result of an existing run
+/// (initialisation, data order, arithmetic), so that stored runs are not mistaken for runs of
+/// the new code. Part of every run id and of every stored model's key.
+///
+/// 2: the fused optimiser (MK copies mixed outside autodiff) and flex's AVX-512 matrix kernels
+/// change the rounding of training steps.
+pub const NUMERICS_VERSION: u32 = 2;
 
 /// The commit this binary was built from (`git rev-parse --short=12 HEAD` at build time), with
 /// `-dirty` when the sources differed from it, or `unknown` when built outside a checkout.

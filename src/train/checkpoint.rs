@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::trainer::EvalPoint;
+use super::log::EvalPoint;
 use crate::error::{Error, Result};
 
 /// Where one training phase keeps its checkpoints, and how often.

@@ -7,21 +7,20 @@ use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::record::{BinFileRecorder, FullPrecisionSettings};
-use burn::tensor::activation::{log_softmax, softmax};
 use burn::tensor::backend::AutodiffBackend;
 use indicatif::ProgressBar;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use serde::{Deserialize, Serialize};
 
-use super::adversary::{Adversary, adversarial_mix};
 use super::checkpoint::{CheckpointDir, LoopState, MODEL, OPTIMIZER};
-use super::eval::{Metrics, evaluate};
+use super::eval::evaluate;
+use super::hooks::{MixingDraw, StepHooks, StepPosition};
+use super::log::{EvalPoint, TrainLog};
 use super::recipe::{OptimizerSpec, ScheduleSpec};
-use crate::data::{Augmentation, Examples};
+use crate::data::{Augmentation, Examples, Inputs};
 use crate::error::{Error, Result};
-use crate::mk::{Mixing, MkStep};
+use crate::mk::MkStep;
 use crate::models::Classifier;
 
 /// Independent random streams derived from a run's seed, so that e.g. MK and the baseline
@@ -58,21 +57,14 @@ pub fn subset_seed(seed: u64, salt: u64) -> u64 {
     stream_rng(seed, Stream::Subset).random::<u64>() ^ salt
 }
 
-/// How one model is trained: the recipe as a method adapted it.
+/// How one model is trained: the recipe as a method adapted it. How each step is shaped
+/// (mixing, loss, the copies' step size) is the method's [`StepHooks`].
 #[derive(Debug, Clone)]
 pub struct TrainSettings {
     pub optimizer: OptimizerSpec,
     pub schedule: ScheduleSpec,
     pub epochs: usize,
     pub batch_size: usize,
-    /// Mixing distribution for MK models (`None` for plain models).
-    pub mixing: Option<Mixing>,
-    /// Factor applied to the gradients of MK copies (learning-rate compensation).
-    pub mk_grad_scale: f32,
-    /// Adversarial mixing (adv MK): an ascent step on each step's coefficients.
-    pub adversary: Option<Adversary>,
-    /// Knowledge distillation from `TrainData::soft_targets`.
-    pub distillation: Option<Distillation>,
     /// Augmentation of the training images.
     pub augment: Option<Augmentation>,
     /// Label smoothing of the cross-entropy (0: none).
@@ -81,81 +73,13 @@ pub struct TrainSettings {
 }
 
 /// The data a training run sees.
+#[derive(Clone, Copy)]
 pub struct TrainData<'a> {
     /// Examples the optimiser steps on.
     pub train: &'a Examples,
     /// Examples for the train-accuracy curve.
     pub train_eval: &'a Examples,
     pub test: &'a Examples,
-    /// Teacher logits for every example of `train` (`[N, classes]`, row-major), for
-    /// knowledge distillation.
-    pub soft_targets: Option<&'a [f32]>,
-}
-
-/// One evaluation of the deployed (eval-mode) model.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EvalPoint {
-    pub epoch: usize,
-    pub step: usize,
-    pub lr: f64,
-    pub train: Metrics,
-    pub test: Metrics,
-    /// Training seconds so far, evaluation excluded.
-    pub train_seconds: f64,
-}
-
-/// What a training run did.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct TrainLog {
-    pub points: Vec<EvalPoint>,
-    pub steps: usize,
-    /// Seconds spent in training steps (evaluation excluded).
-    pub train_seconds: f64,
-    /// The loss became NaN or infinite; training stopped at that step.
-    pub diverged: bool,
-    /// The epoch training resumed after (0 when it started fresh).
-    pub resumed_after_epoch: usize,
-    /// Steps spent training the teachers or ensemble members this run needed (0 when they
-    /// were reused from earlier runs): the method's cost beyond its own steps.
-    pub teacher_steps: usize,
-}
-
-impl TrainLog {
-    /// Mean wall-clock of one training step in milliseconds.
-    pub fn step_ms(&self) -> f64 {
-        1e3 * self.train_seconds / self.steps.max(1) as f64
-    }
-}
-
-/// Knowledge distillation (Hinton et al.): `alpha * T^2 * CE(softmax(teacher / T),
-/// softmax(student / T)) + (1 - alpha) * CE(labels, student)`. The soft term's cross-entropy
-/// differs from the KL divergence by the teacher's entropy, a constant: same gradients.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Distillation {
-    pub temperature: f64,
-    pub alpha: f64,
-}
-
-impl Distillation {
-    /// The distillation loss of `logits` against `teacher` logits and hard `labels`.
-    pub fn loss<B: Backend>(
-        &self,
-        logits: Tensor<B, 2>,
-        teacher: Tensor<B, 2>,
-        labels: Tensor<B, 1, Int>,
-        cross_entropy: &burn::nn::loss::CrossEntropyLoss<B>,
-    ) -> Tensor<B, 1> {
-        let t = self.temperature;
-        let targets = softmax(teacher.div_scalar(t), 1);
-        let log_student = log_softmax(logits.clone().div_scalar(t), 1);
-        let soft = (targets * log_student)
-            .sum_dim(1)
-            .mean()
-            .neg()
-            .mul_scalar(t * t);
-        let hard = cross_entropy.forward(logits, labels);
-        soft.mul_scalar(self.alpha) + hard.mul_scalar(1.0 - self.alpha)
-    }
 }
 
 /// How often the loss is read back for the progress bar and the divergence check.
@@ -164,7 +88,8 @@ const EVAL_BATCH: usize = 1000;
 
 type Recorder = BinFileRecorder<FullPrecisionSettings>;
 
-/// Trains `model` as `settings` say, evaluating the eval-mode model after every epoch.
+/// Trains `model` as `settings` say, each step shaped by `hooks`, evaluating the eval-mode
+/// model after every epoch.
 ///
 /// With `checkpoint`, the loop first resumes from the latest checkpoint there, and saves one
 /// every `every_epochs` epochs; the result is the same as an uninterrupted run's.
@@ -172,6 +97,7 @@ pub fn train<B, M>(
     mut model: M,
     data: &TrainData<'_>,
     settings: &TrainSettings,
+    hooks: &mut dyn StepHooks<B>,
     device: &B::Device,
     progress: &ProgressBar,
     checkpoint: Option<&CheckpointDir>,
@@ -213,7 +139,7 @@ where
     let mut optimizer = MkStep::<B>::new(
         model.mk_kernel_ids(),
         &settings.optimizer,
-        settings.mk_grad_scale,
+        hooks.copy_grad_scale(),
     );
     if let Some(folder) = checkpoint
         .and_then(CheckpointDir::latest)
@@ -246,43 +172,28 @@ where
             lr = settings.optimizer.lr() * settings.schedule.factor(log.steps, total_steps);
             let augment = settings.augment.as_ref().map(|a| (a, &mut augment_rng));
             let (inputs, labels) = data.train.batch_augmented::<B>(indices, augment, device);
-            // MK: this step's coefficients (one row per layer) and the kernels mixed with them.
-            // An MK model trained without a mixing distribution trains its mean kernel.
-            let mixing = settings.mixing.unwrap_or(Mixing::Uniform);
+            // MK: this step's coefficients (one row per layer, as the method's hook draws
+            // them) and the kernels mixed with them.
             let p = (layers > 0).then(|| {
-                let draws = match settings.adversary {
-                    Some(adversary) if adversary.from_uniform => vec![1.0 / k as f32; layers * k],
-                    _ => mixing.draw_all(layers, k, &mut mix_rng),
+                let loss_gradient = |p: &[f32]| {
+                    mixing_gradient(&model, &optimizer, inputs.clone(), labels.clone(), p)
                 };
-                match settings.adversary {
-                    Some(adversary) => adversarial_mix(
-                        &model,
-                        &optimizer,
-                        inputs.clone(),
-                        labels.clone(),
-                        draws,
-                        adversary.rho,
-                    ),
-                    None => draws,
-                }
+                hooks.mixing(MixingDraw {
+                    position: StepPosition {
+                        step: log.steps,
+                        epoch,
+                        total_steps,
+                        epochs: settings.epochs,
+                    },
+                    layers,
+                    k,
+                    rng: &mut mix_rng,
+                    loss_gradient: &loss_gradient,
+                })
             });
             let kernels = p.as_ref().map(|p| optimizer.mix(&model, p));
             let logits = model.forward(inputs, kernels.as_ref());
-            let loss = match (settings.distillation, data.soft_targets) {
-                (Some(distillation), Some(targets)) => {
-                    let classes = targets.len() / data.train.len();
-                    let teacher: Vec<f32> = indices
-                        .iter()
-                        .flat_map(|&i| targets[i * classes..(i + 1) * classes].iter().copied())
-                        .collect();
-                    let teacher = Tensor::<B, 2>::from_data(
-                        TensorData::new(teacher, [indices.len(), classes]),
-                        device,
-                    );
-                    distillation.loss(logits, teacher, labels, &loss_fn)
-                }
-                _ => loss_fn.forward(logits, labels),
-            };
+            let loss = hooks.loss(logits, labels, indices, &loss_fn);
             log.steps += 1;
             if log.steps % LOSS_READ_EVERY == 1 || log.steps == total_steps {
                 let value: f32 = loss.clone().into_scalar().elem();
@@ -352,39 +263,24 @@ where
     Ok((model, log))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::backend::TestBackend as B;
-    use burn::nn::loss::CrossEntropyLossConfig;
-
-    #[test]
-    fn distillation_loss_interpolates_between_teacher_and_labels() {
-        let device = Default::default();
-        let tensor = |v: Vec<f32>| Tensor::<B, 2>::from_data(TensorData::new(v, [2, 3]), &device);
-        let labels = Tensor::<B, 1, Int>::from_data(TensorData::new(vec![0i64, 2], [2]), &device);
-        let ce = CrossEntropyLossConfig::new().init(&device);
-        let student = vec![1.0f32, 0.2, -0.5, 0.1, 0.3, 2.0];
-        let teacher = vec![2.0f32, -1.0, 0.0, 0.5, 0.5, 1.0];
-        let value = |d: Distillation, s: Vec<f32>| -> f32 {
-            d.loss(tensor(s), tensor(teacher.clone()), labels.clone(), &ce)
-                .into_scalar()
-                .elem()
-        };
-        let hard: f32 = ce
-            .forward(tensor(student.clone()), labels.clone())
-            .into_scalar()
-            .elem();
-        let only_labels = Distillation {
-            temperature: 4.0,
-            alpha: 0.0,
-        };
-        assert!((value(only_labels, student.clone()) - hard).abs() < 1e-6);
-        // With alpha = 1 the loss is smallest when the student matches the teacher.
-        let only_teacher = Distillation {
-            temperature: 2.0,
-            alpha: 1.0,
-        };
-        assert!(value(only_teacher, teacher.clone()) < value(only_teacher, student));
-    }
+/// The gradient of the batch loss (plain cross-entropy) with respect to the mixing
+/// coefficients `p` (`[layers, k]`, rows in the order of `mk`'s parameters):
+/// `dL/dp_i = <theta_i, dL/dW>`, from one forward and backward pass.
+pub fn mixing_gradient<B, M>(
+    model: &M,
+    mk: &MkStep<B>,
+    inputs: Inputs<B>,
+    labels: Tensor<B, 1, Int>,
+    p: &[f32],
+) -> Vec<f32>
+where
+    B: AutodiffBackend,
+    M: Classifier<B>,
+{
+    let device = labels.device();
+    let kernels = mk.mix(model, p);
+    let loss = CrossEntropyLossConfig::new()
+        .init(&device)
+        .forward(model.forward(inputs, Some(&kernels)), labels);
+    mk.mixing_gradient(model, &kernels, &loss.backward())
 }

@@ -1,0 +1,181 @@
+//! `mk_annealed`: majority kernels whose Dirichlet concentration follows a schedule over
+//! training (docs/METHODS.md, "Annealed mixing"). Small alpha draws nearly one-hot
+//! coefficients (each step trains mostly one copy: large mixing noise); large alpha draws
+//! nearly uniform ones (the copies move together, as the mean kernel). Going geometrically
+//! from `alpha_start` to `alpha_end`, once or over several `cycles`, moves from exploration
+//! to consolidation.
+//!
+//! Also the example of adding a method: this file plus one line in the registry
+//! (`src/methods/mod.rs`). It reuses MK's training and changes one hook, the mixing draw,
+//! which sees where training is.
+
+use burn::tensor::backend::AutodiffBackend;
+use serde::Deserialize;
+
+use super::mk::{LrCompensation, MajorityKernels};
+use super::{Method, MethodContext, MethodInfo, MethodOutput, MethodSpec, Role};
+use crate::error::Result;
+use crate::mk::{Mixing, MkInit};
+use crate::train::StepPosition;
+
+fn default_alpha_start() -> f64 {
+    0.3
+}
+
+fn default_alpha_end() -> f64 {
+    3.0
+}
+
+fn one() -> usize {
+    1
+}
+
+/// MK with `dirichlet(alpha)` mixing, alpha annealed from `alpha_start` to `alpha_end`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnnealedMk {
+    #[serde(default = "default_alpha_start")]
+    pub alpha_start: f64,
+    #[serde(default = "default_alpha_end")]
+    pub alpha_end: f64,
+    /// Times the schedule runs over training (1: once; more: restarts from `alpha_start`).
+    #[serde(default = "one")]
+    pub cycles: usize,
+    #[serde(default)]
+    pub init: MkInit,
+    #[serde(default)]
+    pub lr_compensation: LrCompensation,
+    #[serde(default)]
+    pub bn_recalibration: usize,
+}
+
+impl AnnealedMk {
+    /// The concentration at `position`: geometric from `alpha_start` at the first step of a
+    /// cycle to `alpha_end` at its last.
+    pub fn alpha_at(&self, position: &StepPosition) -> f64 {
+        let cycle = position.total_steps.div_ceil(self.cycles).max(1);
+        let t = if cycle > 1 {
+            (position.step % cycle) as f64 / (cycle - 1) as f64
+        } else {
+            0.0
+        };
+        self.alpha_start * (self.alpha_end / self.alpha_start).powf(t)
+    }
+
+    fn as_mk(&self) -> MajorityKernels {
+        MajorityKernels {
+            mixing: Mixing::Dirichlet {
+                alpha: self.alpha_start,
+            },
+            init: self.init,
+            lr_compensation: self.lr_compensation,
+            bn_recalibration: self.bn_recalibration,
+        }
+    }
+}
+
+impl MethodSpec for AnnealedMk {
+    fn info() -> MethodInfo {
+        MethodInfo {
+            claims_small_overhead: true,
+            ..MethodInfo::new(
+                "MK with the Dirichlet concentration annealed over training (example plug-in)",
+                Role::Proposed,
+            )
+        }
+    }
+
+    fn options(&self) -> serde_json::Value {
+        serde_json::json!({
+            "alpha_start": self.alpha_start,
+            "alpha_end": self.alpha_end,
+            "cycles": self.cycles,
+            "init": self.init.label(),
+            "lr_compensation": self.lr_compensation,
+            "bn_recalibration": self.bn_recalibration,
+        })
+    }
+
+    fn validate(&self, _k: usize) -> std::result::Result<(), String> {
+        for (key, alpha) in [
+            ("alpha_start", self.alpha_start),
+            ("alpha_end", self.alpha_end),
+        ] {
+            if !(alpha > 0.0 && alpha.is_finite()) {
+                return Err(format!("{key} must be a positive number, got {alpha}"));
+            }
+        }
+        if self.cycles == 0 {
+            return Err("cycles must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    fn mixing_label(&self, _k: usize) -> Option<String> {
+        let cycles = match self.cycles {
+            1 => String::new(),
+            n => format!(" x{n}"),
+        };
+        Some(format!(
+            "dirichlet({} -> {}){cycles}",
+            self.alpha_start, self.alpha_end
+        ))
+    }
+
+    fn init_label(&self) -> Option<String> {
+        Some(self.init.label().into())
+    }
+}
+
+impl Method for AnnealedMk {
+    fn run<B: AutodiffBackend>(&self, ctx: &MethodContext<'_, B>) -> Result<MethodOutput<B>> {
+        self.as_mk().train_mk(ctx, |draw| {
+            let alpha = self.alpha_at(&draw.position);
+            Mixing::Dirichlet { alpha }.draw_all(draw.layers, draw.k, draw.rng)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn method(yaml: &str) -> AnnealedMk {
+        serde_norway::from_str(yaml).unwrap()
+    }
+
+    fn at(step: usize, total_steps: usize) -> StepPosition {
+        StepPosition {
+            step,
+            epoch: 1,
+            total_steps,
+            epochs: 1,
+        }
+    }
+
+    #[test]
+    fn alpha_runs_geometrically_from_start_to_end() {
+        let m = method("{alpha_start: 0.1, alpha_end: 10.0}");
+        assert!((m.alpha_at(&at(0, 101)) - 0.1).abs() < 1e-12);
+        assert!((m.alpha_at(&at(50, 101)) - 1.0).abs() < 1e-12);
+        assert!((m.alpha_at(&at(100, 101)) - 10.0).abs() < 1e-12);
+        assert!(m.validate(4).is_ok());
+        assert_eq!(m.mixing_label(4).as_deref(), Some("dirichlet(0.1 -> 10)"));
+    }
+
+    #[test]
+    fn cycles_restart_the_schedule() {
+        let m = method("{alpha_start: 1.0, alpha_end: 4.0, cycles: 2}");
+        assert_eq!(m.alpha_at(&at(0, 10)), 1.0);
+        assert_eq!(m.alpha_at(&at(4, 10)), 4.0);
+        assert_eq!(m.alpha_at(&at(5, 10)), 1.0, "second cycle starts over");
+        assert_eq!(m.alpha_at(&at(9, 10)), 4.0);
+        assert!(method("{cycles: 0}").validate(4).is_err());
+        assert!(
+            method("{alpha_end: -1}")
+                .validate(4)
+                .unwrap_err()
+                .contains("alpha_end")
+        );
+    }
+}

@@ -1,0 +1,96 @@
+//! The two sides of a method: what it is ([`MethodSpec`], no backend needed: read by planning,
+//! listing, tables, claims and figures) and how it trains ([`Method`]).
+
+use burn::tensor::backend::AutodiffBackend;
+
+use super::{MethodContext, MethodOutput};
+use crate::error::Result;
+use crate::models::ModelSpec;
+
+/// What a method is for in the comparisons. Claims and figures find methods by role, never by
+/// name, so a new method takes part in them by declaring its role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The reference every claim is measured against: the small model, same recipe and steps.
+    Baseline,
+    /// A method whose claims `reproduce claims` checks (majority kernels and their variants).
+    Proposed,
+    /// A strong baseline that proposed methods are claimed to beat.
+    Competitor,
+    /// An ablation control that isolates one ingredient of a proposed method.
+    Control,
+    /// Shown for reference but not a small model (e.g. the k-times-wider model).
+    Reference,
+}
+
+/// Static facts about a method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MethodInfo {
+    /// One line for `reproduce list`.
+    pub about: &'static str,
+    pub role: Role,
+    /// Whether the result depends on the experiment's k (methods that do not run once per seed,
+    /// whatever the k list is, and tables show no k for them).
+    pub uses_k: bool,
+    /// Whether the paper claims the method trains at about the baseline's step time (checked
+    /// against the stored step times by `reproduce claims`).
+    pub claims_small_overhead: bool,
+    /// Extra figures the method's curves are drawn in, beside the figure of every row: methods
+    /// naming the same figure are drawn together with the baseline when two or more ran.
+    pub figures: &'static [&'static str],
+}
+
+impl MethodInfo {
+    /// A method with `role` described by `about`: depends on k, claims nothing about its
+    /// step time, drawn in no extra figure.
+    pub const fn new(about: &'static str, role: Role) -> Self {
+        Self {
+            about,
+            role,
+            uses_k: true,
+            claims_small_overhead: false,
+            figures: &[],
+        }
+    }
+}
+
+/// What a method is, before any backend is chosen: its options (the method's own struct, read
+/// from the experiment entry), how they are checked, recorded and labelled.
+pub trait MethodSpec {
+    /// Static facts about the method.
+    fn info() -> MethodInfo
+    where
+        Self: Sized;
+
+    /// The options that change the result, recorded in result rows and hashed into run ids.
+    fn options(&self) -> serde_json::Value {
+        serde_json::Value::Object(Default::default())
+    }
+
+    /// Checks the options against one of the experiment's `k` (at load time).
+    fn validate(&self, _k: usize) -> std::result::Result<(), String> {
+        Ok(())
+    }
+
+    /// The architecture of the deployed model (the small model's, except for references such
+    /// as `wide`).
+    fn deployed_spec(&self, small: &ModelSpec, _k: usize) -> ModelSpec {
+        small.clone()
+    }
+
+    /// Mixing distribution label for the result columns, where it applies.
+    fn mixing_label(&self, _k: usize) -> Option<String> {
+        None
+    }
+
+    /// Init option label for the result columns, where it applies.
+    fn init_label(&self) -> Option<String> {
+        None
+    }
+}
+
+/// How a method trains: given the run's data, architecture, recipe, k and seed, it returns the
+/// deployed small model and its training log; the harness evaluates and stores the result.
+pub trait Method: MethodSpec {
+    fn run<B: AutodiffBackend>(&self, ctx: &MethodContext<'_, B>) -> Result<MethodOutput<B>>;
+}
