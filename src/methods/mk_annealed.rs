@@ -178,4 +178,85 @@ mod tests {
                 .contains("alpha_end")
         );
     }
+
+    /// Through the real loop: the draw sees every step in order with its epoch, and the
+    /// method deploys a collapsed model of the small model's size.
+    #[test]
+    fn the_draw_sees_each_step_of_a_real_run() {
+        use crate::backend::TestAutodiffBackend as B;
+        use crate::data::{self, shared_data_dir};
+        use crate::methods::{MethodContext, mk::MkHooks};
+        use crate::models::{Classifier, ModelSpec};
+        use crate::train::{PlainStep, Recipe, TrainData};
+        use burn::module::Module;
+
+        let dir = shared_data_dir().expect("tests need the real datasets in ../shared/data");
+        let splits = data::load("mnist", &[dir], &Default::default()).unwrap();
+        let (train, test) = (splits.train.subset(64, 0), splits.test.subset(32, 1));
+        let recipe: Recipe = serde_norway::from_str(
+            "{epochs: 2, batch_size: 16, optimizer: {name: sgd, lr: 0.05, momentum: 0.9}}",
+        )
+        .unwrap();
+        let model = ModelSpec::Mlp {
+            hidden: vec![16],
+            bias: true,
+        };
+        let progress = indicatif::ProgressBar::hidden();
+        let ctx = MethodContext::<B> {
+            data: TrainData {
+                train: &train,
+                train_eval: &test,
+                test: &test,
+            },
+            model: &model,
+            recipe: &recipe,
+            k: 3,
+            seed: 0,
+            device: &Default::default(),
+            progress: &progress,
+            checkpoint: None,
+            models: None,
+            data_fingerprint: "test",
+        };
+        let mut seen = Vec::new();
+        let mut hooks = MkHooks {
+            draw: |draw: crate::train::MixingDraw<'_>| {
+                seen.push((
+                    draw.position.step,
+                    draw.position.epoch,
+                    draw.position.total_steps,
+                ));
+                Mixing::Uniform.draw_all(draw.layers, draw.k, draw.rng)
+            },
+            copy_grad_scale: 1.0,
+        };
+        let mk_model = || {
+            let mut rng = crate::train::stream_rng(0, crate::train::Stream::MkCopies);
+            ctx.small_model().to_mk(3, MkInit::Identical, &mut rng)
+        };
+        let (_, log) = ctx
+            .train(mk_model(), &ctx.plain_settings(), &mut hooks, "mk")
+            .unwrap();
+        let expected: Vec<(usize, usize, usize)> =
+            (0..8).map(|step| (step, 1 + step / 4, 8)).collect();
+        assert_eq!(seen, expected);
+        assert_eq!(log.steps, 8);
+        // A plain model is never mixed.
+        let (_, log) = ctx
+            .train(
+                ctx.small_model(),
+                &ctx.plain_settings(),
+                &mut PlainStep,
+                "small",
+            )
+            .unwrap();
+        assert_eq!(log.steps, 8);
+
+        let out = method("{alpha_start: 0.5, alpha_end: 2.0}")
+            .run::<B>(&ctx)
+            .unwrap();
+        assert_eq!(out.deployed.num_params(), ctx.small_model().num_params());
+        assert_eq!(out.deployed.mk_layers(), 0, "deployed collapsed");
+        assert_eq!(out.trained_params, mk_model().num_params());
+    }
 }
