@@ -78,23 +78,15 @@ impl<B: AutodiffBackend> MethodContext<'_, B> {
         let (model, log) = self.train(fresh(), &settings, phase)?;
         let model = model.valid();
         if let Some(path) = path {
-            let dir = path.parent().expect("models live in a folder");
-            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-            // Written to a temporary name and renamed, like every result file.
-            // (the recorder appends `.bin` to both names)
-            let name = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or("teacher");
-            let tmp = path.with_file_name(format!("{name}-partial"));
-            model
-                .clone()
-                .save_file(tmp.clone(), &Recorder::new())
-                .map_err(|e| Error::data(&tmp, e.to_string()))?;
-            std::fs::rename(tmp.with_extension("bin"), path.with_extension("bin"))
-                .map_err(|e| Error::io(&path, e))?;
+            // Written atomically, like every result file (the recorder names its file itself).
+            crate::atomic::write_to_path(&path.with_extension("bin"), |tmp| {
+                model
+                    .clone()
+                    .save_file(tmp.to_path_buf(), &Recorder::new())
+                    .map_err(|e| Error::data(tmp, e.to_string()))
+            })?;
             let text = serde_json::to_string(&log).expect("training logs serialise");
-            crate::results::ResultsDir::write_text(&log_path(&path), &text)?;
+            crate::atomic::write(&log_path(&path), text.as_bytes())?;
         }
         Ok((model, log, true))
     }

@@ -1,4 +1,4 @@
-//! Where a result came from: code version and time.
+//! Where a result came from: code version, machine and time.
 
 /// The commit this binary was built from (`git rev-parse --short=12 HEAD` at build time), with
 /// `-dirty` when the sources differed from it, or `unknown` when built outside a checkout.
@@ -12,4 +12,26 @@ pub fn unix_now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
+}
+
+/// Describes the machine a run executes on, for the `machine` and `device` columns.
+pub fn machine_description() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown-host".into());
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.into());
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    format!("{host} ({cpu}, {threads} threads)")
 }
