@@ -187,28 +187,6 @@ mod gpu {
     }
 }
 
-/// Describes the machine a run executes on, for the `machine` and `device` columns.
-pub fn machine_description() -> String {
-    let host = std::fs::read_to_string("/etc/hostname")
-        .ok()
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "unknown-host".into());
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| std::env::consts::ARCH.into());
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-    format!("{host} ({cpu}, {threads} threads)")
-}
-
 /// Runs `$body` with `$B` bound to the autodiff backend type named by `$kind`.
 #[macro_export]
 macro_rules! with_backend {

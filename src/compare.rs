@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde_norway::Value;
 
+use crate::atomic;
 use crate::error::{Error, Result};
 use crate::experiment::{self, Experiment};
 use crate::methods::MethodEntry;
@@ -46,13 +47,13 @@ pub fn export(results: &Path, baselines: &Path, experiment: &str, profile: &str)
             let path = entry.path();
             if path.extension().is_some_and(|e| e == "parquet") {
                 let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-                ResultsDir::write_bytes(&target.join(sub).join(entry.file_name()), &bytes)?;
+                atomic::write(&target.join(sub).join(entry.file_name()), &bytes)?;
             }
         }
     }
     let yaml = source.root().join("experiment.yaml");
     let text = std::fs::read_to_string(&yaml).map_err(|e| Error::io(&yaml, e))?;
-    ResultsDir::write_text(&target.join("experiment.yaml"), &text)?;
+    atomic::write(&target.join("experiment.yaml"), text.as_bytes())?;
     let mut commits: Vec<&str> = runs.iter().map(|r| r.git_commit.as_str()).collect();
     commits.sort();
     commits.dedup();
@@ -68,7 +69,7 @@ pub fn export(results: &Path, baselines: &Path, experiment: &str, profile: &str)
         commits.join(", "),
         machines.join(", ")
     );
-    ResultsDir::write_text(&target.join("SOURCE.md"), &note)?;
+    atomic::write(&target.join("SOURCE.md"), note.as_bytes())?;
     Ok(format!(
         "stored {} runs of {experiment} ({profile}) in {}\n",
         runs.len(),
@@ -211,7 +212,7 @@ pub fn compare(options: &CompareOptions) -> Result<String> {
     let file = work.join("compare.yaml");
     let yaml = serde_norway::to_string(&new)
         .map_err(|e| Error::Usage(format!("comparison experiment does not serialise: {e}")))?;
-    ResultsDir::write_text(&file, &yaml)?;
+    atomic::write(&file, yaml.as_bytes())?;
     let run = RunOptions {
         experiment: file.display().to_string(),
         profile: options.profile.clone(),

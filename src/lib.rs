@@ -4,16 +4,19 @@
 //! Dynamics for Efficient Small Model Training* (Mazzawi et al., arXiv 2402.05033).
 //!
 //! Layout, one concept per module:
+//! - [`atomic`]: the one way files are written (whole or not at all, durably);
 //! - [`data`]: datasets (MNIST IDX files or the Hugging Face Hub) and batching;
 //! - [`mk`]: the majority-kernel layers (dense, conv), mixing distributions, init, collapse;
 //! - [`models`]: model families, each a small model and its MK twin;
 //! - [`train`]: recipes, optimisers, the shared training loop, evaluation;
 //! - [`methods`]: training methods as plug-ins behind one trait;
 //! - [`experiment`]: declarative experiment files, profiles, overrides, the run plan;
-//! - [`results`]: parquet storage of runs and curves, provenance;
+//! - [`results`]: the stored rows declared once, parquet storage of runs, curves and bench
+//!   rows, provenance;
 //! - [`report`]: tables rendered from stored results;
 //! - [`runner`], [`bench`]: what the `reproduce` binary calls.
 
+pub mod atomic;
 pub mod backend;
 pub mod bench;
 pub mod compare;

@@ -85,15 +85,34 @@ pub fn write(
     test_labels: &[Label],
     mut pixels: impl FnMut(Split, &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()>,
 ) -> Result<CacheHeader> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
+    crate::atomic::write_with(path, |file| {
+        write_into(
+            file,
+            path,
+            &mut header,
+            train_labels,
+            test_labels,
+            &mut pixels,
+        )
+    })?;
+    Ok(header)
+}
+
+/// [`write`]'s content, into the open temporary file; fills in the header's fingerprint.
+fn write_into(
+    file: &mut fs::File,
+    path: &Path,
+    header: &mut CacheHeader,
+    train_labels: &[Label],
+    test_labels: &[Label],
+    pixels: &mut impl FnMut(Split, &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()>,
+) -> Result<()> {
     let image_len: usize = header.image_shape.iter().product();
     // The fingerprint is not known until every pixel is seen: reserve its width.
     header.fingerprint = "0".repeat(64);
-    let json = serde_json::to_vec(&header).expect("headers serialise");
+    let json = serde_json::to_vec(&*header).expect("headers serialise");
     let fingerprint_at = 16 + find(&json, header.fingerprint.as_bytes()).expect("in the json");
-    let mut out = std::io::BufWriter::new(tmp.as_file_mut());
+    let mut out = std::io::BufWriter::new(file);
     let failed = |e: std::io::Error| Error::io(path, e);
     out.write_all(MAGIC).map_err(failed)?;
     out.write_all(&(json.len() as u64).to_le_bytes())
@@ -126,10 +145,7 @@ pub fn write(
     use std::io::{Seek, SeekFrom};
     file.seek(SeekFrom::Start(fingerprint_at as u64))
         .and_then(|_| file.write_all(header.fingerprint.as_bytes()))
-        .and_then(|_| file.sync_all())
-        .map_err(failed)?;
-    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
-    Ok(header)
+        .map_err(failed)
 }
 
 /// Which split a pixel stream belongs to.

@@ -3,16 +3,14 @@
 use std::sync::Arc;
 
 use burn::prelude::*;
+use rand::RngExt;
 use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
-use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+pub use super::rows::Label;
+use super::rows::subset_indices;
 use super::text::TextDataset;
-
-/// A class label. 16 bits: ImageNet-1k has 1000 classes.
-pub type Label = u16;
 
 /// Images as raw 8-bit pixels, `[N, C, H, W]` row-major, with integer labels. Pixels are
 /// normalised per channel when a batch is made: a compact store (a quarter of `f32`) that
@@ -220,19 +218,6 @@ impl ImageDataset {
     }
 }
 
-/// Sorted indices of a seeded random subset of `n` of `len` examples; `None` when `n >= len`
-/// (the whole set).
-pub fn subset_indices(len: usize, n: usize, seed: u64) -> Option<Vec<usize>> {
-    if n >= len {
-        return None;
-    }
-    let mut order: Vec<usize> = (0..len).collect();
-    order.shuffle(&mut StdRng::seed_from_u64(seed));
-    order.truncate(n);
-    order.sort_unstable();
-    Some(order)
-}
-
 /// The inputs of a batch, as the model families take them.
 #[derive(Debug, Clone)]
 pub enum Inputs<B: Backend> {
@@ -436,6 +421,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::SeedableRng;
 
     fn toy(n: usize) -> ImageDataset {
         ImageDataset {

@@ -8,6 +8,7 @@ pub mod glue;
 pub mod hub;
 pub mod imagenet;
 pub mod mnist;
+pub mod rows;
 pub mod text;
 pub mod tokenize;
 pub mod vision;

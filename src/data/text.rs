@@ -2,7 +2,7 @@
 
 use burn::prelude::*;
 
-use super::dataset::{Label, subset_indices};
+use super::rows::{Label, subset_indices};
 
 /// Additive attention bias for padding positions (exp(-1e4) is 0 in f32).
 pub const PAD_BIAS: f32 = -1e4;

@@ -13,7 +13,7 @@
 //! time ratio measures MK, not two optimiser implementations.
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::Path;
 
 use burn::module::ParamId;
@@ -225,11 +225,7 @@ impl<B: Backend> CopyOptimizer<B> {
                 }
             }
         }
-        let folder = path.parent().unwrap_or(Path::new("."));
-        let mut file = tempfile::NamedTempFile::new_in(folder)?;
-        file.write_all(&out)?;
-        file.persist(path).map_err(|e| e.error)?;
-        Ok(())
+        crate::atomic::write(path, &out).map_err(std::io::Error::other)
     }
 
     /// Loads the state [`CopyOptimizer::save`] wrote; the message says what is wrong.

@@ -162,9 +162,9 @@ pub fn run(
         )));
     }
     let text = format!("## Claims ({profile} profile)\n\n{}", markdown(&all));
-    crate::results::ResultsDir::write_text(
+    crate::atomic::write(
         &results_dir.join(format!("claims-{profile}.md")),
-        &text,
+        text.as_bytes(),
     )?;
     Ok(text)
 }

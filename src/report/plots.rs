@@ -296,7 +296,7 @@ fn k_sweep(
 /// machine, from the rows `reproduce bench` stored in `bench_dir`: `overhead-vs-k.{png,svg}`.
 pub fn overhead_figure(bench_dir: &Path, plots_dir: &Path) -> Result<Vec<PathBuf>> {
     register_font();
-    let rows = crate::bench::stored_ratios(bench_dir)?;
+    let rows = crate::results::bench::stored_ratios(bench_dir)?;
     if rows.is_empty() {
         return Ok(Vec::new());
     }
@@ -507,7 +507,7 @@ fn save(
             .and_then(|mut w| w.write_image_data(&pixels))
             .map_err(|e| failed(&png_path, e.to_string()))?;
     }
-    ResultsDir::write_bytes(&png_path, &png_bytes)?;
+    crate::atomic::write(&png_path, &png_bytes)?;
 
     let mut svg = String::new();
     draw(
@@ -517,6 +517,6 @@ fn save(
         &panels,
     )
     .map_err(|e| failed(&svg_path, e))?;
-    ResultsDir::write_text(&svg_path, &svg)?;
+    crate::atomic::write(&svg_path, svg.as_bytes())?;
     Ok(vec![png_path, svg_path])
 }

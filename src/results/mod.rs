@@ -1,8 +1,11 @@
-//! Results: parquet storage of runs and curves, and provenance of each run.
+//! Results: the stored rows (declared once in [`schema`]), parquet storage of runs, curves and
+//! bench measurements, and provenance of each row.
 
+pub mod bench;
 pub mod memory;
 pub mod models;
 pub mod provenance;
+pub mod schema;
 pub mod store;
 
 pub use models::ModelStore;

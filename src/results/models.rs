@@ -10,7 +10,6 @@ use burn::prelude::Backend;
 use burn::record::{BinFileRecorder, FullPrecisionSettings};
 use sha2::{Digest, Sha256};
 
-use super::ResultsDir;
 use super::provenance::NUMERICS_VERSION;
 use crate::error::{Error, Result};
 use crate::methods::TrainedModels;
@@ -69,21 +68,14 @@ impl<B: Backend> TrainedModels<B> for ModelStore {
 
     fn save(&self, key: &serde_json::Value, model: &Model<B>, log: &TrainLog) -> Result<()> {
         let path = self.path(key);
-        std::fs::create_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
-        // Written to a temporary name and renamed, like every result file (the recorder
-        // appends `.bin` to both names).
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("teacher");
-        let tmp = path.with_file_name(format!("{name}-partial"));
-        model
-            .clone()
-            .save_file(tmp.clone(), &Recorder::new())
-            .map_err(|e| Error::data(&tmp, e.to_string()))?;
-        std::fs::rename(tmp.with_extension("bin"), path.with_extension("bin"))
-            .map_err(|e| Error::io(&path, e))?;
+        // Written atomically, like every result file (the recorder names its file itself).
+        crate::atomic::write_to_path(&path.with_extension("bin"), |tmp| {
+            model
+                .clone()
+                .save_file(tmp.to_path_buf(), &Recorder::new())
+                .map_err(|e| Error::data(tmp, e.to_string()))
+        })?;
         let text = serde_json::to_string(log).expect("training logs serialise");
-        ResultsDir::write_text(&Self::log_path(&path), &text)
+        crate::atomic::write(&Self::log_path(&path), text.as_bytes())
     }
 }

@@ -1,4 +1,4 @@
-//! Where a result came from: numerics version, code version and time.
+//! Where a result came from: numerics version, code version, machine and time.
 
 /// Version of the numerics: bump it in any change that alters the result of an existing run
 /// (initialisation, data order, arithmetic), so that stored runs are not mistaken for runs of
@@ -20,4 +20,26 @@ pub fn unix_now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
+}
+
+/// Describes the machine a run executes on, for the `machine` and `device` columns.
+pub fn machine_description() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown-host".into());
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.into());
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    format!("{host} ({cpu}, {threads} threads)")
 }

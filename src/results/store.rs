@@ -1,77 +1,111 @@
 //! Parquet results: one file per finished run (its summary row) and one per run for its
 //! curves, under `<results>/<experiment>/<profile>/{runs,curves}/<run_id>.parquet`.
 //!
-//! Files are written to a temporary name in the same folder and renamed into place, so a
-//! reader never sees a partial file, and the run file (written last) marks a finished run.
+//! Files are written atomically ([`crate::atomic`]), so a reader never sees a partial file,
+//! and the run file (written last) marks a finished run. The columns are declared once, with
+//! the rows they describe ([`super::schema`]).
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
 
+use super::schema::{Missing, Table, read_frame, table, write_frame};
+use crate::atomic::TEMP_PREFIX;
 use crate::error::{Error, Result};
 
-/// The summary row of one finished run.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RunRecord {
-    pub run_id: String,
-    pub experiment: String,
-    pub profile: String,
-    pub dataset: String,
-    pub model: String,
-    pub method: String,
-    /// The method's options as JSON.
-    pub options: String,
-    pub k: i64,
-    pub mixing: Option<String>,
-    pub init: Option<String>,
-    pub seed: i64,
-    pub epochs: i64,
-    pub steps: i64,
-    /// Steps spent on teachers/members trained for this run (0 when reused).
-    pub teacher_steps: i64,
-    pub train_acc: f64,
-    pub train_loss: f64,
-    pub test_acc: f64,
-    pub test_loss: f64,
-    /// The task's headline metric (`accuracy`, `mcc`, `f1`) and its values.
-    pub metric: String,
-    pub train_score: f64,
-    pub test_score: f64,
-    pub deployed_params: i64,
-    pub trained_params: i64,
-    /// Whole run, evaluation included.
-    pub wall_clock_s: f64,
-    /// Mean training step, evaluation excluded.
-    pub step_ms: f64,
-    /// Bytes of the trained parameters (k copies for MK) and their optimiser state, f32.
-    pub state_bytes: Option<i64>,
-    /// Peak resident memory of the process during the run (host memory, Linux), bytes.
-    pub peak_rss_bytes: Option<i64>,
-    /// `completed` or `diverged`.
-    pub status: String,
-    pub backend: String,
-    pub device: String,
-    pub burn_version: String,
-    pub git_commit: String,
-    pub config_hash: String,
-    /// Unix seconds.
-    pub finished_at: i64,
+table! {
+    /// The summary row of one finished run.
+    #[derive(Debug, Clone, PartialEq)]
+    pub struct RunRecord {
+        pub run_id: String,
+        pub experiment: String,
+        pub profile: String,
+        pub dataset: String,
+        pub model: String,
+        pub method: String,
+        /// The method's options as JSON.
+        pub options: String,
+        pub k: i64,
+        pub mixing: Option<String>,
+        pub init: Option<String>,
+        pub seed: i64,
+        pub epochs: i64,
+        pub steps: i64,
+        /// Steps spent on teachers/members trained for this run (0 when reused; files written
+        /// before the column existed had no teachers).
+        pub teacher_steps: i64 = Missing::Value(0),
+        pub train_acc: f64,
+        pub train_loss: f64,
+        pub test_acc: f64,
+        pub test_loss: f64,
+        /// The task's headline metric (`accuracy`, `mcc`, `f1`) and its values (files written
+        /// before the task-metric columns existed scored accuracy).
+        pub metric: String = Missing::Value("accuracy".into()),
+        pub train_score: f64 = Missing::Column("train_acc"),
+        pub test_score: f64 = Missing::Column("test_acc"),
+        pub deployed_params: i64,
+        pub trained_params: i64,
+        /// Whole run, evaluation included.
+        pub wall_clock_s: f64,
+        /// Mean training step, evaluation excluded.
+        pub step_ms: f64,
+        /// Bytes of the trained parameters (k copies for MK) and their optimiser state, f32
+        /// (files written before the memory columns existed did not measure it).
+        pub state_bytes: Option<i64> = Missing::Value(None),
+        /// Peak resident memory of the process during the run (host memory, Linux), bytes.
+        pub peak_rss_bytes: Option<i64> = Missing::Value(None),
+        /// `completed` or `diverged`.
+        pub status: String,
+        pub backend: String,
+        pub device: String,
+        pub burn_version: String,
+        pub git_commit: String,
+        pub config_hash: String,
+        /// Unix seconds.
+        pub finished_at: i64,
+    }
 }
 
-/// One evaluation point of a run's curves.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CurvePoint {
-    pub epoch: i64,
-    pub step: i64,
-    pub lr: f64,
-    pub train_acc: f64,
-    pub train_loss: f64,
-    pub test_acc: f64,
-    pub test_loss: f64,
-    pub train_score: f64,
-    pub test_score: f64,
-    pub train_seconds: f64,
+table! {
+    /// One evaluation point of a run's curves.
+    #[derive(Debug, Clone, PartialEq)]
+    pub struct CurvePoint {
+        pub epoch: i64,
+        pub step: i64,
+        pub lr: f64,
+        pub train_acc: f64,
+        pub train_loss: f64,
+        pub test_acc: f64,
+        pub test_loss: f64,
+        pub train_score: f64,
+        pub test_score: f64,
+        pub train_seconds: f64,
+    }
+}
+
+table! {
+    /// The columns in front of every curve point: which run it belongs to.
+    #[derive(Debug, Clone)]
+    pub struct CurveKey {
+        pub run_id: String,
+        pub dataset: String,
+        pub method: String,
+        pub k: i64,
+        pub seed: i64,
+    }
+}
+
+impl CurveKey {
+    fn of(record: &RunRecord) -> Self {
+        CurveKey {
+            run_id: record.run_id.clone(),
+            dataset: record.dataset.clone(),
+            method: record.method.clone(),
+            k: record.k,
+            seed: record.seed,
+        }
+    }
 }
 
 impl CurvePoint {
@@ -128,13 +162,13 @@ impl ResultsDir {
 
     /// Stores a finished run: curves first, then the run row that marks it finished.
     pub fn store(&self, record: &RunRecord, curve: &[CurvePoint]) -> Result<()> {
-        write_atomic(
+        write_frame(
             &self.curve_path(&record.run_id),
             &mut curves_frame(record, curve)?,
         )?;
-        write_atomic(
+        write_frame(
             &self.run_path(&record.run_id),
-            &mut runs_frame(std::slice::from_ref(record))?,
+            &mut RunRecord::frame(std::slice::from_ref(record))?,
         )
     }
 
@@ -172,7 +206,7 @@ impl ResultsDir {
             {
                 let path = entry.path();
                 let name = entry.file_name().to_string_lossy().to_string();
-                if name.starts_with(".tmp") {
+                if name.starts_with(TEMP_PREFIX) {
                     // A writer's temporary file: another process may be writing it right now
                     // (shards share the folder), so only old leftovers of killed writers go.
                     let stale = entry
@@ -187,9 +221,9 @@ impl ResultsDir {
                 if !name.ends_with(".parquet") {
                     continue;
                 }
-                let check = read(&path).and_then(|frame| {
+                let check = read_frame(&path).and_then(|frame| {
                     if kind == "runs" {
-                        records_from_frame(&path, &frame).map(|_| ())
+                        RunRecord::from_frame(&path, &frame).map(|_| ())
                     } else {
                         Ok(())
                     }
@@ -210,7 +244,7 @@ impl ResultsDir {
     pub fn runs(&self) -> Result<Vec<RunRecord>> {
         let mut records = Vec::new();
         for path in parquet_files(&self.root.join("runs"))? {
-            records.extend(records_from_frame(&path, &read(&path)?)?);
+            records.extend(RunRecord::from_frame(&path, &read_frame(&path)?)?);
         }
         records.sort_by(|a, b| a.run_id.cmp(&b.run_id));
         Ok(records)
@@ -220,7 +254,7 @@ impl ResultsDir {
     pub fn curves(&self) -> Result<Option<DataFrame>> {
         let mut all: Option<DataFrame> = None;
         for path in parquet_files(&self.root.join("curves"))? {
-            let frame = read(&path)?;
+            let frame = read_frame(&path)?;
             match &mut all {
                 None => all = Some(frame),
                 Some(acc) => {
@@ -233,21 +267,6 @@ impl ResultsDir {
             }
         }
         Ok(all)
-    }
-
-    /// Writes a text file (tables, the resolved experiment) atomically.
-    pub fn write_text(path: &Path, text: &str) -> Result<()> {
-        Self::write_bytes(path, text.as_bytes())
-    }
-
-    /// Writes a file (figures, tables) atomically: a temporary file renamed into place.
-    pub fn write_bytes(path: &Path, bytes: &[u8]) -> Result<()> {
-        let dir = path.parent().unwrap_or(Path::new("."));
-        fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
-        std::io::Write::write_all(&mut tmp, bytes).map_err(|e| Error::io(path, e))?;
-        tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
-        Ok(())
     }
 }
 
@@ -264,240 +283,14 @@ fn parquet_files(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-fn write_atomic(path: &Path, frame: &mut DataFrame) -> Result<()> {
-    let dir = path.parent().expect("result files live in a folder");
-    fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
-    ParquetWriter::new(tmp.as_file_mut())
-        .finish(frame)
-        .map_err(|source| Error::Parquet {
-            path: path.to_path_buf(),
-            source,
-        })?;
-    tmp.as_file().sync_all().map_err(|e| Error::io(path, e))?;
-    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
-    Ok(())
-}
-
-fn read(path: &Path) -> Result<DataFrame> {
-    let file = fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    ParquetReader::new(file)
-        .finish()
-        .map_err(|source| Error::Parquet {
-            path: path.to_path_buf(),
-            source,
-        })
-}
-
-fn runs_frame(records: &[RunRecord]) -> Result<DataFrame> {
-    let s = |f: fn(&RunRecord) -> &str| records.iter().map(f).collect::<Vec<&str>>();
-    let o =
-        |f: fn(&RunRecord) -> Option<&str>| records.iter().map(f).collect::<Vec<Option<&str>>>();
-    let i = |f: fn(&RunRecord) -> i64| records.iter().map(f).collect::<Vec<i64>>();
-    let x = |f: fn(&RunRecord) -> f64| records.iter().map(f).collect::<Vec<f64>>();
-    df!(
-        "run_id" => s(|r| &r.run_id),
-        "experiment" => s(|r| &r.experiment),
-        "profile" => s(|r| &r.profile),
-        "dataset" => s(|r| &r.dataset),
-        "model" => s(|r| &r.model),
-        "method" => s(|r| &r.method),
-        "options" => s(|r| &r.options),
-        "k" => i(|r| r.k),
-        "mixing" => o(|r| r.mixing.as_deref()),
-        "init" => o(|r| r.init.as_deref()),
-        "seed" => i(|r| r.seed),
-        "epochs" => i(|r| r.epochs),
-        "steps" => i(|r| r.steps),
-        "teacher_steps" => i(|r| r.teacher_steps),
-        "train_acc" => x(|r| r.train_acc),
-        "train_loss" => x(|r| r.train_loss),
-        "test_acc" => x(|r| r.test_acc),
-        "test_loss" => x(|r| r.test_loss),
-        "metric" => s(|r| &r.metric),
-        "train_score" => x(|r| r.train_score),
-        "test_score" => x(|r| r.test_score),
-        "deployed_params" => i(|r| r.deployed_params),
-        "trained_params" => i(|r| r.trained_params),
-        "wall_clock_s" => x(|r| r.wall_clock_s),
-        "step_ms" => x(|r| r.step_ms),
-        "state_bytes" => records.iter().map(|r| r.state_bytes).collect::<Vec<Option<i64>>>(),
-        "peak_rss_bytes" => records.iter().map(|r| r.peak_rss_bytes).collect::<Vec<Option<i64>>>(),
-        "status" => s(|r| &r.status),
-        "backend" => s(|r| &r.backend),
-        "device" => s(|r| &r.device),
-        "burn_version" => s(|r| &r.burn_version),
-        "git_commit" => s(|r| &r.git_commit),
-        "config_hash" => s(|r| &r.config_hash),
-        "finished_at" => i(|r| r.finished_at),
-    )
-    .map_err(|source| Error::Parquet {
-        path: PathBuf::from("<runs frame>"),
-        source,
-    })
-}
-
+/// A run's curve file: the run's key in front of every point.
 fn curves_frame(record: &RunRecord, curve: &[CurvePoint]) -> Result<DataFrame> {
-    let n = curve.len();
-    let x = |f: fn(&CurvePoint) -> f64| curve.iter().map(f).collect::<Vec<f64>>();
-    let i = |f: fn(&CurvePoint) -> i64| curve.iter().map(f).collect::<Vec<i64>>();
-    df!(
-        "run_id" => vec![record.run_id.as_str(); n],
-        "dataset" => vec![record.dataset.as_str(); n],
-        "method" => vec![record.method.as_str(); n],
-        "k" => vec![record.k; n],
-        "seed" => vec![record.seed; n],
-        "epoch" => i(|p| p.epoch),
-        "step" => i(|p| p.step),
-        "lr" => x(|p| p.lr),
-        "train_acc" => x(|p| p.train_acc),
-        "train_loss" => x(|p| p.train_loss),
-        "test_acc" => x(|p| p.test_acc),
-        "test_loss" => x(|p| p.test_loss),
-        "train_score" => x(|p| p.train_score),
-        "test_score" => x(|p| p.test_score),
-        "train_seconds" => x(|p| p.train_seconds),
-    )
-    .map_err(|source| Error::Parquet {
+    let mut columns = CurveKey::to_columns(&vec![CurveKey::of(record); curve.len()]);
+    columns.extend(CurvePoint::to_columns(curve));
+    DataFrame::new(curve.len(), columns).map_err(|source| Error::Parquet {
         path: PathBuf::from("<curves frame>"),
         source,
     })
-}
-
-fn records_from_frame(path: &Path, frame: &DataFrame) -> Result<Vec<RunRecord>> {
-    let missing = |name: &str, what: &str| Error::Results {
-        path: path.to_path_buf(),
-        message: format!("column `{name}` is missing or not {what}"),
-    };
-    let strs = |name: &str| -> Result<Vec<Option<String>>> {
-        let col = frame
-            .column(name)
-            .and_then(|c| c.str().cloned())
-            .map_err(|_| missing(name, "text"))?;
-        Ok(col.iter().map(|v| v.map(String::from)).collect())
-    };
-    let ints = |name: &str| -> Result<Vec<i64>> {
-        let col = frame
-            .column(name)
-            .and_then(|c| c.i64().cloned())
-            .map_err(|_| missing(name, "integer"))?;
-        Ok(col.iter().map(|v| v.unwrap_or_default()).collect())
-    };
-    let floats = |name: &str| -> Result<Vec<f64>> {
-        let col = frame
-            .column(name)
-            .and_then(|c| c.f64().cloned())
-            .map_err(|_| missing(name, "float"))?;
-        Ok(col.iter().map(|v| v.unwrap_or(f64::NAN)).collect())
-    };
-    let text = |name: &str| -> Result<Vec<String>> {
-        Ok(strs(name)?
-            .into_iter()
-            .map(Option::unwrap_or_default)
-            .collect())
-    };
-    let (run_id, experiment, profile, dataset) = (
-        text("run_id")?,
-        text("experiment")?,
-        text("profile")?,
-        text("dataset")?,
-    );
-    let (model, method, options, status) = (
-        text("model")?,
-        text("method")?,
-        text("options")?,
-        text("status")?,
-    );
-    let (backend, device, burn_version) =
-        (text("backend")?, text("device")?, text("burn_version")?);
-    let (git_commit, config_hash) = (text("git_commit")?, text("config_hash")?);
-    let (mixing, init) = (strs("mixing")?, strs("init")?);
-    let (k, seed, epochs, steps) = (ints("k")?, ints("seed")?, ints("epochs")?, ints("steps")?);
-    let (deployed_params, trained_params, finished_at) = (
-        ints("deployed_params")?,
-        ints("trained_params")?,
-        ints("finished_at")?,
-    );
-    let (train_acc, train_loss, test_acc, test_loss) = (
-        floats("train_acc")?,
-        floats("train_loss")?,
-        floats("test_acc")?,
-        floats("test_loss")?,
-    );
-    let (wall_clock_s, step_ms) = (floats("wall_clock_s")?, floats("step_ms")?);
-    // Files written before the memory columns existed did not measure it.
-    let optional_ints = |name: &str| -> Result<Vec<Option<i64>>> {
-        match frame.column(name) {
-            Err(_) => Ok(vec![None; frame.height()]),
-            Ok(c) => Ok(c
-                .i64()
-                .map_err(|_| missing(name, "integer"))?
-                .iter()
-                .collect()),
-        }
-    };
-    let (state_bytes, peak_rss_bytes) = (
-        optional_ints("state_bytes")?,
-        optional_ints("peak_rss_bytes")?,
-    );
-    // Files written before the column existed had no teachers.
-    let teacher_steps = if frame.column("teacher_steps").is_ok() {
-        ints("teacher_steps")?
-    } else {
-        vec![0; frame.height()]
-    };
-    // Files written before the task-metric columns existed scored accuracy.
-    let (metric, train_score, test_score) = if frame.column("metric").is_ok() {
-        (
-            text("metric")?,
-            floats("train_score")?,
-            floats("test_score")?,
-        )
-    } else {
-        (
-            vec!["accuracy".to_string(); frame.height()],
-            train_acc.clone(),
-            test_acc.clone(),
-        )
-    };
-    Ok((0..frame.height())
-        .map(|r| RunRecord {
-            run_id: run_id[r].clone(),
-            experiment: experiment[r].clone(),
-            profile: profile[r].clone(),
-            dataset: dataset[r].clone(),
-            model: model[r].clone(),
-            method: method[r].clone(),
-            options: options[r].clone(),
-            k: k[r],
-            mixing: mixing[r].clone(),
-            init: init[r].clone(),
-            seed: seed[r],
-            epochs: epochs[r],
-            steps: steps[r],
-            teacher_steps: teacher_steps[r],
-            train_acc: train_acc[r],
-            train_loss: train_loss[r],
-            test_acc: test_acc[r],
-            test_loss: test_loss[r],
-            metric: metric[r].clone(),
-            train_score: train_score[r],
-            test_score: test_score[r],
-            deployed_params: deployed_params[r],
-            trained_params: trained_params[r],
-            wall_clock_s: wall_clock_s[r],
-            step_ms: step_ms[r],
-            state_bytes: state_bytes[r],
-            peak_rss_bytes: peak_rss_bytes[r],
-            status: status[r].clone(),
-            backend: backend[r].clone(),
-            device: device[r].clone(),
-            burn_version: burn_version[r].clone(),
-            git_commit: git_commit[r].clone(),
-            config_hash: config_hash[r].clone(),
-            finished_at: finished_at[r],
-        })
-        .collect())
 }
 
 #[cfg(test)]
@@ -619,7 +412,7 @@ pub(crate) mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = ResultsDir::new(tmp.path(), "t", "smoke");
         let path = dir.root().join("runs").join("odd.parquet");
-        write_atomic(&path, &mut df!("x" => [1i64]).unwrap()).unwrap();
+        write_frame(&path, &mut df!("x" => [1i64]).unwrap()).unwrap();
         let err = dir.runs().unwrap_err().to_string();
         assert!(
             err.contains("odd.parquet") && err.contains("run_id"),
@@ -651,5 +444,72 @@ pub(crate) mod tests {
                 .is_file()
         );
         dir.supersede("never-stored").unwrap();
+    }
+
+    #[test]
+    fn a_row_stored_before_the_newest_columns_reads_with_defaults() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("old.parquet");
+        let mut stored = record("mk", 0, 0.91);
+        stored.train_score = 0.5;
+        let mut frame = RunRecord::frame(std::slice::from_ref(&stored)).unwrap();
+        // The oldest layout: no teachers, no task metric, no memory columns.
+        for name in [
+            "teacher_steps",
+            "metric",
+            "train_score",
+            "test_score",
+            "state_bytes",
+            "peak_rss_bytes",
+        ] {
+            frame = frame.drop(name).unwrap();
+        }
+        write_frame(&path, &mut frame).unwrap();
+        let read = RunRecord::from_frame(&path, &read_frame(&path).unwrap()).unwrap();
+        assert_eq!(
+            read,
+            vec![RunRecord {
+                teacher_steps: 0,
+                metric: "accuracy".into(),
+                train_score: stored.train_acc,
+                test_score: stored.test_acc,
+                state_bytes: None,
+                peak_rss_bytes: None,
+                ..stored
+            }]
+        );
+    }
+
+    #[test]
+    fn every_stored_run_file_reads_back_exactly() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut checked = 0;
+        for top in ["results", "baselines"] {
+            let Ok(experiments) = fs::read_dir(root.join(top)) else {
+                continue;
+            };
+            for profile in experiments.flatten().flat_map(|e| {
+                fs::read_dir(e.path())
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .map(|p| p.path())
+            }) {
+                for path in parquet_files(&profile.join("runs")).unwrap() {
+                    let stored = read_frame(&path).unwrap();
+                    let records = RunRecord::from_frame(&path, &stored).unwrap();
+                    let written = RunRecord::frame(&records).unwrap();
+                    let names: Vec<&str> =
+                        stored.columns().iter().map(|c| c.name().as_str()).collect();
+                    assert!(
+                        written.select(names).unwrap().equals_missing(&stored),
+                        "{}",
+                        path.display()
+                    );
+                    checked += 1;
+                }
+            }
+        }
+        eprintln!("{checked} stored run files read back exactly");
     }
 }

@@ -67,18 +67,13 @@ impl CheckpointDir {
         state: &LoopState,
         write_records: impl FnOnce(&Path) -> Result<()>,
     ) -> Result<()> {
-        fs::create_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
-        let tmp = tempfile::Builder::new()
-            .prefix(".partial-")
-            .tempdir_in(&self.dir)
-            .map_err(|e| Error::io(&self.dir, e))?;
-        write_records(tmp.path())?;
-        let state_path = tmp.path().join(STATE);
-        let json = serde_json::to_string(state).expect("loop state serialises");
-        fs::write(&state_path, json).map_err(|e| Error::io(&state_path, e))?;
         let target = self.dir.join(format!("epoch-{:04}", state.epoch));
-        let _ = fs::remove_dir_all(&target);
-        fs::rename(tmp.keep(), &target).map_err(|e| Error::io(&target, e))?;
+        crate::atomic::write_folder(&target, |folder| {
+            write_records(folder)?;
+            let state_path = folder.join(STATE);
+            let json = serde_json::to_string(state).expect("loop state serialises");
+            fs::write(&state_path, json).map_err(|e| Error::io(&state_path, e))
+        })?;
         for entry in fs::read_dir(&self.dir)
             .map_err(|e| Error::io(&self.dir, e))?
             .flatten()

@@ -1,0 +1,127 @@
+//! Stored `reproduce bench` measurements: one parquet file per backend and machine (under
+//! `results/bench/`), a row per model family and k, read back for the overhead figure.
+
+use std::path::{Path, PathBuf};
+
+use super::schema::{Table, read_frame, table, write_frame};
+use crate::error::Result;
+
+table! {
+    /// One measured configuration, with where and by which code it was measured.
+    #[derive(Debug, Clone, PartialEq)]
+    pub struct BenchRecord {
+        pub family: String,
+        pub model: String,
+        pub dataset: String,
+        pub optimizer: String,
+        pub batch: i64,
+        pub k: i64,
+        /// Median training step of the plain small model, ms.
+        pub baseline_ms: f64,
+        /// Median training step of its MK twin with `k` copies, ms.
+        pub mk_ms: f64,
+        /// `mk_ms / baseline_ms`.
+        pub ratio: f64,
+        /// Seconds from a fresh model to the end of its first training step (upload, kernel
+        /// compilation and tuning included), per family.
+        pub first_step_s: f64,
+        pub steps: i64,
+        pub repeats: i64,
+        pub backend: String,
+        /// The machine ([`super::provenance::machine_description`]).
+        pub device: String,
+        pub threads: i64,
+        pub git_commit: String,
+        /// Unix seconds.
+        pub finished_at: i64,
+    }
+}
+
+/// Writes the rows of one bench invocation to `path` (atomically).
+pub fn write(path: &Path, rows: &[BenchRecord]) -> Result<()> {
+    write_frame(path, &mut BenchRecord::frame(rows)?)
+}
+
+/// Every row stored in `dir` (`*.parquet`, by file name); none when `dir` does not exist.
+pub fn stored(dir: &Path) -> Result<Vec<BenchRecord>> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(Vec::new());
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
+        .collect();
+    files.sort();
+    let mut rows = Vec::new();
+    for path in files {
+        rows.extend(BenchRecord::from_frame(&path, &read_frame(&path)?)?);
+    }
+    Ok(rows)
+}
+
+/// Every row stored in `dir` as `(label, k, ratio)`, the label naming family, model, backend
+/// and machine (the host part of its description).
+pub fn stored_ratios(dir: &Path) -> Result<Vec<(String, i64, f64)>> {
+    Ok(stored(dir)?
+        .into_iter()
+        .map(|r| {
+            let host = r.device.split(" (").next().unwrap_or_default();
+            (
+                format!("{} {} ({}, {host})", r.family, r.model, r.backend),
+                r.k,
+                r.ratio,
+            )
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(k: i64) -> BenchRecord {
+        BenchRecord {
+            family: "mlp".into(),
+            model: "mlp-784-8-10".into(),
+            dataset: "mnist".into(),
+            optimizer: "sgd-momentum".into(),
+            batch: 32,
+            k,
+            baseline_ms: 2.0,
+            mk_ms: 2.0 + k as f64,
+            ratio: (2.0 + k as f64) / 2.0,
+            first_step_s: 0.1,
+            steps: 3,
+            repeats: 1,
+            backend: "flex".into(),
+            device: "testhost (cpu, 2 threads)".into(),
+            threads: 2,
+            git_commit: "unknown".into(),
+            finished_at: 0,
+        }
+    }
+
+    #[test]
+    fn bench_rows_round_trip_through_parquet() {
+        let dir = tempfile::tempdir().unwrap();
+        let rows = vec![row(1), row(4)];
+        write(&dir.path().join("flex-test.parquet"), &rows).unwrap();
+        assert_eq!(stored(dir.path()).unwrap(), rows);
+        assert_eq!(
+            stored_ratios(dir.path()).unwrap(),
+            vec![
+                ("mlp mlp-784-8-10 (flex, testhost)".to_string(), 1, 1.5),
+                ("mlp mlp-784-8-10 (flex, testhost)".to_string(), 4, 3.0),
+            ]
+        );
+        assert!(stored(&dir.path().join("absent")).unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_stored_bench_files_read_back() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("results/bench");
+        for row in stored(&dir).unwrap() {
+            assert!(row.ratio > 0.0 && row.k >= 1, "{row:?}");
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! The stored row of a finished run, assembled in one place from its spec, its method, the
+//! method's output and what the harness measured around it.
+
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::tensor::backend::AutodiffBackend;
+
+use crate::backend::BURN_VERSION;
+use crate::data::{Examples, Metric};
+use crate::experiment::RunSpec;
+use crate::methods::{MethodOutput, MethodSpec};
+use crate::results::{RunRecord, memory, provenance};
+use crate::train::Metrics;
+
+/// What every run of one invocation shares in its row.
+pub(super) struct Provenance {
+    pub profile: String,
+    /// The backend and its device, as `flex (cpu)`.
+    pub backend: String,
+    /// The machine ([`provenance::machine_description`]).
+    pub machine: String,
+    pub commit: String,
+}
+
+/// What the harness measured of a finished run, beside the method's own output.
+pub(super) struct Measured<'a> {
+    /// The run's training examples (the deployed model's label names their shape).
+    pub train: &'a Examples,
+    /// The deployed model evaluated on the training and test examples.
+    pub final_train: Metrics,
+    pub final_test: Metrics,
+    /// The task's headline metric.
+    pub metric: Metric,
+    /// When the run started.
+    pub started: Instant,
+    pub peak_rss_bytes: Option<i64>,
+}
+
+/// The stored row of the finished run `spec` of `method`.
+pub(super) fn run_record<B: AutodiffBackend>(
+    spec: &RunSpec,
+    method: &dyn MethodSpec,
+    output: &MethodOutput<B>,
+    measured: Measured<'_>,
+    stamp: &Provenance,
+) -> RunRecord {
+    let Measured {
+        train,
+        final_train,
+        final_test,
+        metric,
+        started,
+        peak_rss_bytes,
+    } = measured;
+    let recipe = &spec.recipe;
+    RunRecord {
+        run_id: spec.id(),
+        experiment: spec.experiment.clone(),
+        profile: stamp.profile.clone(),
+        dataset: spec.dataset.clone(),
+        model: method.deployed_spec(&spec.model, spec.k).label(train),
+        method: spec.method.clone(),
+        options: spec.options.to_string(),
+        k: spec.k as i64,
+        mixing: method.mixing_label(spec.k),
+        init: method.init_label(),
+        seed: spec.seed as i64,
+        epochs: output.log.points.last().map_or(0, |p| p.epoch as i64),
+        steps: output.log.steps as i64,
+        teacher_steps: output.log.teacher_steps as i64,
+        train_acc: final_train.accuracy,
+        train_loss: final_train.loss,
+        test_acc: final_test.accuracy,
+        test_loss: final_test.loss,
+        metric: metric.name().into(),
+        train_score: final_train.score(metric),
+        test_score: final_test.score(metric),
+        deployed_params: output.deployed.num_params() as i64,
+        trained_params: output.trained_params as i64,
+        wall_clock_s: started.elapsed().as_secs_f64(),
+        step_ms: output.log.step_ms(),
+        state_bytes: Some(memory::state_bytes(
+            output.trained_params,
+            recipe.optimizer.state_buffers(),
+        )),
+        peak_rss_bytes,
+        status: if output.log.diverged {
+            "diverged"
+        } else {
+            "completed"
+        }
+        .into(),
+        backend: stamp.backend.clone(),
+        device: stamp.machine.clone(),
+        burn_version: BURN_VERSION.into(),
+        git_commit: stamp.commit.clone(),
+        config_hash: spec.config_hash(),
+        finished_at: provenance::unix_now(),
+    }
+}
