@@ -1,4 +1,6 @@
-//! Majority-kernel layers against the plain layers they replace, on real inputs.
+//! Majority-kernel layers against the plain layers they replace, on real inputs (the committed
+//! fixtures, `tests/fixtures/data`: layer times depend on the shapes, not on how many examples
+//! the dataset holds).
 //!
 //! `cargo bench --bench mk_layers` (add `-- dense` etc. to filter). Groups:
 //! - `dense`: 784 -> 512 on flattened MNIST images;
@@ -24,7 +26,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 
 use majority_kernels::backend::DefaultCpu;
-use majority_kernels::data::{self, Inputs, LoadOptions, TextOptions, shared_data_dir};
+use majority_kernels::data::{self, Inputs, LoadOptions, TextOptions, test_data};
 use majority_kernels::mk::{MixedKernels, Mixing, MkConv2d, MkInit, MkLinear, MkStep};
 use majority_kernels::train::OptimizerSpec;
 
@@ -47,8 +49,8 @@ fn sgd() -> OptimizerSpec {
 }
 
 fn images(dataset: &str, n: usize) -> Tensor<B, 4> {
-    let dir = shared_data_dir().expect("benchmarks read ../shared/data");
-    let splits = data::load(dataset, &[dir], &LoadOptions::default()).expect("dataset loads");
+    let splits =
+        data::load(dataset, &[test_data()], &LoadOptions::default()).expect("dataset loads");
     let indices: Vec<usize> = (0..n).collect();
     match splits.train.batch::<B>(&indices, &Default::default()).0 {
         Inputs::Images(x) => x,
@@ -146,7 +148,6 @@ fn conv(c: &mut Criterion) {
 
 fn attention_projection(c: &mut Criterion) {
     let device = Default::default();
-    let dir = shared_data_dir().expect("benchmarks read ../shared/data");
     let options = LoadOptions {
         text: Some(TextOptions {
             tokenizer: "bert-base-uncased".into(),
@@ -154,7 +155,7 @@ fn attention_projection(c: &mut Criterion) {
         }),
         ..Default::default()
     };
-    let splits = data::load("sst2", &[dir], &options).expect("SST-2 loads");
+    let splits = data::load("sst2", &[test_data()], &options).expect("SST-2 loads");
     let indices: Vec<usize> = (0..128).collect();
     let ids = match splits.train.batch::<B>(&indices, &device).0 {
         Inputs::Tokens { ids, .. } => ids,

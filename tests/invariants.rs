@@ -1,5 +1,5 @@
-//! The invariants docs/METHODS.md requires of majority kernels, checked through the real methods on
-//! a slice of real MNIST:
+//! The invariants docs/METHODS.md requires of majority kernels, checked through the real
+//! methods on a slice of real MNIST (the committed fixture):
 //! - uniform mixing, identical init, no compensation, momentum SGD with weight decay is
 //!   step-for-step the baseline at learning rate lr/k (weight decay k·wd), i.e. `lr_over_k`,
 //!   for a model without biases (a bias is not copied, so it keeps the full learning rate);
@@ -20,8 +20,7 @@ use majority_kernels::train::{OptimizerSpec, Recipe, ScheduleKind, ScheduleSpec,
 type B = Autodiff<DefaultCpu>;
 
 fn mnist_slice() -> (Examples, Examples) {
-    let dir = data::shared_data_dir().expect("tests need the real data in ../shared/data");
-    let splits = data::load("mnist", &[dir], &Default::default()).unwrap();
+    let splits = data::load("mnist", &[data::test_data()], &Default::default()).unwrap();
     (splits.train.subset(320, 1), splits.test.subset(200, 2))
 }
 

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{BIN, reproduce, text};
+use common::{BIN, command, reproduce, text};
+use majority_kernels::data::test_data;
 use majority_kernels::results::{ResultsDir, RunRecord};
 
 fn stderr(out: &Output) -> String {
@@ -38,18 +39,18 @@ fn outcome(r: &RunRecord) -> (String, i64, [u64; 4], String) {
     (r.run_id.clone(), r.steps, bits, r.status.clone())
 }
 
+/// Sized for the fixture's 500 MNIST images: a wide MLP at batch 8 makes each epoch (63 steps)
+/// last most of a second on two cores, long enough to kill the run between two checkpoints.
 const KILL_BODY: &str = r#"
 datasets:
   - dataset: mnist
-    model: {family: mlp, hidden: [256]}
+    model: {family: mlp, hidden: [512, 512]}
     recipe:
       epochs: 5
-      batch_size: 64
-      optimizer: {name: sgd, lr: 0.05, momentum: 0.9, weight_decay: 0.0005}
+      batch_size: 8
+      optimizer: {name: sgd, lr: 0.01, momentum: 0.9, weight_decay: 0.0005}
       schedule: {kind: cosine}
-      train_subset: 12000
-      test_subset: 2000
-      eval_train_subset: 2000
+      eval_train_subset: 200
 methods: [{name: mk, mixing: dirichlet(1)}]
 k: [4]
 seeds: [7]
@@ -80,14 +81,13 @@ fn a_killed_run_resumes_to_the_same_result() {
     assert_eq!(expected.len(), 1);
 
     // Kill -9 right after the second epoch's checkpoint appears, then resume.
-    let mut child = Command::new(BIN)
+    let mut child = command()
         .args([
             exp,
             "--results-dir",
             interrupted.to_str().unwrap(),
             "--quiet",
         ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
@@ -168,7 +168,7 @@ fn three_concurrent_shards_store_every_run_once() {
     ];
     let children: Vec<_> = (0..3)
         .map(|i| {
-            Command::new(BIN)
+            command()
                 .args(args)
                 .args([
                     "--shard",
@@ -176,7 +176,6 @@ fn three_concurrent_shards_store_every_run_once() {
                     "--results-dir",
                     results.to_str().unwrap(),
                 ])
-                .current_dir(env!("CARGO_MANIFEST_DIR"))
                 .output()
         })
         .collect::<Vec<_>>();
@@ -246,6 +245,8 @@ fn the_slurm_script_runs_its_array_tasks_shards() {
             .env("REPRODUCE", BIN)
             .env("RESULTS", &results)
             .env("EXTRA_ARGS", "--set seeds=[0,1,2] --dataset mnist")
+            .env("MK_DATA_DIR", test_data())
+            .env("HF_HUB_OFFLINE", "1")
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .output()
             .unwrap()

@@ -248,22 +248,29 @@ fn read_hub(path: &Path) -> Result<(Vec<Vec<u8>>, Vec<Label>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::shared_data_dir;
+    use crate::data::{full_data, test_data};
     use std::time::Instant;
 
-    #[test]
-    fn the_real_archive_decodes_once_then_loads_from_the_cache() {
-        let dir = shared_data_dir().expect("tests need the real datasets in ../shared/data");
+    /// Loads the archive in `dir` twice: it decodes once, then comes from the cache (with the
+    /// content's fingerprint, in under a second) with `sizes` images, `per_class` of each class.
+    fn decodes_once_then_loads_from_the_cache(
+        dir: PathBuf,
+        sizes: (usize, usize),
+        per_class: usize,
+    ) {
         let cache_dir = tempfile::tempdir().unwrap();
         let hub = HubAccess::from_env();
         let started = Instant::now();
         let data = load(std::slice::from_ref(&dir), &hub, cache_dir.path()).unwrap();
         let built = started.elapsed();
-        assert_eq!((data.train.len(), data.test.len()), (50_000, 10_000));
+        assert_eq!((data.train.len(), data.test.len()), sizes);
         let train = data.train.images().unwrap();
         assert_eq!(train.image_shape, [3, 32, 32]);
         for class in 0..10 {
-            assert_eq!(train.labels.iter().filter(|&&l| l == class).count(), 5000);
+            assert_eq!(
+                train.labels.iter().filter(|&&l| l == class).count(),
+                per_class
+            );
         }
         let started = Instant::now();
         let again = load(&[dir], &hub, cache_dir.path()).unwrap();
@@ -282,6 +289,20 @@ mod tests {
             "cache load took {reloaded:?} (build {built:?})"
         );
         eprintln!("CIFAR-10 cache: built in {built:?}, loaded in {reloaded:?}");
+    }
+
+    #[test]
+    fn the_fixture_archive_decodes_once_then_loads_from_the_cache() {
+        // The first 30 training and 20 test JPEGs of each class.
+        decodes_once_then_loads_from_the_cache(test_data(), (300, 200), 30);
+    }
+
+    #[test]
+    fn the_real_archive_decodes_once_then_loads_from_the_cache() {
+        let test = "data::cifar::tests::the_real_archive_decodes_once_then_loads_from_the_cache";
+        if let Some(dir) = full_data(test, "CIFAR-10", "cifar10/cifar10-jpg.tar.gz") {
+            decodes_once_then_loads_from_the_cache(dir, (50_000, 10_000), 5000);
+        }
     }
 
     /// Writes `data` as the binary release.
@@ -305,7 +326,7 @@ mod tests {
 
     #[test]
     fn binary_release_and_class_folders_give_the_same_content() {
-        let dir = shared_data_dir().expect("tests need the real datasets in ../shared/data");
+        let dir = test_data();
         let cache_dir = tempfile::tempdir().unwrap();
         let real = load(&[dir], &HubAccess::from_env(), cache_dir.path()).unwrap();
         let train = real.train.images().unwrap().subset(50, 1);
@@ -385,7 +406,7 @@ mod tests {
     #[test]
     fn falls_back_to_the_hub_parquet_offline() {
         use polars::prelude::*;
-        let dir = shared_data_dir().expect("tests need the real datasets in ../shared/data");
+        let dir = test_data();
         let cache_dir = tempfile::tempdir().unwrap();
         let real = load(&[dir], &HubAccess::from_env(), cache_dir.path()).unwrap();
         let (train, test) = (

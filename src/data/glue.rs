@@ -235,22 +235,31 @@ pub fn tokenize(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::shared_data_dir;
+    use crate::data::{full_data, test_data};
     use polars::prelude::*;
+
+    /// Reads CoLA, SST-2 and MRPC from `dir`, expecting `sizes` (train, dev) examples each.
+    fn check_glue(dir: PathBuf, sizes: [(usize, usize); 3]) {
+        let hub = HubAccess::from_env();
+        for (task, expected) in [Task::Cola, Task::Sst2, Task::Mrpc].into_iter().zip(sizes) {
+            let (train, dev) = read(task, std::slice::from_ref(&dir), &hub).unwrap();
+            assert_eq!((train.len(), dev.len()), expected, "{task:?}");
+            assert!(train.iter().any(|e| e.label == 0) && train.iter().any(|e| e.label == 1));
+            assert_eq!(train[0].second.is_some(), task == Task::Mrpc);
+        }
+    }
+
+    #[test]
+    fn reads_the_glue_fixture() {
+        // The first 256 train and 128 dev rows, quirks kept (CoLA: no header; MRPC: a BOM).
+        check_glue(test_data(), [(256, 128); 3]);
+    }
 
     #[test]
     fn reads_the_real_glue_files() {
-        let dir = shared_data_dir().expect("tests need the real datasets in ../shared/data");
-        let hub = HubAccess::from_env();
-        for (task, train_n, dev_n) in [
-            (Task::Cola, 8551, 1043),
-            (Task::Sst2, 67349, 872),
-            (Task::Mrpc, 3668, 408),
-        ] {
-            let (train, dev) = read(task, std::slice::from_ref(&dir), &hub).unwrap();
-            assert_eq!((train.len(), dev.len()), (train_n, dev_n), "{task:?}");
-            assert!(train.iter().any(|e| e.label == 0) && train.iter().any(|e| e.label == 1));
-            assert_eq!(train[0].second.is_some(), task == Task::Mrpc);
+        let test = "data::glue::tests::reads_the_real_glue_files";
+        if let Some(dir) = full_data(test, "GLUE tasks", "glue_data/SST-2/train.tsv") {
+            check_glue(dir, [(8551, 1043), (67349, 872), (3668, 408)]);
         }
     }
 
@@ -293,7 +302,7 @@ mod tests {
 
     #[test]
     fn falls_back_to_the_hub_cache_offline() {
-        let dir = shared_data_dir().expect("tests need the real datasets in ../shared/data");
+        let dir = test_data();
         let local = HubAccess::from_env();
         let cache = tempfile::tempdir().unwrap();
         let repo = cache.path().join("datasets--nyu-mll--glue");

@@ -261,22 +261,42 @@ fn val_annotations(tree: &FileTree) -> Result<HashMap<String, String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::shared_data_dir;
+    use crate::data::{full_data, test_data};
+
+    /// Loads Tiny ImageNet from `dir`: `sizes` images at 64x64 in `classes` classes, the first
+    /// and last class with `per_class` training and validation images.
+    fn check_tiny_imagenet(
+        dir: PathBuf,
+        sizes: (usize, usize),
+        classes: usize,
+        per_class: (usize, usize),
+    ) {
+        let cache_dir = tempfile::tempdir().unwrap();
+        let data = load(Variant::Tiny, &[dir], None, cache_dir.path()).unwrap();
+        assert_eq!((data.train.len(), data.test.len()), sizes);
+        let train = data.train.images().unwrap();
+        assert_eq!(
+            (train.image_shape, train.num_classes),
+            ([3, 64, 64], classes)
+        );
+        for class in [0, classes as Label - 1] {
+            let count = |labels: &[Label]| labels.iter().filter(|&&l| l == class).count();
+            assert_eq!((count(&train.labels), count(data.test.labels())), per_class);
+        }
+    }
+
+    #[test]
+    fn tiny_imagenet_fixture_loads_with_its_validation_labels() {
+        // The first 5 classes: 20 training and 10 validation images each.
+        check_tiny_imagenet(test_data(), (100, 50), 5, (20, 10));
+    }
 
     #[test]
     fn tiny_imagenet_subset_loads_with_its_validation_labels() {
-        let dir = shared_data_dir().expect("tests need the real datasets in ../shared/data");
-        let cache_dir = tempfile::tempdir().unwrap();
-        let data = load(Variant::Tiny, &[dir], None, cache_dir.path()).unwrap();
-        assert_eq!((data.train.len(), data.test.len()), (20_000, 10_000));
-        let train = data.train.images().unwrap();
-        assert_eq!((train.image_shape, train.num_classes), ([3, 64, 64], 200));
-        for class in [0, 199] {
-            assert_eq!(train.labels.iter().filter(|&&l| l == class).count(), 100);
-            assert_eq!(
-                data.test.labels().iter().filter(|&&l| l == class).count(),
-                50
-            );
+        let test = "data::imagenet::tests::tiny_imagenet_subset_loads_with_its_validation_labels";
+        let file = "tiny-imagenet/tiny-imagenet-200-subset100.tar.gz";
+        if let Some(dir) = full_data(test, "Tiny ImageNet subset", file) {
+            check_tiny_imagenet(dir, (20_000, 10_000), 200, (100, 50));
         }
     }
 

@@ -176,8 +176,37 @@ pub fn not_found_in(what: &str, dirs: &[PathBuf]) -> String {
     )
 }
 
-/// The shared real-data folder beside the project, when present (tests use it).
-pub fn shared_data_dir() -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data");
-    dir.is_dir().then_some(dir)
+/// The small real datasets committed under `tests/fixtures/data`, a data directory in the usual
+/// layout cut from the real files by `scripts/make_fixtures.py`: the ordinary tests read them,
+/// so a fresh clone tests offline and every machine gets the same numbers.
+#[doc(hidden)]
+pub fn test_data() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/data")
+}
+
+/// For a test that needs a full dataset: the first folder of the binary's own lookup
+/// ([`search_dirs`] without `--data-dir`; the fixtures excepted) holding `file`, a path inside
+/// a data directory such as `mnist/train-images-idx3-ubyte.gz`. Otherwise the test is skipped:
+/// this prints `skipped: <test> needs the full <dataset> (...)` and returns `None`. The Hub is
+/// not asked, so tests stay offline.
+#[doc(hidden)]
+pub fn full_data(test: &str, dataset: &str, file: &str) -> Option<PathBuf> {
+    let fixtures = test_data().canonicalize().ok();
+    let dirs = search_dirs(None);
+    let found = dirs.iter().find(|dir| {
+        dir.join(file).is_file() && (fixtures.is_none() || dir.canonicalize().ok() != fixtures)
+    });
+    if let Some(dir) = found {
+        return Some(dir.canonicalize().unwrap_or_else(|_| dir.clone()));
+    }
+    let env = std::env::var_os("MK_DATA_DIR")
+        .map_or("unset".to_string(), |d| d.to_string_lossy().into_owned());
+    // Written past the test harness's capture, so the skip shows in a plain `cargo test`.
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr().lock(),
+        "skipped: {test} needs the full {dataset} ({file} not found in $MK_DATA_DIR ({env}), \
+         ../shared/data, ./data)"
+    );
+    None
 }

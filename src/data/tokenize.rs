@@ -98,11 +98,11 @@ fn wordpiece_id(wordpiece: &WordPiece, token: &str) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::shared_data_dir;
+    use crate::data::test_data;
 
     #[test]
     fn both_bert_files_encode_the_reference_sentence() {
-        let dir = shared_data_dir().expect("tests need the real datasets in ../shared/data");
+        let dir = test_data();
         for file in ["tokenizer.json", "vocab.txt"] {
             let tokenizer = from_file(&dir.join("bert-base-uncased").join(file)).unwrap();
             let ids = tokenizer

@@ -197,7 +197,7 @@ impl Method for AdvOnly {
 mod tests {
     use super::*;
     use crate::backend::TestAutodiffBackend as B;
-    use crate::data::{self, shared_data_dir};
+    use crate::data::{self, test_data};
     use crate::mk::{Mixing, MkInit, MkStep};
     use crate::models::{Classifier, Model, ModelSpec};
     use crate::train::{Stream, mixing_gradient, stream_rng};
@@ -227,8 +227,7 @@ mod tests {
 
     #[test]
     fn the_ascent_step_increases_the_batch_loss() {
-        let dir = shared_data_dir().expect("tests need the real datasets in ../shared/data");
-        let splits = data::load("mnist", &[dir], &Default::default()).unwrap();
+        let splits = data::load("mnist", &[test_data()], &Default::default()).unwrap();
         let batch = splits.train.subset(256, 0);
         let device = Default::default();
         let spec = ModelSpec::Mlp {

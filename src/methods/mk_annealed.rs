@@ -184,14 +184,13 @@ mod tests {
     #[test]
     fn the_draw_sees_each_step_of_a_real_run() {
         use crate::backend::TestAutodiffBackend as B;
-        use crate::data::{self, shared_data_dir};
+        use crate::data::{self, test_data};
         use crate::methods::{MethodContext, mk::MkHooks};
         use crate::models::{Classifier, ModelSpec};
         use crate::train::{PlainStep, Recipe, TrainData};
         use burn::module::Module;
 
-        let dir = shared_data_dir().expect("tests need the real datasets in ../shared/data");
-        let splits = data::load("mnist", &[dir], &Default::default()).unwrap();
+        let splits = data::load("mnist", &[test_data()], &Default::default()).unwrap();
         let (train, test) = (splits.train.subset(64, 0), splits.test.subset(32, 1));
         let recipe: Recipe = serde_norway::from_str(
             "{epochs: 2, batch_size: 16, optimizer: {name: sgd, lr: 0.05, momentum: 0.9}}",

@@ -210,7 +210,7 @@ impl<B: AutodiffBackend> MkStep<B> {
 mod tests {
     use super::*;
     use crate::backend::TestAutodiffBackend as B;
-    use crate::data::{self, shared_data_dir};
+    use crate::data::{self, test_data};
     use crate::mk::{Mixing, MkInit};
     use crate::models::{Classifier, Inputs, ModelSpec, ResNetSpec};
     use crate::train::optim::AnyOptimizer;
@@ -306,12 +306,7 @@ mod tests {
     /// optimiser, on an MLP (dense kernels) and a ResNet (convolutions).
     #[test]
     fn fused_update_matches_differentiating_through_the_mixture() {
-        let splits = data::load(
-            "mnist",
-            &[shared_data_dir().expect("tests need the real datasets in ../shared/data")],
-            &data::LoadOptions::default(),
-        )
-        .unwrap();
+        let splits = data::load("mnist", &[test_data()], &data::LoadOptions::default()).unwrap();
         let train = splits.train.subset(16, 0);
         let resnet = ModelSpec::Resnet(ResNetSpec {
             arch: None,

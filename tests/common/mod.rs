@@ -8,13 +8,28 @@ use std::process::{Command, Output};
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_reproduce");
 
-/// Runs `reproduce ARGS --results-dir RESULTS` from the crate's root.
+/// The binary, run from the crate's root on the committed fixtures (`tests/fixtures/data`) and
+/// offline: the same data on every machine, and nothing is downloaded.
+pub fn command() -> Command {
+    on_data(&majority_kernels::data::test_data())
+}
+
+/// The binary on the datasets in `dir` (for the tests that need a full dataset), offline.
+pub fn on_data(dir: &Path) -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("MK_DATA_DIR", dir)
+        .env("HF_HUB_OFFLINE", "1");
+    command
+}
+
+/// Runs `reproduce ARGS --results-dir RESULTS` from the crate's root, on the fixtures.
 pub fn reproduce(args: &[&str], results: &Path) -> Output {
-    Command::new(BIN)
+    command()
         .args(args)
         .arg("--results-dir")
         .arg(results)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("the binary runs")
 }
@@ -27,13 +42,12 @@ pub fn text(out: &Output) -> (String, String) {
     )
 }
 
-/// Runs `reproduce ARGS EXTRA` from the crate's root (for commands that take their folders
-/// under other flag names than `--results-dir`).
+/// Runs `reproduce ARGS EXTRA` from the crate's root on the fixtures (for commands that take
+/// their folders under other flag names than `--results-dir`).
 pub fn run_with(args: &[&str], extra: &[&str]) -> Output {
-    Command::new(BIN)
+    command()
         .args(args)
         .args(extra)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("the binary runs")
 }
