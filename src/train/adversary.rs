@@ -8,8 +8,8 @@ use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 
+use super::step::MkStep;
 use crate::data::Inputs;
-use crate::mk::MkStep;
 use crate::models::Classifier;
 
 /// The ascent applied to each step's mixing coefficients.

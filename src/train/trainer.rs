@@ -18,11 +18,13 @@ use serde::{Deserialize, Serialize};
 use super::adversary::{Adversary, adversarial_mix};
 use super::checkpoint::{CheckpointDir, LoopState, MODEL, OPTIMIZER};
 use super::eval::{Metrics, evaluate};
-use super::recipe::{OptimizerSpec, ScheduleSpec};
+use super::recipe::ScheduleSpec;
+use super::step::MkStep;
 use crate::data::{Augmentation, Examples};
 use crate::error::{Error, Result};
-use crate::mk::{Mixing, MkStep};
+use crate::mk::Mixing;
 use crate::models::Classifier;
+use crate::optim::OptimizerSpec;
 
 /// Independent random streams derived from a run's seed, so that e.g. MK and the baseline
 /// see the same data order for the same seed whatever else they draw.
@@ -222,7 +224,7 @@ where
         let path = folder.join(OPTIMIZER);
         optimizer.load(&path).map_err(|e| {
             Error::data(
-                &path,
+                &folder,
                 format!(
                     "unreadable checkpoint ({e}); a checkpoint written by an older version \
                      cannot be resumed: delete {} to start the run over",
@@ -345,7 +347,7 @@ where
                     .save_file(folder.join(MODEL), &Recorder::new())
                     .map_err(failed)?;
                 let path = folder.join(OPTIMIZER);
-                optimizer.save(&path).map_err(|e| Error::io(&path, e))
+                optimizer.save(&path)
             })?;
         }
     }
