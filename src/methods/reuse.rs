@@ -46,6 +46,7 @@ impl<B: AutodiffBackend> MethodContext<'_, B> {
         let key = serde_json::json!({
             "model": spec, "recipe": self.recipe, "seed": seed, "data": self.data_fingerprint,
             "code_version": crate::experiment::plan::NUMERICS_VERSION,
+            "model_record": crate::models::RECORD_VERSION,
         });
         let hash: String = Sha256::digest(key.to_string().as_bytes())
             .iter()

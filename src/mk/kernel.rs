@@ -3,8 +3,9 @@
 //! A training step mixes every layer's copies *outside* the autodiff graph and hands the model
 //! the mixed kernels as graph leaves ([`MixedKernels`]). The backward pass then produces
 //! `G = dL/dW`, one kernel's size, instead of k copies' gradients `p_i G`; the copies are
-//! updated from `G` and `p` by one fused pass ([`crate::optim`]). Same mathematics as
-//! differentiating through the mixture (tested against it), a fraction of the memory traffic.
+//! updated from `G` and `p` by one fused pass (the optimiser, `crate::optim`). Same
+//! mathematics as differentiating through the mixture (tested against it), a fraction of the
+//! memory traffic.
 //! [`KernelMixer`] does this for every majority kernel of a model.
 
 use std::collections::HashMap;

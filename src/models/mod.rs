@@ -22,6 +22,12 @@ pub use resnet::{ResNet, ResNetSpec};
 use crate::data::Examples;
 use crate::mk::{MixedKernels, MkInit};
 
+/// Layout version of the stored models' records (burn records of [`Model`]). The trained-model
+/// store keys on it, so a model stored in an older layout is trained again (bit-identically)
+/// instead of failing to load. 2: one `Mlp` type with plain or MK dense layers (was `Mlp` and
+/// `MkMlp`).
+pub const RECORD_VERSION: u32 = 2;
+
 /// A classifier the training loop can drive.
 pub trait Classifier<B: Backend>: Module<B> {
     /// Logits `[batch, classes]`.

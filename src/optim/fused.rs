@@ -204,7 +204,7 @@ impl<B: Backend> CopyOptimizer<B> {
     }
 
     /// Saves every parameter's state to `path` (written whole or not at all; see
-    /// [`super::state`]).
+    /// `optim::state`).
     pub fn save(&self, path: &Path) -> Result<()> {
         state::save(&self.states, path)
     }

@@ -118,7 +118,7 @@ pub(super) fn load<B: Backend>(path: &Path, buffers: usize) -> Result<States<B>>
                 return Err(Error::data(
                     path,
                     format!(
-                        "optimiser state has {} buffers for parameter {}, the optimiser keeps {buffers}",
+                        "{} state buffers for parameter {}, where this optimiser keeps {buffers}",
                         param.buffers.len(),
                         param.id
                     ),
@@ -189,7 +189,7 @@ mod tests {
         let err = CopyOptimizer::<I>::new(&sgd).load(&path).unwrap_err();
         let message = err.to_string();
         assert!(
-            message.contains("mk.bin") && message.contains("2 buffers"),
+            message.contains("mk.bin") && message.contains("2 state buffers"),
             "{message}"
         );
 
