@@ -27,8 +27,9 @@ use rand::rngs::StdRng;
 
 use majority_kernels::backend::DefaultCpu;
 use majority_kernels::data::{self, Inputs, LoadOptions, TextOptions, test_data};
-use majority_kernels::mk::{MixedKernels, Mixing, MkConv2d, MkInit, MkLinear, MkStep};
-use majority_kernels::train::OptimizerSpec;
+use majority_kernels::mk::{MixedKernels, Mixing, MkConv2d, MkInit, MkLinear};
+use majority_kernels::optim::OptimizerSpec;
+use majority_kernels::train::MkStep;
 
 type B = Autodiff<DefaultCpu>;
 

@@ -7,8 +7,9 @@
 //! - [`atomic`]: the one way files are written (whole or not at all, durably);
 //! - [`data`]: datasets (MNIST IDX files or the Hugging Face Hub) and batching;
 //! - [`mk`]: the majority-kernel layers (dense, conv), mixing distributions, init, collapse;
-//! - [`models`]: model families, each a small model and its MK twin;
-//! - [`train`]: recipes, optimisers, the shared training loop, evaluation;
+//! - [`optim`]: the optimiser spec, the fused update rules (SGD, Adam, AdamW), their state;
+//! - [`models`]: model families, each plain or with majority kernels;
+//! - [`train`]: recipes, the training step and loop, evaluation;
 //! - [`methods`]: training methods as plug-ins behind one trait;
 //! - [`experiment`]: declarative experiment files, profiles, overrides, the run plan;
 //! - [`results`]: the stored rows declared once, parquet storage of runs, curves and bench
@@ -23,9 +24,11 @@ pub mod compare;
 pub mod data;
 pub mod error;
 pub mod experiment;
+mod host;
 pub mod methods;
 pub mod mk;
 pub mod models;
+pub mod optim;
 pub mod report;
 pub mod results;
 pub mod runner;

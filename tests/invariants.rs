@@ -14,7 +14,7 @@ use majority_kernels::methods::lr_over_k::LrOverK;
 use majority_kernels::methods::mk::{LrCompensation, MajorityKernels};
 use majority_kernels::methods::{Method, MethodContext};
 use majority_kernels::mk::{Mixing, MkInit};
-use majority_kernels::models::{Model, ModelSpec};
+use majority_kernels::models::{Dense, Model, ModelSpec};
 use majority_kernels::train::{OptimizerSpec, Recipe, ScheduleKind, ScheduleSpec, TrainData};
 
 type B = Autodiff<DefaultCpu>;
@@ -83,6 +83,9 @@ fn weights(
         .layers
         .iter()
         .flat_map(|l| {
+            let Dense::Plain(l) = l else {
+                panic!("a deployed MLP has plain layers")
+            };
             let bias = l
                 .bias
                 .as_ref()

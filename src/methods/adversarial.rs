@@ -198,8 +198,9 @@ mod tests {
     use super::*;
     use crate::backend::TestAutodiffBackend as B;
     use crate::data::{self, test_data};
-    use crate::mk::{Mixing, MkInit, MkStep};
+    use crate::mk::{Mixing, MkInit};
     use crate::models::{Classifier, Model, ModelSpec};
+    use crate::train::MkStep;
     use crate::train::{Stream, mixing_gradient, stream_rng};
     use burn::nn::loss::CrossEntropyLossConfig;
     use burn::prelude::*;

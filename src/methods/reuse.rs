@@ -55,6 +55,7 @@ impl<B: AutodiffBackend> MethodContext<'_, B> {
         settings.seed = seed;
         let key = serde_json::json!({
             "model": spec, "recipe": self.recipe, "seed": seed, "data": self.data_fingerprint,
+            "model_record": crate::models::RECORD_VERSION,
         });
         let fresh = || {
             spec.build::<B>(

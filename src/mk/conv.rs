@@ -141,7 +141,7 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(6);
         let layer = MkConv2d::from_conv(&base::<B>(), 3, MkInit::Independent, &mut rng);
         let x = input::<B>(&mut rng);
-        let step = crate::mk::MkStep::<B>::for_mixing(vec![layer.theta_id()]);
+        let step = crate::mk::KernelMixer::new(vec![layer.theta_id()]);
         let loss = |p: &[f32]| -> f32 {
             let kernels = step.mix(&layer, p);
             layer

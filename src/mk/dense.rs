@@ -102,7 +102,7 @@ mod tests {
             &device,
         );
         let p = [0.1f32, 0.2, 0.3, 0.4];
-        let step = crate::mk::MkStep::<B>::for_mixing(vec![layer.theta_id()]);
+        let step = crate::mk::KernelMixer::new(vec![layer.theta_id()]);
         let kernels = step.mix(&layer, &p);
         // The expected kernel, summed on the host.
         let theta: Vec<f32> = layer.theta.val().into_data().to_vec().unwrap();

@@ -3,16 +3,18 @@
 //! A training step mixes every layer's copies *outside* the autodiff graph and hands the model
 //! the mixed kernels as graph leaves ([`MixedKernels`]). The backward pass then produces
 //! `G = dL/dW`, one kernel's size, instead of k copies' gradients `p_i G`; the copies are
-//! updated from `G` and `p` by one fused pass ([`super::update`]). Same mathematics as
-//! differentiating through the mixture (tested against it), a fraction of the memory traffic.
+//! updated from `G` and `p` by one fused pass (the optimiser, `crate::optim`). Same
+//! mathematics as differentiating through the mixture (tested against it), a fraction of the
+//! memory traffic.
+//! [`KernelMixer`] does this for every majority kernel of a model.
 
 use std::collections::HashMap;
 
-use burn::module::{Param, ParamId};
+use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Tensor, TensorData, backend::Backend};
 
-use super::fast;
+use crate::host;
 
 /// Mixes `theta` (`[k, ...kernel]`) into one kernel of `shape`.
 ///
@@ -48,7 +50,7 @@ fn mix_copies<B: Backend>(
     let n = theta.dims()[1];
     let device = theta.device();
     let fast = if host {
-        fast::mix(theta, p)
+        host::mix(theta, p)
     } else {
         Err(theta)
     };
@@ -133,5 +135,108 @@ impl<B: AutodiffBackend> MixedKernels<B> {
                     .unwrap_or_else(|| kernel.inner().zeros_like())
             })
             .collect()
+    }
+}
+
+type Inner<B> = <B as AutodiffBackend>::InnerBackend;
+
+/// The majority kernels of one model, by the ids of their copies in the order of the rows of
+/// every step's coefficients `p` (`[layers, k]`): mixes them before the forward pass and reads
+/// their gradients after the backward pass.
+pub struct KernelMixer {
+    ids: Vec<ParamId>,
+    /// Mix with tensor operations even on the CPU backend (tests of the GPU path).
+    tensor_path_only: bool,
+}
+
+impl KernelMixer {
+    /// For the copies `ids`, in row order (empty for a plain model).
+    pub fn new(ids: Vec<ParamId>) -> Self {
+        Self {
+            ids,
+            tensor_path_only: false,
+        }
+    }
+
+    /// Always mixes with tensor operations, as on a GPU backend.
+    pub fn tensor_path_only(mut self) -> Self {
+        self.tensor_path_only = true;
+        self
+    }
+
+    /// The ids this mixer mixes, in row order.
+    pub fn ids(&self) -> &[ParamId] {
+        &self.ids
+    }
+
+    /// Every MK parameter's copies as `[k, n]` (shared with the model, not copied).
+    pub fn copies<B: AutodiffBackend, M: Module<B>>(
+        &self,
+        model: &M,
+    ) -> Vec<KernelCopies<Inner<B>>> {
+        struct Collect<'a, B: AutodiffBackend> {
+            ids: &'a [ParamId],
+            found: Vec<Option<KernelCopies<Inner<B>>>>,
+        }
+        impl<B: AutodiffBackend> ModuleVisitor<B> for Collect<'_, B> {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+                if let Some(row) = self.ids.iter().position(|id| *id == param.id) {
+                    let copies = param.val().inner();
+                    let k = copies.dims()[0] as i64;
+                    self.found[row] = Some(KernelCopies {
+                        id: param.id,
+                        copies: copies.reshape([k, -1]),
+                    });
+                }
+            }
+        }
+        let mut collect = Collect::<B> {
+            ids: &self.ids,
+            found: self.ids.iter().map(|_| None).collect(),
+        };
+        model.visit(&mut collect);
+        collect
+            .found
+            .into_iter()
+            .zip(&self.ids)
+            .map(|(c, id)| c.unwrap_or_else(|| panic!("MK parameter {id} is not in the model")))
+            .collect()
+    }
+
+    /// The step's kernels: row l of `p` (`[layers, k]`) mixes the copies `ids[l]`.
+    pub fn mix<B: AutodiffBackend, M: Module<B>>(&self, model: &M, p: &[f32]) -> MixedKernels<B> {
+        MixedKernels::mix(&self.copies(model), p, !self.tensor_path_only)
+    }
+
+    /// `dL/dp` (`[layers, k]`, row-major) for the kernels of a backward pass:
+    /// `dL/dp_i = <theta_i, dL/dW>`.
+    pub fn mixing_gradient<B: AutodiffBackend, M: Module<B>>(
+        &self,
+        model: &M,
+        kernels: &MixedKernels<B>,
+        grads: &B::Gradients,
+    ) -> Vec<f32> {
+        self.copies(model)
+            .into_iter()
+            .zip(kernels.gradients(&self.ids, grads))
+            .flat_map(|(c, g)| {
+                c.copies
+                    .matmul(g.transpose())
+                    .into_data()
+                    .convert::<f32>()
+                    .to_vec::<f32>()
+                    .expect("f32 gradient")
+            })
+            .collect()
+    }
+
+    /// The kernel gradients `dL/dW` of a backward pass, in row order, taken before the
+    /// gradients are handed to the optimiser.
+    pub fn kernel_gradients<B: AutodiffBackend>(
+        &self,
+        kernels: &MixedKernels<B>,
+        grads: &B::Gradients,
+    ) -> Vec<Tensor<Inner<B>, 2>> {
+        kernels.gradients(&self.ids, grads)
     }
 }

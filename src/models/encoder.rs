@@ -403,7 +403,7 @@ mod tests {
             Encoder::<TestAutodiffBackend>::new(&spec(), 200, 2, &mut rng, &Default::default());
         let mk = small.to_mk(3, MkInit::Independent, &mut rng);
         let (ids, bias) = batch::<TestAutodiffBackend>();
-        let step = crate::mk::MkStep::<TestAutodiffBackend>::for_mixing(mk.mk_kernel_ids());
+        let step = crate::mk::KernelMixer::new(mk.mk_kernel_ids());
         let kernels = step.mix(&mk, &[1.0f32 / 3.0; 12 * 3]);
         let grads = mk.logits(ids, bias, Some(&kernels)).sum().backward();
         let gradients = step.kernel_gradients(&kernels, &grads);

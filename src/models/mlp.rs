@@ -1,4 +1,5 @@
-//! Multi-layer perceptron (flattened input, ReLU between layers) and its MK twin.
+//! Multi-layer perceptron (flattened input, ReLU between layers): the small model, or its MK
+//! twin when its dense layers are majority kernels ([`Dense`]).
 
 use burn::module::{Param, ParamId};
 use burn::nn::Linear;
@@ -6,18 +7,18 @@ use burn::prelude::*;
 use burn::tensor::activation::relu;
 use rand::rngs::StdRng;
 
-use super::{Classifier, Inputs};
+use super::{Classifier, Dense, Inputs};
 use crate::mk::init::kaiming_uniform;
-use crate::mk::{MixedKernels, MkInit, MkLinear};
+use crate::mk::{MixedKernels, MkInit};
 
-/// The small, deployable MLP.
+/// An MLP whose dense layers are plain (the small, deployable model) or majority kernels.
 #[derive(Module, Debug)]
 pub struct Mlp<B: Backend> {
-    pub layers: Vec<Linear<B>>,
+    pub layers: Vec<Dense<B>>,
 }
 
 impl<B: Backend> Mlp<B> {
-    /// A freshly initialised MLP `input -> hidden... -> classes`, drawn from `rng`
+    /// A freshly initialised plain MLP `input -> hidden... -> classes`, drawn from `rng`
     /// (burn's default Linear init, reproduced on the host so seeds are backend-independent).
     pub fn new(
         input: usize,
@@ -40,16 +41,31 @@ impl<B: Backend> Mlp<B> {
                     let values = kaiming_uniform(d_out, d_in, rng);
                     Param::from_tensor(Tensor::from_data(TensorData::new(values, [d_out]), device))
                 });
-                Linear {
+                Dense::Plain(Linear {
                     weight: Param::from_tensor(Tensor::from_data(
                         TensorData::new(weight, [d_in, d_out]),
                         device,
                     )),
                     bias,
-                }
+                })
             })
             .collect();
         Self { layers }
+    }
+
+    /// The MK twin: k copies of every layer's kernel, initialised as `init` says, layer by
+    /// layer (MK layers are kept as they are).
+    pub fn to_mk(&self, k: usize, init: MkInit, rng: &mut StdRng) -> Self {
+        Self {
+            layers: self.layers.iter().map(|l| l.to_mk(k, init, rng)).collect(),
+        }
+    }
+
+    /// The deployed small model: every MK layer collapsed to its mean kernel.
+    pub fn collapse(&self) -> Self {
+        Self {
+            layers: self.layers.iter().map(Dense::collapse).collect(),
+        }
     }
 }
 
@@ -61,45 +77,6 @@ fn flatten<B: Backend>(inputs: Inputs<B>) -> Tensor<B, 2> {
 }
 
 impl<B: Backend> Classifier<B> for Mlp<B> {
-    fn forward(&self, inputs: Inputs<B>, _mix: Option<&MixedKernels<B>>) -> Tensor<B, 2> {
-        let last = self.layers.len() - 1;
-        self.layers
-            .iter()
-            .enumerate()
-            .fold(flatten(inputs), |x, (i, layer)| {
-                let y = layer.forward(x);
-                if i < last { relu(y) } else { y }
-            })
-    }
-}
-
-/// The MLP with every dense kernel trained as k copies.
-#[derive(Module, Debug)]
-pub struct MkMlp<B: Backend> {
-    pub layers: Vec<MkLinear<B>>,
-}
-
-impl<B: Backend> MkMlp<B> {
-    /// k copies of every layer of `small`, initialised as `init` says.
-    pub fn from_small(small: &Mlp<B>, k: usize, init: MkInit, rng: &mut StdRng) -> Self {
-        Self {
-            layers: small
-                .layers
-                .iter()
-                .map(|l| MkLinear::from_linear(l, k, init, rng))
-                .collect(),
-        }
-    }
-
-    /// The deployed small model: every layer collapsed to its mean kernel.
-    pub fn collapse(&self) -> Mlp<B> {
-        Mlp {
-            layers: self.layers.iter().map(MkLinear::collapse).collect(),
-        }
-    }
-}
-
-impl<B: Backend> Classifier<B> for MkMlp<B> {
     fn forward(&self, inputs: Inputs<B>, mix: Option<&MixedKernels<B>>) -> Tensor<B, 2> {
         let last = self.layers.len() - 1;
         self.layers
@@ -112,15 +89,15 @@ impl<B: Backend> Classifier<B> for MkMlp<B> {
     }
 
     fn mk_layers(&self) -> usize {
-        self.layers.len()
+        self.layers.iter().filter_map(Dense::mk_id).count()
     }
 
     fn mk_copies(&self) -> usize {
-        self.layers[0].k()
+        self.layers.first().map_or(1, Dense::k)
     }
 
     fn mk_kernel_ids(&self) -> Vec<ParamId> {
-        self.layers.iter().map(MkLinear::theta_id).collect()
+        self.layers.iter().filter_map(Dense::mk_id).collect()
     }
 }
 
@@ -135,7 +112,7 @@ mod tests {
         let device = Default::default();
         let mut rng = StdRng::seed_from_u64(0);
         let small = Mlp::<TestBackend>::new(12, &[16, 8], 3, true, &mut rng, &device);
-        let mk = MkMlp::from_small(&small, 4, MkInit::Independent, &mut rng);
+        let mk = small.to_mk(4, MkInit::Independent, &mut rng);
         assert_eq!(mk.num_params(), 4 * (12 * 16 + 16 * 8 + 8 * 3) + 16 + 8 + 3);
         let deployed = mk.collapse();
         assert_eq!(deployed.num_params(), small.num_params());
@@ -161,8 +138,12 @@ mod tests {
         let device = Default::default();
         let a = Mlp::<TestBackend>::new(4, &[3], 2, true, &mut StdRng::seed_from_u64(9), &device);
         let b = Mlp::<TestBackend>::new(4, &[3], 2, true, &mut StdRng::seed_from_u64(9), &device);
-        let wa: Vec<f32> = a.layers[0].weight.val().into_data().to_vec().unwrap();
-        let wb: Vec<f32> = b.layers[0].weight.val().into_data().to_vec().unwrap();
-        assert_eq!(wa, wb);
+        let weights = |m: &Mlp<TestBackend>| -> Vec<f32> {
+            let Dense::Plain(layer) = &m.layers[0] else {
+                panic!("a new MLP is plain")
+            };
+            layer.weight.val().into_data().to_vec().unwrap()
+        };
+        assert_eq!(weights(&a), weights(&b));
     }
 }

@@ -1,5 +1,6 @@
-//! Model families. Each family has a small (deployable) model and its majority-kernel twin;
-//! [`Model`] holds either, and every model implements [`Classifier`] so one training loop
+//! Model families. Each family is one model type whose kernel layers are plain (the small,
+//! deployable model) or majority kernels (its MK twin, `to_mk`; back with `collapse`);
+//! [`Model`] holds any of them, and every model implements [`Classifier`] so one training loop
 //! serves every method.
 
 pub mod dense;
@@ -15,11 +16,17 @@ use serde::{Deserialize, Serialize};
 pub use crate::data::Inputs;
 pub use dense::Dense;
 pub use encoder::{Encoder, EncoderSpec};
-pub use mlp::{MkMlp, Mlp};
+pub use mlp::Mlp;
 pub use resnet::{ResNet, ResNetSpec};
 
 use crate::data::Examples;
 use crate::mk::{MixedKernels, MkInit};
+
+/// Layout version of the stored models' records (burn records of [`Model`]). The trained-model
+/// store keys on it, so a model stored in an older layout is trained again (bit-identically)
+/// instead of failing to load. 2: one `Mlp` type with plain or MK dense layers (was `Mlp` and
+/// `MkMlp`).
+pub const RECORD_VERSION: u32 = 2;
 
 /// A classifier the training loop can drive.
 pub trait Classifier<B: Backend>: Module<B> {
@@ -52,7 +59,6 @@ pub trait Classifier<B: Backend>: Module<B> {
 #[derive(Module, Debug)]
 pub enum Model<B: Backend> {
     Mlp(Mlp<B>),
-    MkMlp(MkMlp<B>),
     Encoder(Encoder<B>),
     ResNet(ResNet<B>),
 }
@@ -61,8 +67,7 @@ impl<B: Backend> Model<B> {
     /// The MK twin of a small model, k copies per kernel.
     pub fn to_mk(&self, k: usize, init: MkInit, rng: &mut StdRng) -> Model<B> {
         match self {
-            Model::Mlp(small) => Model::MkMlp(MkMlp::from_small(small, k, init, rng)),
-            Model::MkMlp(mk) => Model::MkMlp(mk.clone()),
+            Model::Mlp(mlp) => Model::Mlp(mlp.to_mk(k, init, rng)),
             Model::Encoder(encoder) => Model::Encoder(encoder.to_mk(k, init, rng)),
             Model::ResNet(resnet) => Model::ResNet(resnet.to_mk(k, init, rng)),
         }
@@ -71,8 +76,7 @@ impl<B: Backend> Model<B> {
     /// The deployed small model: every majority kernel collapsed to the mean of its copies.
     pub fn collapse(&self) -> Model<B> {
         match self {
-            Model::Mlp(small) => Model::Mlp(small.clone()),
-            Model::MkMlp(mk) => Model::Mlp(mk.collapse()),
+            Model::Mlp(mlp) => Model::Mlp(mlp.collapse()),
             Model::Encoder(encoder) => Model::Encoder(encoder.collapse()),
             Model::ResNet(resnet) => Model::ResNet(resnet.collapse()),
         }
@@ -91,7 +95,6 @@ impl<B: Backend> Classifier<B> for Model<B> {
     fn forward(&self, inputs: Inputs<B>, mix: Option<&MixedKernels<B>>) -> Tensor<B, 2> {
         match self {
             Model::Mlp(m) => m.forward(inputs, mix),
-            Model::MkMlp(m) => m.forward(inputs, mix),
             Model::Encoder(m) => m.forward(inputs, mix),
             Model::ResNet(m) => m.forward(inputs, mix),
         }
@@ -100,7 +103,6 @@ impl<B: Backend> Classifier<B> for Model<B> {
     fn mk_layers(&self) -> usize {
         match self {
             Model::Mlp(m) => m.mk_layers(),
-            Model::MkMlp(m) => m.mk_layers(),
             Model::Encoder(m) => m.mk_layers(),
             Model::ResNet(m) => m.mk_layers(),
         }
@@ -109,7 +111,6 @@ impl<B: Backend> Classifier<B> for Model<B> {
     fn mk_copies(&self) -> usize {
         match self {
             Model::Mlp(m) => m.mk_copies(),
-            Model::MkMlp(m) => m.mk_copies(),
             Model::Encoder(m) => m.mk_copies(),
             Model::ResNet(m) => m.mk_copies(),
         }
@@ -118,7 +119,6 @@ impl<B: Backend> Classifier<B> for Model<B> {
     fn mk_kernel_ids(&self) -> Vec<ParamId> {
         match self {
             Model::Mlp(m) => m.mk_kernel_ids(),
-            Model::MkMlp(m) => m.mk_kernel_ids(),
             Model::Encoder(m) => m.mk_kernel_ids(),
             Model::ResNet(m) => m.mk_kernel_ids(),
         }
@@ -203,6 +203,15 @@ impl ModelSpec {
         }
     }
 
+    /// The family's name, as written in experiment files (`family:`).
+    pub fn family(&self) -> &'static str {
+        match self {
+            ModelSpec::Mlp { .. } => "mlp",
+            ModelSpec::Transformer(_) => "transformer",
+            ModelSpec::Resnet(_) => "resnet",
+        }
+    }
+
     /// Whether this family reads text (token ids) rather than images.
     pub fn reads_text(&self) -> bool {
         matches!(self, ModelSpec::Transformer(_))
@@ -234,6 +243,32 @@ impl ModelSpec {
             _ => panic!(
                 "model family and data kind are checked to match when the experiment is loaded"
             ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn family_names_are_the_experiment_file_tags() {
+        let specs = [
+            ModelSpec::Mlp {
+                hidden: vec![8],
+                bias: true,
+            },
+            serde_norway::from_str(
+                "{family: transformer, layers: 1, hidden: 8, heads: 2, ffn: 16, max_len: 8}",
+            )
+            .unwrap(),
+            serde_norway::from_str("{family: resnet, blocks: [1], widths: [8]}").unwrap(),
+        ];
+        for spec in specs {
+            assert_eq!(
+                serde_json::to_value(&spec).unwrap()["family"],
+                spec.family()
+            );
         }
     }
 }

@@ -535,7 +535,7 @@ mod tests {
                 1 + 2 + 2 + 1 + 1,
                 "stem, 2 blocks, 1 projection, head"
             );
-            let step = crate::mk::MkStep::<AB>::for_mixing(mk.mk_kernel_ids());
+            let step = crate::mk::KernelMixer::new(mk.mk_kernel_ids());
             let mix = step.mix(&mk, &[0.2f32, 0.5, 0.3].repeat(7));
             // Training-mode passes update the running statistics.
             let _ = mk.forward(images(side, &mut rng), Some(&mix));

@@ -31,7 +31,7 @@ pub struct LoopState {
 }
 
 pub(crate) const MODEL: &str = "model";
-/// The optimiser state of every parameter (`CopyOptimizer`'s format).
+/// The optimiser state of every parameter (`crate::optim::CopyOptimizer`'s file).
 pub(crate) const OPTIMIZER: &str = "optimizer-state.bin";
 const STATE: &str = "state.json";
 

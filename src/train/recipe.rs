@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::data::Augmentation;
+use crate::optim::OptimizerSpec;
 
 /// Everything about how a model is trained that is shared by the methods of an experiment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -64,138 +65,6 @@ impl Recipe {
         }
         self.optimizer.validate()?;
         self.schedule.validate()
-    }
-}
-
-/// Optimiser and its hyper-parameters.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "name", rename_all = "snake_case", deny_unknown_fields)]
-pub enum OptimizerSpec {
-    /// SGD, with heavy-ball (or Nesterov) momentum when `momentum > 0`; L2 weight decay.
-    Sgd {
-        lr: f64,
-        #[serde(default)]
-        momentum: f64,
-        #[serde(default)]
-        nesterov: bool,
-        #[serde(default)]
-        weight_decay: f64,
-    },
-    /// AdamW: Adam with decoupled weight decay (the usual Transformer recipe).
-    #[serde(rename = "adamw")]
-    AdamW {
-        lr: f64,
-        #[serde(default = "default_beta1")]
-        beta1: f64,
-        #[serde(default = "default_beta2")]
-        beta2: f64,
-        #[serde(default = "default_eps")]
-        epsilon: f64,
-        #[serde(default = "default_adamw_decay")]
-        weight_decay: f64,
-    },
-    /// Adam with L2 weight decay.
-    Adam {
-        lr: f64,
-        #[serde(default = "default_beta1")]
-        beta1: f64,
-        #[serde(default = "default_beta2")]
-        beta2: f64,
-        #[serde(default = "default_eps")]
-        epsilon: f64,
-        #[serde(default)]
-        weight_decay: f64,
-    },
-}
-
-fn default_beta1() -> f64 {
-    0.9
-}
-fn default_beta2() -> f64 {
-    0.999
-}
-fn default_eps() -> f64 {
-    1e-8
-}
-fn default_adamw_decay() -> f64 {
-    0.01
-}
-
-impl OptimizerSpec {
-    /// Base learning rate.
-    pub fn lr(&self) -> f64 {
-        match self {
-            OptimizerSpec::Sgd { lr, .. }
-            | OptimizerSpec::Adam { lr, .. }
-            | OptimizerSpec::AdamW { lr, .. } => *lr,
-        }
-    }
-
-    /// Weight-decay coefficient.
-    pub fn weight_decay(&self) -> f64 {
-        match self {
-            OptimizerSpec::Sgd { weight_decay, .. }
-            | OptimizerSpec::Adam { weight_decay, .. }
-            | OptimizerSpec::AdamW { weight_decay, .. } => *weight_decay,
-        }
-    }
-
-    /// Whether the update is linear in the gradient (plain or momentum SGD), which is when
-    /// MK's learning-rate compensation applies.
-    /// Optimiser buffers kept per parameter (momentum; Adam's two moments).
-    pub fn state_buffers(&self) -> usize {
-        match self {
-            OptimizerSpec::Sgd { momentum, .. } if *momentum == 0.0 => 0,
-            OptimizerSpec::Sgd { .. } => 1,
-            OptimizerSpec::Adam { .. } | OptimizerSpec::AdamW { .. } => 2,
-        }
-    }
-
-    pub fn is_sgd(&self) -> bool {
-        matches!(self, OptimizerSpec::Sgd { .. })
-    }
-
-    /// The same optimiser with learning rate `lr * lr_scale` and weight decay `wd * wd_scale`.
-    pub fn scaled(&self, lr_scale: f64, wd_scale: f64) -> OptimizerSpec {
-        let mut out = self.clone();
-        match &mut out {
-            OptimizerSpec::Sgd {
-                lr, weight_decay, ..
-            }
-            | OptimizerSpec::Adam {
-                lr, weight_decay, ..
-            }
-            | OptimizerSpec::AdamW {
-                lr, weight_decay, ..
-            } => {
-                *lr *= lr_scale;
-                *weight_decay *= wd_scale;
-            }
-        }
-        out
-    }
-
-    fn validate(&self) -> Result<(), String> {
-        if !(self.lr() > 0.0 && self.lr().is_finite()) {
-            return Err(format!(
-                "recipe.optimizer.lr must be a positive number, got {}",
-                self.lr()
-            ));
-        }
-        if self.weight_decay() < 0.0 {
-            return Err(format!(
-                "recipe.optimizer.weight_decay must be >= 0, got {}",
-                self.weight_decay()
-            ));
-        }
-        if let OptimizerSpec::Sgd { momentum, .. } = self
-            && !(0.0..1.0).contains(momentum)
-        {
-            return Err(format!(
-                "recipe.optimizer.momentum must be in [0, 1), got {momentum}"
-            ));
-        }
-        Ok(())
     }
 }
 
@@ -311,17 +180,5 @@ mod tests {
         };
         assert!((warm.factor(0, 100) - 0.1).abs() < 1e-12);
         assert_eq!(warm.factor(10, 100), 1.0);
-    }
-
-    #[test]
-    fn unknown_optimizer_fields_are_rejected_by_name() {
-        let err = serde_norway::from_str::<OptimizerSpec>("{name: sgd, lr: 0.1, momentun: 0.9}")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("momentun"), "{err}");
-        let err = serde_norway::from_str::<OptimizerSpec>("{name: lamb, lr: 0.1}")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("lamb"), "{err}");
     }
 }

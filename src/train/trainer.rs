@@ -17,11 +17,12 @@ use super::checkpoint::{CheckpointDir, LoopState, MODEL, OPTIMIZER};
 use super::eval::evaluate;
 use super::hooks::{MixingDraw, StepHooks, StepPosition};
 use super::log::{EvalPoint, TrainLog};
-use super::recipe::{OptimizerSpec, ScheduleSpec};
+use super::recipe::ScheduleSpec;
+use super::step::MkStep;
 use crate::data::{Augmentation, Examples, Inputs};
 use crate::error::{Error, Result};
-use crate::mk::MkStep;
 use crate::models::Classifier;
+use crate::optim::OptimizerSpec;
 
 /// Independent random streams derived from a run's seed, so that e.g. MK and the baseline
 /// see the same data order for the same seed whatever else they draw.
@@ -148,7 +149,7 @@ where
         let path = folder.join(OPTIMIZER);
         optimizer.load(&path).map_err(|e| {
             Error::data(
-                &path,
+                &folder,
                 format!(
                     "unreadable checkpoint ({e}); a checkpoint written by an older version \
                      cannot be resumed: delete {} to start the run over",
@@ -256,7 +257,7 @@ where
                     .save_file(folder.join(MODEL), &Recorder::new())
                     .map_err(failed)?;
                 let path = folder.join(OPTIMIZER);
-                optimizer.save(&path).map_err(|e| Error::io(&path, e))
+                optimizer.save(&path)
             })?;
         }
     }

@@ -1,5 +1,6 @@
-//! Host-memory fast paths for the CPU backend (`flex`): the mixing sum and the fused copy
-//! update run as single parallel passes over the tensors' own buffers, in place.
+//! Host-memory fast paths for the CPU backend (`flex`): the majority kernels' mixing sum
+//! ([`crate::mk`]) and the fused optimiser update ([`crate::optim`]) run as single parallel
+//! passes over the tensors' own buffers, in place.
 //!
 //! Every function here takes a generic tensor and gives it back untouched (`Err`) when the
 //! backend is not `flex` (or the tensor is not a plain contiguous f32 buffer); callers then use
@@ -12,7 +13,7 @@ use burn::tensor::{Tensor, backend::Backend};
 const CHUNK: usize = 1 << 14;
 
 #[cfg(feature = "flex")]
-mod host {
+mod flex {
     use super::*;
     use burn::tensor::TensorPrimitive;
     use burn_flex::FlexTensor;
@@ -60,8 +61,8 @@ pub fn mix<B: Backend>(theta: Tensor<B, 2>, p: &[f32]) -> Result<Vec<f32>, Tenso
     {
         use rayon::prelude::*;
         let [k, n] = theta.dims();
-        let flex = host::take(theta)?;
-        let copies: &[f32] = flex.storage();
+        let buffer = flex::take(theta)?;
+        let copies: &[f32] = buffer.storage();
         let mut out = vec![0.0f32; n];
         out.par_chunks_mut(CHUNK)
             .enumerate()
@@ -93,18 +94,18 @@ pub fn update_in_place<B: Backend>(
 ) -> Result<Tensor<B, 2>, (Tensor<B, 2>, Tensor<B, 2>)> {
     #[cfg(feature = "flex")]
     {
-        let mut theta = match host::take(theta) {
+        let mut theta = match flex::take(theta) {
             Ok(t) => t,
             Err(theta) => return Err((theta, grad)),
         };
-        let grad = match host::take(grad) {
+        let grad = match flex::take(grad) {
             Ok(g) => g,
-            Err(grad) => return Err((host::give(theta), grad)),
+            Err(grad) => return Err((flex::give(theta), grad)),
         };
         // Copy-on-write: in place when the copies are not shared, which is the training loop's
         // case (the model gives its parameter up for the update).
         update(theta.storage_mut(), grad.storage());
-        Ok(host::give(theta))
+        Ok(flex::give(theta))
     }
     #[cfg(not(feature = "flex"))]
     {

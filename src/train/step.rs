@@ -1,26 +1,27 @@
 //! The training step's work around the forward/backward pass, for any model: mix every
-//! majority kernel's copies before it, and update every parameter after it (MK copies from
-//! their kernel gradients, all others from their own gradients) with one fused optimiser.
+//! majority kernel's copies before it ([`KernelMixer`]), and update every parameter after it
+//! (MK copies from their kernel gradients, all others from their own gradients) with one fused
+//! optimiser ([`CopyOptimizer`]).
 
-use burn::module::{AutodiffModule, ModuleMapper, ModuleVisitor, Param, ParamId};
+use std::path::Path;
+
+use burn::module::{AutodiffModule, ModuleMapper, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 
-use super::kernel::{KernelCopies, MixedKernels};
-use super::update::CopyOptimizer;
-use crate::train::OptimizerSpec;
+use crate::error::Result;
+use crate::mk::{KernelMixer, MixedKernels};
+use crate::optim::{CopyOptimizer, OptimizerSpec};
 
 type Inner<B> = <B as AutodiffBackend>::InnerBackend;
 
-/// Mixes the copies of the MK parameters `ids` of a model and updates all its parameters.
+/// Mixes the copies of the MK parameters of a model and updates all its parameters.
 pub struct MkStep<B: AutodiffBackend> {
-    ids: Vec<ParamId>,
+    mixer: KernelMixer,
     /// Factor on the MK copies' gradients (learning-rate compensation).
     grad_scale: f32,
     optimizer: CopyOptimizer<Inner<B>>,
-    /// Mix and update with tensor operations even on the CPU backend (tests).
-    tensor_path_only: bool,
 }
 
 impl<B: AutodiffBackend> MkStep<B> {
@@ -29,91 +30,47 @@ impl<B: AutodiffBackend> MkStep<B> {
     /// `grad_scale`.
     pub fn new(ids: Vec<ParamId>, spec: &OptimizerSpec, grad_scale: f32) -> Self {
         Self {
-            ids,
+            mixer: KernelMixer::new(ids),
             grad_scale,
             optimizer: CopyOptimizer::new(spec),
-            tensor_path_only: false,
         }
     }
 
     /// Always mixes and updates with tensor operations, as on a GPU backend.
     pub fn tensor_path_only(mut self) -> Self {
         self.optimizer = self.optimizer.tensor_path_only();
-        self.tensor_path_only = true;
+        self.mixer = self.mixer.tensor_path_only();
         self
     }
 
     /// The ids this step mixes, in row order.
     pub fn ids(&self) -> &[ParamId] {
-        &self.ids
-    }
-
-    /// Every MK parameter's copies as `[k, n]` (shared with the model, not copied).
-    pub fn copies<M: Module<B>>(&self, model: &M) -> Vec<KernelCopies<Inner<B>>> {
-        struct Collect<'a, B: AutodiffBackend> {
-            ids: &'a [ParamId],
-            found: Vec<Option<KernelCopies<Inner<B>>>>,
-        }
-        impl<B: AutodiffBackend> ModuleVisitor<B> for Collect<'_, B> {
-            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-                if let Some(row) = self.ids.iter().position(|id| *id == param.id) {
-                    let copies = param.val().inner();
-                    let k = copies.dims()[0] as i64;
-                    self.found[row] = Some(KernelCopies {
-                        id: param.id,
-                        copies: copies.reshape([k, -1]),
-                    });
-                }
-            }
-        }
-        let mut collect = Collect::<B> {
-            ids: &self.ids,
-            found: self.ids.iter().map(|_| None).collect(),
-        };
-        model.visit(&mut collect);
-        collect
-            .found
-            .into_iter()
-            .zip(&self.ids)
-            .map(|(c, id)| c.unwrap_or_else(|| panic!("MK parameter {id} is not in the model")))
-            .collect()
+        self.mixer.ids()
     }
 
     /// The step's kernels: row l of `p` (`[layers, k]`) mixes the copies `ids[l]`.
     pub fn mix<M: Module<B>>(&self, model: &M, p: &[f32]) -> MixedKernels<B> {
-        MixedKernels::mix(&self.copies(model), p, !self.tensor_path_only)
+        self.mixer.mix(model, p)
     }
 
-    /// `dL/dp` (`[layers, k]`, row-major) for the kernels of a backward pass:
-    /// `dL/dp_i = <theta_i, dL/dW>`.
+    /// `dL/dp` (`[layers, k]`, row-major) for the kernels of a backward pass.
     pub fn mixing_gradient<M: Module<B>>(
         &self,
         model: &M,
         kernels: &MixedKernels<B>,
         grads: &B::Gradients,
     ) -> Vec<f32> {
-        self.copies(model)
-            .into_iter()
-            .zip(kernels.gradients(&self.ids, grads))
-            .flat_map(|(c, g)| {
-                c.copies
-                    .matmul(g.transpose())
-                    .into_data()
-                    .convert::<f32>()
-                    .to_vec::<f32>()
-                    .expect("f32 gradient")
-            })
-            .collect()
+        self.mixer.mixing_gradient(model, kernels, grads)
     }
 
     /// The kernel gradients of a backward pass, taken before the gradients are handed to the
-    /// model's optimiser.
+    /// optimiser.
     pub fn kernel_gradients(
         &self,
         kernels: &MixedKernels<B>,
         grads: &B::Gradients,
     ) -> Vec<Tensor<Inner<B>, 2>> {
-        kernels.gradients(&self.ids, grads)
+        self.mixer.kernel_gradients(kernels, grads)
     }
 
     /// Updates every parameter: each MK layer's copies from its kernel gradient and its row
@@ -163,11 +120,11 @@ impl<B: AutodiffBackend> MkStep<B> {
         }
         assert_eq!(
             kernel_gradients.len(),
-            self.ids.len(),
+            self.mixer.ids().len(),
             "one gradient per layer"
         );
         let mut update = Update::<B> {
-            ids: &self.ids,
+            ids: self.mixer.ids(),
             kernel_gradients: kernel_gradients.into_iter().map(Some).collect(),
             p,
             grads,
@@ -179,12 +136,12 @@ impl<B: AutodiffBackend> MkStep<B> {
     }
 
     /// Saves the optimiser state (see [`CopyOptimizer::save`]).
-    pub fn save(&self, path: &std::path::Path) -> std::io::Result<()> {
+    pub fn save(&self, path: &Path) -> Result<()> {
         self.optimizer.save(path)
     }
 
     /// Loads the state [`MkStep::save`] wrote.
-    pub fn load(&mut self, path: &std::path::Path) -> Result<(), String> {
+    pub fn load(&mut self, path: &Path) -> Result<()> {
         self.optimizer.load(path)
     }
 }
@@ -213,12 +170,116 @@ mod tests {
     use crate::data::{self, test_data};
     use crate::mk::{Mixing, MkInit};
     use crate::models::{Classifier, Inputs, ModelSpec, ResNetSpec};
-    use crate::train::optim::AnyOptimizer;
     use crate::train::{Stream, stream_rng};
+    use burn::module::ModuleVisitor;
     use burn::nn::loss::CrossEntropyLossConfig;
-    use burn::optim::GradientsParams;
     use rand::SeedableRng;
     use rand::rngs::StdRng;
+
+    // The reference optimisers: burn's own, through its `Optimizer` adaptor.
+    use burn::optim::adaptor::OptimizerAdaptor;
+    use burn::optim::decay::WeightDecayConfig;
+    use burn::optim::momentum::MomentumConfig;
+    use burn::optim::{Adam, AdamConfig, AdamW, AdamWConfig, Optimizer, Sgd, SgdConfig};
+
+    /// One of the optimisers a recipe can name, for any model type.
+    #[derive(Clone)]
+    enum AnyOptimizer<M: AutodiffModule<B>, B: AutodiffBackend> {
+        Sgd(OptimizerAdaptor<Sgd<B::InnerBackend>, M, B>),
+        Adam(OptimizerAdaptor<Adam, M, B>),
+        AdamW(OptimizerAdaptor<AdamW, M, B>),
+    }
+
+    impl<M: AutodiffModule<B>, B: AutodiffBackend> AnyOptimizer<M, B> {
+        /// The optimiser `spec` describes (the learning rate is given at each step).
+        fn new(spec: &OptimizerSpec) -> Self {
+            let decay = |wd: f64| (wd > 0.0).then(|| WeightDecayConfig::new(wd as f32));
+            match *spec {
+                OptimizerSpec::Sgd {
+                    momentum,
+                    nesterov,
+                    weight_decay,
+                    ..
+                } => {
+                    let momentum = (momentum > 0.0).then_some(MomentumConfig {
+                        momentum,
+                        dampening: 0.0,
+                        nesterov,
+                    });
+                    let config = SgdConfig::new()
+                        .with_momentum(momentum)
+                        .with_weight_decay(decay(weight_decay));
+                    AnyOptimizer::Sgd(config.init())
+                }
+                OptimizerSpec::Adam {
+                    beta1,
+                    beta2,
+                    epsilon,
+                    weight_decay,
+                    ..
+                } => {
+                    let config = AdamConfig::new()
+                        .with_beta_1(beta1 as f32)
+                        .with_beta_2(beta2 as f32)
+                        .with_epsilon(epsilon as f32)
+                        .with_weight_decay(decay(weight_decay));
+                    AnyOptimizer::Adam(config.init())
+                }
+                OptimizerSpec::AdamW {
+                    beta1,
+                    beta2,
+                    epsilon,
+                    weight_decay,
+                    ..
+                } => {
+                    let config = AdamWConfig::new()
+                        .with_beta_1(beta1 as f32)
+                        .with_beta_2(beta2 as f32)
+                        .with_epsilon(epsilon as f32)
+                        .with_weight_decay(weight_decay as f32);
+                    AnyOptimizer::AdamW(config.init())
+                }
+            }
+        }
+
+        /// One update of `module` with learning rate `lr`.
+        fn step(&mut self, lr: f64, module: M, grads: GradientsParams) -> M {
+            match self {
+                AnyOptimizer::Sgd(o) => o.step(lr, module, grads),
+                AnyOptimizer::Adam(o) => o.step(lr, module, grads),
+                AnyOptimizer::AdamW(o) => o.step(lr, module, grads),
+            }
+        }
+    }
+
+    /// Multiplies the gradients of the parameters `ids` by `factor`.
+    ///
+    /// Under (momentum) SGD, scaling a parameter's gradient by k while the optimiser adds
+    /// `wd * theta` is exactly a k-times larger learning rate with a k-times smaller weight decay:
+    /// `lr * (k g + wd theta) = (k lr) * (g + (wd / k) theta)`. That is MK's `auto` compensation,
+    /// which [`CopyOptimizer`] applies inside its fused update; this is the reference version.
+    fn scale_gradients<B: AutodiffBackend, M: AutodiffModule<B>>(
+        module: &M,
+        grads: &mut GradientsParams,
+        ids: &[ParamId],
+        factor: f32,
+    ) {
+        struct Scaler<'a> {
+            grads: &'a mut GradientsParams,
+            ids: &'a [ParamId],
+            factor: f32,
+        }
+        impl<B: AutodiffBackend> ModuleVisitor<B> for Scaler<'_> {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+                if self.ids.contains(&param.id)
+                    && let Some(g) = self.grads.remove::<B::InnerBackend, D>(param.id)
+                {
+                    self.grads.register(param.id, g.mul_scalar(self.factor));
+                }
+            }
+        }
+        module.visit(&mut Scaler { grads, ids, factor });
+    }
 
     #[allow(clippy::too_many_arguments)]
     /// The reference: burn's optimiser on the copies, differentiating through
@@ -265,7 +326,7 @@ mod tests {
             .init(&device)
             .forward(model.forward(inputs, Some(&kernels)), labels);
         let mut grads = GradientsParams::from_grads(loss.backward(), &model);
-        crate::train::optim::scale_gradients(&model, &mut grads, ids, grad_scale);
+        scale_gradients(&model, &mut grads, ids, grad_scale);
         optimizer.step(spec.lr(), model, grads)
     }
 
@@ -406,43 +467,5 @@ mod tests {
                 }
             }
         }
-    }
-
-    #[test]
-    fn state_survives_save_and_load() {
-        type I = <B as AutodiffBackend>::InnerBackend;
-        let spec = OptimizerSpec::AdamW {
-            lr: 1e-2,
-            beta1: 0.9,
-            beta2: 0.999,
-            epsilon: 1e-8,
-            weight_decay: 0.01,
-        };
-        let device = Default::default();
-        let id = ParamId::new();
-        let theta = || Tensor::<I, 2>::from_data(TensorData::new(vec![0.5f32; 6], [2, 3]), &device);
-        let grad =
-            || Tensor::<I, 2>::from_data(TensorData::new(vec![0.1f32, -0.2, 0.3], [1, 3]), &device);
-        let mut first = CopyOptimizer::<I>::new(&spec);
-        let after_one = first.step(0.01, id, theta(), grad(), &[0.25, 0.75], 1.0);
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("mk.bin");
-        first.save(&path).unwrap();
-        let mut resumed = CopyOptimizer::<I>::new(&spec);
-        resumed.load(&path).unwrap();
-        let a: Vec<f32> = first
-            .step(0.01, id, after_one.clone(), grad(), &[0.5, 0.5], 1.0)
-            .into_data()
-            .to_vec()
-            .unwrap();
-        let b: Vec<f32> = resumed
-            .step(0.01, id, after_one, grad(), &[0.5, 0.5], 1.0)
-            .into_data()
-            .to_vec()
-            .unwrap();
-        assert_eq!(a, b, "a resumed optimiser continues exactly");
-        std::fs::write(&path, b"garbage").unwrap();
-        let err = resumed.load(&path).unwrap_err();
-        assert!(err.contains("magic") || err.contains("truncated"), "{err}");
     }
 }

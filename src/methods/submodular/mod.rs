@@ -1,0 +1,182 @@
+//! `submodular` (METHODS.md): train the `wide` model, then in each hidden layer keep n of its
+//! k·n units, chosen by lazy-greedy maximisation of a facility-location score over the units'
+//! activations on a calibration batch; refit the next layer on the kept units by (ridge) least
+//! squares so it reproduces the wide model's pre-activations; fine-tune the small model.
+//!
+//! ResNets (the project's reading for residual networks): channels are selected per channel
+//! group. A block's inner channels (its first convolution's outputs) are one group; a stage's
+//! residual stream (stem or projection, and every second convolution of the stage, which add
+//! into the same channels) is another, so shapes stay consistent across the skip connections.
+//! Each group keeps n of its k·n channels by the same facility-location selection over channel
+//! activations (spatially pooled to at most 4x4) on the calibration batch. Convolutions and
+//! BatchNorms are sliced to the kept channels; the BatchNorm statistics are re-estimated on
+//! training batches (the convolutional analogue of refitting the next layer: the kept channels'
+//! consumers see re-normalised inputs), and the classifier is refitted by least squares to the
+//! wide model's logits; then fine-tuning.
+//!
+//! Files: [`selection`] (facility location, lazy greedy), [`ridge`] (the least-squares refit),
+//! and the model surgery per family: [`mlp`], [`resnet`].
+
+use burn::module::{AutodiffModule, Module, Param};
+use burn::nn::Linear;
+use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
+use serde::Deserialize;
+
+use super::{Method, MethodContext, MethodInfo, MethodOutput, MethodSpec, Role};
+use crate::error::{Error, Result};
+use crate::models::{Inputs, Model, ModelSpec};
+use crate::train::{EvalPoint, PlainStep, evaluate, subset_seed};
+
+mod mlp;
+mod resnet;
+mod ridge;
+mod selection;
+
+pub use selection::{facility_location, lazy_greedy};
+
+fn default_calibration() -> usize {
+    512
+}
+
+fn default_finetune_epochs() -> usize {
+    1
+}
+
+fn default_ridge() -> f64 {
+    1e-3
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Submodular {
+    /// Training examples whose activations score the units.
+    #[serde(default = "default_calibration")]
+    pub calibration: usize,
+    /// Epochs of fine-tuning after selection (0: none).
+    #[serde(default = "default_finetune_epochs")]
+    pub finetune_epochs: usize,
+    /// Ridge term of the least-squares refit, relative to the mean diagonal.
+    #[serde(default = "default_ridge")]
+    pub ridge: f64,
+}
+
+impl Submodular {
+    /// The wide model pruned to the small architecture (model surgery per family).
+    fn prune<B: AutodiffBackend>(
+        &self,
+        ctx: &MethodContext<'_, B>,
+        wide: Model<B::InnerBackend>,
+        images: Tensor<B::InnerBackend, 4>,
+    ) -> Result<Model<B::InnerBackend>> {
+        match (ctx.model, wide) {
+            (ModelSpec::Mlp { hidden, .. }, Model::Mlp(wide)) => Ok(Model::Mlp(self.prune_mlp(
+                &wide,
+                hidden,
+                images.flatten(1, 3),
+                ctx.device,
+            ))),
+            (ModelSpec::Resnet(spec), Model::ResNet(wide)) => {
+                let (blocks, widths) = spec.stages();
+                Ok(self.prune_resnet(ctx, &wide, &blocks, &widths, images))
+            }
+            (spec, _) => Err(Error::Usage(format!(
+                "method submodular: no model surgery for the {} family (it prunes mlp and \
+                 resnet models)",
+                spec.family()
+            ))),
+        }
+    }
+}
+
+fn host<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
+    t.into_data().convert::<f32>().to_vec().expect("f32 tensor")
+}
+
+fn linear<B: Backend>(
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+    d_in: usize,
+    d_out: usize,
+    device: &B::Device,
+) -> Linear<B> {
+    Linear {
+        weight: Param::from_tensor(Tensor::from_data(
+            TensorData::new(weight, [d_in, d_out]),
+            device,
+        )),
+        bias: Some(Param::from_tensor(Tensor::from_data(
+            TensorData::new(bias, [d_out]),
+            device,
+        ))),
+    }
+}
+
+impl MethodSpec for Submodular {
+    fn info() -> MethodInfo {
+        MethodInfo::new(
+            "the wide model pruned to n units per layer by facility-location selection, refitted, fine-tuned",
+            Role::Competitor,
+        )
+    }
+
+    fn options(&self) -> serde_json::Value {
+        serde_json::json!({ "calibration": self.calibration, "finetune_epochs": self.finetune_epochs, "ridge": self.ridge })
+    }
+
+    fn validate(&self, _k: usize) -> std::result::Result<(), String> {
+        if self.calibration == 0 {
+            return Err("calibration must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+impl Method for Submodular {
+    fn run<B: AutodiffBackend>(&self, ctx: &MethodContext<'_, B>) -> Result<MethodOutput<B>> {
+        if ctx.model.reads_text() {
+            return Err(Error::Usage(
+                "method submodular: supports MLPs and ResNets, not Transformers".into(),
+            ));
+        }
+        let (wide, teacher_steps) =
+            ctx.trained_model(&ctx.model.widened(ctx.k), ctx.seed, "wide")?;
+        let calibration = ctx
+            .data
+            .train
+            .subset(self.calibration, subset_seed(ctx.seed, 0x5b));
+        let indices: Vec<usize> = (0..calibration.len()).collect();
+        let (Inputs::Images(images), _) =
+            calibration.batch::<B::InnerBackend>(&indices, ctx.device)
+        else {
+            unreachable!("MLP and ResNet data are images")
+        };
+        let pruned = self.prune(ctx, wide, images)?;
+        let before = EvalPoint {
+            epoch: 0,
+            step: 0,
+            lr: 0.0,
+            train: evaluate(&pruned, ctx.data.train_eval, 1000, ctx.device),
+            test: evaluate(&pruned, ctx.data.test, 1000, ctx.device),
+            train_seconds: 0.0,
+        };
+        let mut settings = ctx.plain_settings();
+        settings.epochs = self.finetune_epochs;
+        let small = Model::<B>::from_inner(pruned.clone());
+        let trained_params = small.num_params();
+        let (deployed, mut log) = if self.finetune_epochs > 0 {
+            let (model, log) = ctx.train(small, &settings, &mut PlainStep, "finetune")?;
+            (model.valid(), log)
+        } else {
+            (pruned, Default::default())
+        };
+        // The curve starts with the pruned model before fine-tuning (epoch 0).
+        log.points.insert(0, before);
+        log.teacher_steps = teacher_steps;
+        Ok(MethodOutput {
+            deployed,
+            log,
+            trained_params,
+        })
+    }
+}
