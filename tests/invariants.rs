@@ -1,4 +1,5 @@
-//! The invariants METHODS.md requires of majority kernels, checked through the real methods on
+//! The invariants docs/METHODS.md requires of majority kernels ("Majority kernels": identities),
+//! checked through the real methods on
 //! a slice of real MNIST:
 //! - uniform mixing, identical init, no compensation, momentum SGD with weight decay is
 //!   step-for-step the baseline at learning rate lr/k (weight decay k·wd), i.e. `lr_over_k`,

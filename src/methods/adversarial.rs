@@ -1,4 +1,5 @@
-//! Adversarial majority kernels (METHODS.md): `adv_mj` draws p as MK does, then moves it to a
+//! Adversarial majority kernels (docs/METHODS.md, "Adversarial MK"): `adv_mj` draws p as MK does,
+//! then moves it to a
 //! worse point on the simplex with one exponentiated-gradient ascent step of size `rho` before
 //! the update; `adv_only` ascends from uniform p, with no random draw.
 

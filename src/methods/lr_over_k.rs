@@ -1,5 +1,6 @@
 //! `lr_over_k`: the baseline at learning rate lr/k, what uniform mixing reduces to without
-//! learning-rate compensation (METHODS.md). Weight decay is scaled by k so that the product
+//! learning-rate compensation (docs/METHODS.md, "Baselines"). Weight decay is scaled by k so that
+//! the product
 //! lr·wd, and hence the decay per step, is the baseline's.
 
 use burn::tensor::backend::AutodiffBackend;

@@ -1,4 +1,4 @@
-//! Adversarial mixing (METHODS.md, "Adversarial MK"): before the update, move the mixing
+//! Adversarial mixing (docs/METHODS.md, "Adversarial MK"): before the update, move the mixing
 //! coefficients p to a worse point on the simplex with one exponentiated-gradient ascent step,
 //! using dL/dp_i = <dL/dW, theta_i> from a first forward/backward pass (about twice the cost
 //! of a plain MK step).
