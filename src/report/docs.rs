@@ -83,15 +83,16 @@ pub fn merge(
         .map(String::from)
         .collect();
     for name in present {
-        if owned(&name) && !blocks.iter().any(|b| b.name == name) {
-            if let Some((start, stop)) = span(&text, &name) {
-                let stop = if text[stop..].starts_with('\n') {
-                    stop + 1
-                } else {
-                    stop
-                };
-                text.replace_range(start..stop, "");
-            }
+        if owned(&name)
+            && !blocks.iter().any(|b| b.name == name)
+            && let Some((start, stop)) = span(&text, &name)
+        {
+            let stop = if text[stop..].starts_with('\n') {
+                stop + 1
+            } else {
+                stop
+            };
+            text.replace_range(start..stop, "");
         }
     }
     for block in blocks {
