@@ -1,5 +1,6 @@
-//! The invariants docs/METHODS.md requires of majority kernels, checked through the real
-//! methods on a slice of real MNIST (the committed fixture):
+//! The invariants docs/METHODS.md requires of majority kernels ("Majority kernels":
+//! identities), checked through the real methods on a slice of real MNIST (the committed
+//! fixture):
 //! - uniform mixing, identical init, no compensation, momentum SGD with weight decay is
 //!   step-for-step the baseline at learning rate lr/k (weight decay k·wd), i.e. `lr_over_k`,
 //!   for a model without biases (a bias is not copied, so it keeps the full learning rate);

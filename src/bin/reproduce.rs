@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use majority_kernels::backend::BackendKind;
 use majority_kernels::bench::{self, BenchOptions};
+use majority_kernels::report::docs;
 use majority_kernels::runner::{self, Mode, RunOptions};
 use majority_kernels::{Error, methods};
 
@@ -36,6 +37,9 @@ enum Command {
     List(ListArgs),
     /// Check the paper's claims on stored runs: paired tests over seeds, with verdicts.
     Claims(StoredArgs),
+    /// Rewrite the generated parts of docs/RESULTS.md and docs/MEASUREMENTS.md from the stored
+    /// runs and bench rows (trains nothing, needs no data); `--check` only compares.
+    Docs(DocsArgs),
     /// Render the figures (PNG and SVG) from stored runs into `plots/`.
     Plots(PlotArgs),
     /// Copy an experiment's stored runs into `baselines/<experiment>/<profile>/`.
@@ -150,6 +154,24 @@ struct StoredArgs {
 }
 
 #[derive(Args)]
+struct DocsArgs {
+    /// Profile of the stored runs that RESULTS.md shows.
+    #[arg(long, default_value = "quick")]
+    profile: String,
+    #[arg(long, default_value = "results")]
+    results_dir: PathBuf,
+    #[arg(long)]
+    experiments_dir: Option<PathBuf>,
+    #[arg(long, default_value = "plots")]
+    plots_dir: PathBuf,
+    #[arg(long, default_value = "docs")]
+    docs_dir: PathBuf,
+    /// Write nothing; fail (exit 2) when a docs file differs from the stored results.
+    #[arg(long)]
+    check: bool,
+}
+
+#[derive(Args)]
 struct BaselineArgs {
     experiment: String,
     #[arg(long, default_value = "quick")]
@@ -244,6 +266,7 @@ fn main() -> ExitCode {
         Command::Report(args) => run_options(args, Mode::Report).and_then(|o| runner::run(&o)),
         Command::Plan(args) => run_options(args, Mode::Plan).and_then(|o| runner::run(&o)),
         Command::Bench(args) => backend(&args.common.backend).and_then(|backend| {
+            let saved = (!args.no_save).then(|| (args.out_dir.clone(), args.plots_dir.clone()));
             let families = args
                 .family
                 .iter()
@@ -264,7 +287,28 @@ fn main() -> ExitCode {
                 plots_dir: (!args.no_save).then_some(args.plots_dir),
                 reference: args.reference,
             })
+            .and_then(|mut out| {
+                // The generated part of docs/MEASUREMENTS.md follows the stored rows.
+                if let Some((rows, plots)) = saved
+                    && let Some(doc) = docs::write_measurements(&rows, &plots, "docs".as_ref())?
+                {
+                    out.push_str(&format!("docs: {}\n", doc.display()));
+                }
+                Ok(out)
+            })
         }),
+        Command::Docs(args) => docs::run(
+            &docs::DocsOptions {
+                results_dir: args.results_dir,
+                experiments_dir: args
+                    .experiments_dir
+                    .unwrap_or_else(runner::default_experiments_dir),
+                plots_dir: args.plots_dir,
+                docs_dir: args.docs_dir,
+                profile: args.profile,
+            },
+            args.check,
+        ),
         Command::Claims(args) => majority_kernels::report::claims::run(
             &args.results_dir,
             &args

@@ -1,4 +1,4 @@
-//! `distilled_ensemble` (docs/METHODS.md, "Distilled ensembles"): k small models trained with different seeds (or the
+//! `distilled_ensemble` (docs/METHODS.md, "Distilled ensemble"): k small models trained with different seeds (or the
 //! `wide` model, with `teacher: wide`), their averaged logits distilled into a fresh small
 //! model with the usual knowledge-distillation loss. Members and teachers are stored under the
 //! results folder's `models/`, keyed by everything that determines them, and reused by every

@@ -1,5 +1,5 @@
 //! `lr_over_k`: the baseline at learning rate lr/k, what uniform mixing reduces to without
-//! learning-rate compensation (docs/METHODS.md, "Learning rate"). Weight decay is scaled by k
+//! learning-rate compensation (docs/METHODS.md, "Baselines"). Weight decay is scaled by k
 //! so that the product lr·wd, and hence the decay per step, is the baseline's.
 
 use burn::tensor::backend::AutodiffBackend;

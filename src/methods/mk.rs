@@ -11,7 +11,8 @@ use crate::error::Result;
 use crate::mk::{Mixing, MkInit};
 use crate::train::{MixingDraw, StepHooks, Stream, recalibrate_batchnorm, stream_rng};
 
-/// Learning-rate compensation for the copies (docs/METHODS.md, "Learning rate").
+/// Learning-rate compensation for the copies (docs/METHODS.md, "Majority kernels":
+/// learning-rate compensation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LrCompensation {

@@ -8,7 +8,8 @@ use rand::RngExt;
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
-/// How the k copies of a majority kernel are initialised (METHODS.md, "Init").
+/// How the k copies of a majority kernel are initialised (docs/METHODS.md, "Majority kernels":
+/// initialisation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MkInit {

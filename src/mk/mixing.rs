@@ -1,4 +1,5 @@
-//! Random mixing coefficients for majority-kernel layers (METHODS.md, "Mixing distributions").
+//! Random mixing coefficients for majority-kernel layers (docs/METHODS.md, "Majority kernels":
+//! mixing distributions).
 //!
 //! Coefficients are drawn on the host with the run's seeded RNG, so a run is reproducible on
 //! every backend, and all layers' draws for one step are uploaded as one `[layers, k]` tensor.

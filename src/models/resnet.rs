@@ -2,7 +2,7 @@
 //! 16/32/64 channels) and ResNet-18 (four stages of 64..512), with a CIFAR stem (3x3 conv,
 //! stride 1, for 32x32 inputs) or the ImageNet stem (7x7 conv stride 2 and 3x3 max-pool, for
 //! 64x64 and 224x224). Every convolution and the classifier are majority-kernel capable
-//! ([`Conv`], [`Dense`]); BatchNorm stays single, as METHODS.md prescribes.
+//! ([`Conv`], [`Dense`]); BatchNorm stays single (docs/METHODS.md, "Majority kernels").
 //!
 //! Choices (documented, configurable where it matters): shortcuts that change shape are 1x1
 //! projection convolutions with BatchNorm ("option B") for every depth; convolutions have no

@@ -1,6 +1,7 @@
 //! Reports rendered from stored results only.
 
 pub mod claims;
+pub mod docs;
 pub mod plots;
 pub mod stats;
 pub mod table;

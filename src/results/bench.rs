@@ -54,9 +54,14 @@ pub fn stored(dir: &Path) -> Result<Vec<BenchRecord>> {
     files.sort();
     let mut rows = Vec::new();
     for path in files {
-        rows.extend(BenchRecord::from_frame(&path, &read_frame(&path)?)?);
+        rows.extend(read(&path)?);
     }
     Ok(rows)
+}
+
+/// The rows of one stored bench file.
+pub fn read(path: &Path) -> Result<Vec<BenchRecord>> {
+    BenchRecord::from_frame(path, &read_frame(path)?)
 }
 
 /// Every row stored in `dir` as `(label, k, ratio)`, the label naming family, model, backend

@@ -1,4 +1,4 @@
-//! `submodular` (METHODS.md): train the `wide` model, then in each hidden layer keep n of its
+//! `submodular` (docs/METHODS.md, "Submodular selection"): train the `wide` model, then in each hidden layer keep n of its
 //! k·n units, chosen by lazy-greedy maximisation of a facility-location score over the units'
 //! activations on a calibration batch; refit the next layer on the kept units by (ridge) least
 //! squares so it reproduces the wide model's pre-activations; fine-tune the small model.
