@@ -4,8 +4,8 @@
 use std::path::Path;
 
 use super::Stamp;
-use crate::error::{Error, Result};
-use crate::results::bench::BenchRecord;
+use crate::error::Result;
+use crate::results::bench::{BenchRecord, reference_rows};
 
 /// The rows of one invocation (`batch`, `repeats` as asked) as a markdown table.
 pub(super) fn markdown(
@@ -46,44 +46,15 @@ pub(super) fn markdown(
 /// The rows of a reference CSV (`family`, `k`, `baseline_ms`, `mk_ms`, `dtype`, `torch`) beside
 /// this run's: ours / reference step time, and both MK ratios.
 pub(super) fn against(path: &Path, rows: &[BenchRecord]) -> Result<String> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
-    let column = |name: &str| {
-        header.iter().position(|h| *h == name).ok_or_else(|| {
-            Error::data(
-                path,
-                format!("reference CSV has no `{name}` column (expected the output of benches/reference/pytorch_step.py)"),
-            )
-        })
-    };
-    let (family, k, baseline, mk) = (
-        column("family")?,
-        column("k")?,
-        column("baseline_ms")?,
-        column("mk_ms")?,
-    );
-    let (dtype, torch) = (column("dtype")?, column("torch")?);
     let mut out = String::from(
         "\nAgainst the reference (same machine, separate process):\n\n\
          | family | k | ours baseline ms | reference baseline ms | ours / reference | ours MK ratio | reference MK ratio | reference |\n\
          |---|---:|---:|---:|---:|---:|---:|---|\n",
     );
-    for (n, line) in lines.enumerate() {
-        let fields: Vec<&str> = line.split(',').collect();
-        let number = |i: usize| -> Result<f64> {
-            fields.get(i).and_then(|v| v.parse().ok()).ok_or_else(|| {
-                Error::data(
-                    path,
-                    format!("line {}: expected a number in column {}", n + 2, i + 1),
-                )
-            })
-        };
-        let (ref_base, ref_mk) = (number(baseline)?, number(mk)?);
-        let ref_k = number(k)? as i64;
+    for reference in reference_rows(path)? {
         let Some(ours) = rows
             .iter()
-            .find(|r| Some(r.family.as_str()) == fields.get(family).copied() && r.k == ref_k)
+            .find(|r| r.family == reference.family && r.k == reference.k)
         else {
             continue;
         };
@@ -92,12 +63,12 @@ pub(super) fn against(path: &Path, rows: &[BenchRecord]) -> Result<String> {
             ours.family,
             ours.k,
             ours.baseline_ms,
-            ref_base,
-            ours.baseline_ms / ref_base,
+            reference.baseline_ms,
+            ours.baseline_ms / reference.baseline_ms,
             ours.ratio,
-            ref_mk / ref_base,
-            fields.get(torch).unwrap_or(&"?"),
-            fields.get(dtype).unwrap_or(&"?"),
+            reference.mk_ms / reference.baseline_ms,
+            reference.torch,
+            reference.dtype,
         ));
     }
     Ok(out)

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use super::schema::{Table, read_frame, table, write_frame};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 table! {
     /// One measured configuration, with where and by which code it was measured.
@@ -129,4 +129,68 @@ mod tests {
             assert!(row.ratio > 0.0 && row.k >= 1, "{row:?}");
         }
     }
+}
+
+/// One row of a reference CSV, as `benches/reference/pytorch_step.py` writes it: the same
+/// step timed in PyTorch on the same machine.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReferenceRow {
+    pub family: String,
+    pub k: i64,
+    pub baseline_ms: f64,
+    pub mk_ms: f64,
+    /// PyTorch's version and the step's dtype.
+    pub torch: String,
+    pub dtype: String,
+    /// The machine it ran on (empty when the CSV has no `host` column).
+    pub host: String,
+}
+
+/// The rows of a reference CSV; errors name the file, the missing column or the bad line.
+pub fn reference_rows(path: &Path) -> Result<Vec<ReferenceRow>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
+    let column = |name: &str| {
+        header.iter().position(|h| *h == name).ok_or_else(|| {
+            Error::data(
+                path,
+                format!(
+                    "reference CSV has no `{name}` column (expected the output of \
+                     benches/reference/pytorch_step.py)"
+                ),
+            )
+        })
+    };
+    let (family, k, baseline, mk) = (
+        column("family")?,
+        column("k")?,
+        column("baseline_ms")?,
+        column("mk_ms")?,
+    );
+    let (torch, dtype) = (column("torch")?, column("dtype")?);
+    let host = header.iter().position(|h| *h == "host");
+    let mut rows = Vec::new();
+    for (n, line) in lines.enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let fields: Vec<&str> = line.split(',').collect();
+        let field = |i: usize| fields.get(i).copied().unwrap_or_default().to_string();
+        let number = |i: usize| -> Result<f64> {
+            fields.get(i).and_then(|v| v.parse().ok()).ok_or_else(|| {
+                Error::data(
+                    path,
+                    format!("line {}: expected a number in column {}", n + 2, i + 1),
+                )
+            })
+        };
+        rows.push(ReferenceRow {
+            family: field(family),
+            k: number(k)? as i64,
+            baseline_ms: number(baseline)?,
+            mk_ms: number(mk)?,
+            torch: field(torch),
+            dtype: field(dtype),
+            host: host.map(field).unwrap_or_default(),
+        });
+    }
+    Ok(rows)
 }
