@@ -225,24 +225,41 @@ fn backend(name: &Option<String>) -> Result<BackendKind, Error> {
     }
 }
 
+/// The run options of `experiment` under `profile` that the common flags give (no overrides,
+/// every dataset, no shard, a checkpoint every epoch).
+fn base_run_options(
+    common: CommonArgs,
+    experiment: String,
+    profile: String,
+    quiet: bool,
+    mode: Mode,
+) -> Result<RunOptions, Error> {
+    Ok(RunOptions {
+        experiment,
+        profile,
+        overrides: Vec::new(),
+        backend: backend(&common.backend)?,
+        data_dir: common.data_dir,
+        cache_dir: common.cache_dir,
+        results_dir: common.results_dir,
+        experiments_dir: common
+            .experiments_dir
+            .unwrap_or_else(runner::default_experiments_dir),
+        quiet,
+        mode,
+        datasets: Vec::new(),
+        shard: None,
+        checkpoint_every: 1,
+    })
+}
+
 fn run_options(args: ExperimentArgs, mode: Mode) -> Result<RunOptions, Error> {
     Ok(RunOptions {
         shard: args.shard.as_deref().map(str::parse).transpose()?,
         checkpoint_every: args.checkpoint_every,
         datasets: args.datasets,
-        mode,
-        experiment: args.experiment,
-        profile: args.profile,
         overrides: args.overrides,
-        backend: backend(&args.common.backend)?,
-        data_dir: args.common.data_dir,
-        cache_dir: args.common.cache_dir,
-        results_dir: args.common.results_dir,
-        experiments_dir: args
-            .common
-            .experiments_dir
-            .unwrap_or_else(runner::default_experiments_dir),
-        quiet: args.quiet,
+        ..base_run_options(args.common, args.experiment, args.profile, args.quiet, mode)?
     })
 }
 
@@ -333,31 +350,21 @@ fn main() -> ExitCode {
             &args.experiment,
             &args.profile,
         ),
-        Command::Compare(args) => backend(&args.common.backend).and_then(|backend| {
+        Command::Compare(args) => base_run_options(
+            args.common,
+            args.experiment.clone(),
+            args.profile.clone(),
+            args.quiet,
+            Mode::Train,
+        )
+        .and_then(|run| {
             majority_kernels::compare::compare(&majority_kernels::compare::CompareOptions {
                 method: args.method,
-                experiment: args.experiment.clone(),
-                profile: args.profile.clone(),
+                experiment: args.experiment,
+                profile: args.profile,
                 overrides: args.overrides,
                 baselines_dir: args.baselines_dir,
-                run: RunOptions {
-                    experiment: args.experiment,
-                    profile: args.profile,
-                    overrides: Vec::new(),
-                    backend,
-                    data_dir: args.common.data_dir,
-                    cache_dir: args.common.cache_dir,
-                    results_dir: args.common.results_dir,
-                    experiments_dir: args
-                        .common
-                        .experiments_dir
-                        .unwrap_or_else(runner::default_experiments_dir),
-                    quiet: args.quiet,
-                    mode: Mode::Train,
-                    shard: None,
-                    checkpoint_every: 1,
-                    datasets: Vec::new(),
-                },
+                run,
             })
         }),
         Command::List(args) => {
