@@ -87,7 +87,7 @@ pub fn read_image_parquet(path: &Path, column: &str) -> Result<(Vec<Vec<u8>>, Ve
     Ok((images, read_labels(&df, path)?))
 }
 
-/// Reads a Hub parquet file into a frame.
+/// Reads a parquet file whole (a Hub dataset's, or a stored results file).
 pub fn read_parquet(path: &Path) -> Result<DataFrame> {
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     ParquetReader::new(file)

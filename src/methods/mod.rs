@@ -62,6 +62,13 @@ macro_rules! methods {
                 }
             }
 
+            /// The static facts of this method.
+            pub fn info(&self) -> MethodInfo {
+                match self {
+                    $(Self::$name(_) => <$ty as MethodSpec>::info(),)+
+                }
+            }
+
             /// The backend-free side of the method.
             pub fn spec(&self) -> &dyn MethodSpec {
                 match self {
@@ -104,13 +111,6 @@ methods! {
     distilled_ensemble => distill::DistilledEnsemble,
     submodular => submodular::Submodular,
     mk_annealed => mk_annealed::AnnealedMk,
-}
-
-impl MethodConfig {
-    /// The static facts of this method.
-    pub fn info(&self) -> MethodInfo {
-        info(self.name()).expect("every variant is registered")
-    }
 }
 
 /// The role of the method that stored a run, by name (`None` for a name the registry does not

@@ -172,16 +172,8 @@ pub fn write_frame(path: &Path, frame: &mut DataFrame) -> Result<()> {
     })
 }
 
-/// Reads the parquet file `path` whole.
-pub fn read_frame(path: &Path) -> Result<DataFrame> {
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    ParquetReader::new(file)
-        .finish()
-        .map_err(|source| Error::Parquet {
-            path: path.to_path_buf(),
-            source,
-        })
-}
+/// Reads the parquet file `path` whole (the same reader the Hub's datasets are read with).
+pub use crate::data::hub::read_parquet as read_frame;
 
 /// Reads column `name` of `frame` (stored at `path`) as `T`, applying `missing` when the
 /// file predates the column.
