@@ -4,7 +4,8 @@
 //!
 //! `cargo bench --bench mk_layers` (add `-- dense` etc. to filter). Groups:
 //! - `dense`: 784 -> 512 on flattened MNIST images;
-//! - `conv`: 3x3, 16 -> 16 channels on CIFAR-10 images after a fixed 3 -> 16 stem;
+//! - `conv`: 3x3, 16 -> 16 channels on CIFAR-10 images after a fixed 3 -> 16 stem, both
+//!   gradients (input and kernel), through the project's convolution (`kernels::conv2d`);
 //! - `attention_projection`: 128 -> 128 over 64 tokens of SST-2 sentences embedded by a fixed
 //!   random table (the Q/K/V/O shape of the bench encoder);
 //! - `update`: the optimiser step of one 512x512 kernel (SGD, momentum 0.9): burn's optimiser
@@ -27,6 +28,7 @@ use rand::rngs::StdRng;
 
 use majority_kernels::backend::DefaultCpu;
 use majority_kernels::data::{self, Inputs, LoadOptions, TextOptions, test_data};
+use majority_kernels::kernels;
 use majority_kernels::mk::{MixedKernels, Mixing, MkConv2d, MkInit, MkLinear};
 use majority_kernels::optim::OptimizerSpec;
 use majority_kernels::train::MkStep;
@@ -132,11 +134,12 @@ fn conv(c: &mut Criterion) {
         .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
         .with_bias(false)
         .init(&device);
-    let input = |batch: usize| x.clone().slice(0..batch);
+    // The input needs its gradient, as every layer but the stem does in training.
+    let input = |batch: usize| x.clone().slice(0..batch).require_grad();
     compare(
         c,
         "conv",
-        |batch| base.forward(input(batch)).sum(),
+        |batch| kernels::conv2d_layer(&base, input(batch)).sum(),
         |k| {
             let layer =
                 MkConv2d::from_conv(&base, k, MkInit::Identical, &mut StdRng::seed_from_u64(0));

@@ -25,6 +25,7 @@ pub mod data;
 pub mod error;
 pub mod experiment;
 mod host;
+pub mod kernels;
 pub mod methods;
 pub mod mk;
 pub mod models;

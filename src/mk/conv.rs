@@ -4,7 +4,6 @@ use burn::module::{Param, ParamId};
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
 use burn::prelude::*;
-use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
 use rand::rngs::StdRng;
 
@@ -69,7 +68,7 @@ impl<B: Backend> MkConv2d<B> {
     /// Applies the convolution with mixing coefficients `mix`, or in eval mode (`None`).
     pub fn forward(&self, x: Tensor<B, 4>, mix: Option<&MixedKernels<B>>) -> Tensor<B, 4> {
         let options = ConvOptions::new(self.stride, self.padding, self.dilation, self.groups);
-        conv2d(
+        crate::kernels::conv2d(
             x,
             self.kernel(mix),
             self.bias.as_ref().map(|b| b.val()),
@@ -129,7 +128,10 @@ mod tests {
         let layer = MkConv2d::from_conv(&base::<TestBackend>(), 4, MkInit::Independent, &mut rng);
         let x = input::<TestBackend>(&mut rng);
         let eval: Vec<f32> = layer.forward(x.clone(), None).into_data().to_vec().unwrap();
-        let deployed: Vec<f32> = layer.collapse().forward(x).into_data().to_vec().unwrap();
+        let deployed: Vec<f32> = crate::kernels::conv2d_layer(&layer.collapse(), x)
+            .into_data()
+            .to_vec()
+            .unwrap();
         assert_eq!(eval, deployed);
     }
 

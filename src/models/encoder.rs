@@ -8,7 +8,7 @@
 use burn::module::{Param, ParamId};
 use burn::nn::{Dropout, DropoutConfig, Embedding, LayerNorm, LayerNormConfig};
 use burn::prelude::*;
-use burn::tensor::activation::{gelu, softmax, tanh};
+use burn::tensor::activation::{softmax, tanh};
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
@@ -202,7 +202,7 @@ impl<B: Backend> Encoder<B> {
         x: Tensor<B, 3>,
         mix: Option<&MixedKernels<B>>,
     ) -> Tensor<B, 3> {
-        let hidden = gelu(block.ff_in.forward(x, mix));
+        let hidden = crate::kernels::gelu(block.ff_in.forward(x, mix));
         block.ff_out.forward(hidden, mix)
     }
 

@@ -6,7 +6,9 @@
 ///
 /// 2: the fused optimiser (MK copies mixed outside autodiff) and flex's AVX-512 matrix kernels
 /// change the rounding of training steps.
-pub const NUMERICS_VERSION: u32 = 2;
+/// 3: the project's CPU convolution and fused BatchNorm(+add+ReLU) kernels (`kernels`) sum in
+/// a different order than burn's operations.
+pub const NUMERICS_VERSION: u32 = 3;
 
 /// The commit this binary was built from (`git rev-parse --short=12 HEAD` at build time), with
 /// `-dirty` when the sources differed from it, or `unknown` when built outside a checkout.
