@@ -7,7 +7,7 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
-use super::conv::written_by;
+use super::linalg::written_by;
 
 /// Geometry: `n` images of `c` channels of `pixels` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

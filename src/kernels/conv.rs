@@ -9,6 +9,8 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
+use super::linalg::{Dst, Operand, matmul_threads, written_by};
+
 /// Geometry of one convolution: input `[n, c, h, w]`, kernel `[o, c, kh, kw]`, output
 /// `[n, o, oh, ow]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -330,81 +332,6 @@ fn col2im(s: &ConvShape, col: &mut [f32], dx: &mut [f32]) {
     }
 }
 
-/// A row-major matrix operand: pointer and strides in elements.
-#[derive(Clone, Copy)]
-struct Operand<'a> {
-    data: &'a [f32],
-    row_stride: usize,
-    col_stride: usize,
-}
-
-impl<'a> Operand<'a> {
-    fn rows(data: &'a [f32], row_stride: usize) -> Self {
-        Self {
-            data,
-            row_stride,
-            col_stride: 1,
-        }
-    }
-
-    /// The transpose of a row-major matrix with `row_stride`.
-    fn transposed(data: &'a [f32], row_stride: usize) -> Self {
-        Self {
-            data,
-            row_stride: 1,
-            col_stride: row_stride,
-        }
-    }
-}
-
-/// Where a product goes: written into fresh memory, over old values, or added to them.
-enum Dst<'a> {
-    Write(&'a mut [MaybeUninit<f32>]),
-    Overwrite(&'a mut [f32]),
-    Add(&'a mut [f32]),
-}
-
-/// `dst[m, n] (row-major, contiguous) (=|+=) lhs[m, k] * rhs[k, n]`.
-fn matmul([m, n, k]: [usize; 3], dst: Dst, lhs: Operand, rhs: Operand, threads: gemm::Parallelism) {
-    let (ptr, len, accumulate) = match dst {
-        Dst::Write(d) => (d.as_mut_ptr().cast::<f32>(), d.len(), false),
-        Dst::Overwrite(d) => (d.as_mut_ptr(), d.len(), false),
-        Dst::Add(d) => (d.as_mut_ptr(), d.len(), true),
-    };
-    assert!(len >= m * n, "gemm destination too small");
-    let last = |op: Operand, rows: usize, cols: usize| {
-        (rows - 1) * op.row_stride + (cols - 1) * op.col_stride
-    };
-    assert!(m > 0 && n > 0 && k > 0);
-    assert!(last(lhs, m, k) < lhs.data.len() && last(rhs, k, n) < rhs.data.len());
-    // SAFETY: the asserts above keep every index the gemm reads or writes inside the slices,
-    // `dst` does not alias the operands (it is a distinct `&mut`), and uninitialised memory
-    // is only ever written (`accumulate` is false for `Dst::Write`).
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            ptr,
-            1,
-            n as isize,
-            accumulate,
-            lhs.data.as_ptr(),
-            lhs.col_stride as isize,
-            lhs.row_stride as isize,
-            rhs.data.as_ptr(),
-            rhs.col_stride as isize,
-            rhs.row_stride as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            threads,
-        );
-    }
-}
-
 /// Threads for one gemm: the images already keep every core busy unless there are fewer
 /// images than cores.
 fn gemm_threads(images: usize) -> gemm::Parallelism {
@@ -434,7 +361,7 @@ pub fn forward(s: &ConvShape, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -
                         im2col(s, image, col);
                         &col[..]
                     };
-                    matmul(
+                    matmul_threads(
                         [s.o, pixels, patch],
                         Dst::Write(y),
                         Operand::rows(weight, patch),
@@ -451,16 +378,6 @@ pub fn forward(s: &ConvShape, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -
                 },
             );
     })
-}
-
-/// A vector of `len` values, each written by `fill`, which must write every one of them
-/// (saves zeroing buffers that are overwritten anyway: ~8% of a ResNet step).
-pub(super) fn written_by(len: usize, fill: impl FnOnce(&mut [MaybeUninit<f32>])) -> Vec<f32> {
-    let mut values = Vec::with_capacity(len);
-    fill(&mut values.spare_capacity_mut()[..len]);
-    // SAFETY: `fill` initialised all `len` values (the contract above).
-    unsafe { values.set_len(len) };
-    values
 }
 
 /// Which gradients to compute.
@@ -528,7 +445,7 @@ pub fn backward(s: &ConvShape, x: &[f32], weight: &[f32], dy: &[f32], wanted: Wa
                         im2col_transposed(s, &x_last, &mut col);
                         Operand::rows(&col, patch)
                     };
-                    matmul(
+                    matmul_threads(
                         [s.o, patch, pixels],
                         if i > 0 {
                             Dst::Add(&mut dw)
@@ -543,7 +460,7 @@ pub fn backward(s: &ConvShape, x: &[f32], weight: &[f32], dy: &[f32], wanted: Wa
                 if let Some(dx_group) = dx_group.as_deref_mut() {
                     let dx_i = &mut dx_group[i * s.image()..(i + 1) * s.image()];
                     let target: &mut [f32] = if s.pointwise() { dx_i } else { &mut dcol };
-                    matmul(
+                    matmul_threads(
                         [patch, pixels, s.o],
                         Dst::Overwrite(target),
                         Operand::transposed(weight, patch),

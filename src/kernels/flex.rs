@@ -14,9 +14,11 @@ use burn::prelude::*;
 use burn::tensor::{DType, TensorPrimitive};
 use burn_flex::FlexTensor;
 
+use super::attention::{self as attention_kernel, AttentionShape};
 use super::batch_norm::{self as bn, BnShape};
 use super::conv::{self, ConvShape, Wanted};
 use super::gelu as gelu_kernel;
+use super::layer_norm as layer_norm_kernel;
 
 type AdFlex = Autodiff<Flex>;
 type AdTensor = burn::tensor::ops::FloatTensor<AdFlex>;
@@ -434,6 +436,251 @@ impl Backward<Flex, 1> for GeluBackward {
         if let Some(node) = parent {
             let dx = gelu_kernel::backward(x.storage(), dy.storage());
             grads.register::<Flex>(node.id, flex_tensor(dx, x.layout().shape().clone()));
+        }
+    }
+}
+
+type LnInputs<B, const D: usize> = (
+    Tensor<B, D>,
+    Option<Tensor<B, D>>,
+    Tensor<B, 1>,
+    Option<Tensor<B, 1>>,
+);
+
+/// `layer_norm(x + residual?)` through [`layer_norm_kernel`], or the inputs back when `B` is
+/// not a flex backend (or there is no `beta`).
+pub fn layer_norm<B: Backend, const D: usize>(
+    (x, residual, gamma, beta): LnInputs<B, D>,
+    epsilon: f64,
+) -> Result<Tensor<B, D>, LnInputs<B, D>> {
+    let Some(kind) = kind::<B>() else {
+        return Err((x, residual, gamma, beta));
+    };
+    let Some(beta) = beta else {
+        return Err((x, residual, gamma, None));
+    };
+    if x.dtype() != DType::F32 || residual.as_ref().is_some_and(|r| r.dtype() != DType::F32) {
+        return Err((x, residual, gamma, Some(beta)));
+    }
+    let dims = x.dims();
+    let width = dims[D - 1];
+    match kind {
+        Kind::Plain => {
+            let (x, gamma, beta) = (plain_buffer(x), plain_buffer(gamma), plain_buffer(beta));
+            let residual = residual.map(plain_buffer);
+            let (y, _) = layer_norm_kernel::forward(
+                x.storage(),
+                residual.as_ref().map(|r| r.storage()),
+                gamma.storage(),
+                Some(beta.storage()),
+                width,
+                epsilon,
+            );
+            Ok(from_primitive::<B, D>(flex_tensor(y, dims)))
+        }
+        Kind::Autodiff => {
+            let x: AdTensor = cast(primitive(x));
+            let gamma: AdTensor = cast(primitive(gamma));
+            let beta: AdTensor = cast(primitive(beta));
+            let residual: Option<AdTensor> = residual.map(|r| cast(primitive(r)));
+            let x_buf = contiguous(x.primitive.clone());
+            let gamma_buf = contiguous(gamma.primitive.clone());
+            let beta_buf = contiguous(beta.primitive.clone());
+            let residual_buf = residual.as_ref().map(|r| contiguous(r.primitive.clone()));
+            let (y, saved) = layer_norm_kernel::forward(
+                x_buf.storage(),
+                residual_buf.as_ref().map(|r| r.storage()),
+                gamma_buf.storage(),
+                Some(beta_buf.storage()),
+                width,
+                epsilon,
+            );
+            let y = flex_tensor(y, dims);
+            let state = LnState {
+                saved,
+                gamma: gamma_buf,
+                width,
+                dims: dims.to_vec(),
+            };
+            let out = match residual {
+                Some(r) => track!(
+                    LnBackward,
+                    4,
+                    [x.node, gamma.node, beta.node, r.node],
+                    state,
+                    y
+                ),
+                None => track!(LnBackward, 3, [x.node, gamma.node, beta.node], state, y),
+            };
+            Ok(from_primitive::<B, D>(out))
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct LnState {
+    saved: layer_norm_kernel::Saved,
+    gamma: FlexTensor,
+    width: usize,
+    dims: Vec<usize>,
+}
+
+/// Backward step of the LayerNorm; parents are input, gamma, beta and (when `N = 4`) the
+/// residual, whose gradient is the input's.
+#[derive(Debug)]
+struct LnBackward;
+
+impl<const N: usize> Backward<Flex, N> for LnBackward {
+    type State = LnState;
+
+    fn backward(self, ops: Ops<Self::State, N>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let dy = contiguous(grads.consume::<Flex>(&ops.node));
+        let LnState {
+            saved,
+            gamma,
+            width,
+            dims,
+        } = ops.state;
+        let [input, gamma_node, beta_node, rest @ ..] = &ops.parents[..] else {
+            unreachable!("a LayerNorm has an input, gamma and beta")
+        };
+        let (dx, dgamma, dbeta) =
+            layer_norm_kernel::backward(&saved, gamma.storage(), dy.storage(), width);
+        if let Some(node) = gamma_node {
+            grads.register::<Flex>(node.id, flex_tensor(dgamma, [width]));
+        }
+        if let Some(node) = beta_node {
+            grads.register::<Flex>(node.id, flex_tensor(dbeta, [width]));
+        }
+        if let Some(Some(node)) = rest.first() {
+            grads.register::<Flex>(node.id, flex_tensor(dx.clone(), dims.clone()));
+        }
+        if let Some(node) = input {
+            grads.register::<Flex>(node.id, flex_tensor(dx, dims));
+        }
+    }
+}
+
+type AttentionInputs<B> = (Tensor<B, 3>, Tensor<B, 3>, Tensor<B, 3>, Tensor<B, 2>);
+
+/// Multi-head attention through [`attention_kernel`], or the inputs back when `B` is not a
+/// flex backend (or the key bias needs a gradient).
+pub fn attention<B: Backend>(
+    (q, k, v, key_bias): AttentionInputs<B>,
+    heads: usize,
+) -> Result<Tensor<B, 3>, AttentionInputs<B>> {
+    let Some(kind) = kind::<B>() else {
+        return Err((q, k, v, key_bias));
+    };
+    let all_f32 = [q.dtype(), k.dtype(), v.dtype(), key_bias.dtype()]
+        .iter()
+        .all(|d| *d == DType::F32);
+    let [batch, len, width] = q.dims();
+    if !all_f32 || heads == 0 || width % heads != 0 || k.dims() != q.dims() || v.dims() != q.dims()
+    {
+        return Err((q, k, v, key_bias));
+    }
+    let shape = AttentionShape {
+        batch,
+        len,
+        heads,
+        head_dim: width / heads,
+    };
+    match kind {
+        Kind::Plain => {
+            let (q, k, v) = (plain_buffer(q), plain_buffer(k), plain_buffer(v));
+            let bias = plain_buffer(key_bias);
+            let (context, _) = attention_kernel::forward(
+                &shape,
+                q.storage(),
+                k.storage(),
+                v.storage(),
+                bias.storage(),
+            );
+            Ok(from_primitive::<B, 3>(flex_tensor(
+                context,
+                [batch, len, width],
+            )))
+        }
+        Kind::Autodiff => {
+            let bias_ad: AdTensor = cast(primitive(key_bias));
+            if bias_ad.is_tracked() {
+                let back = |t: AdTensor| from_primitive::<B, 2>(t);
+                return Err((q, k, v, back(bias_ad)));
+            }
+            let q: AdTensor = cast(primitive(q));
+            let k: AdTensor = cast(primitive(k));
+            let v: AdTensor = cast(primitive(v));
+            let bias = contiguous(bias_ad.primitive);
+            let (q_buf, k_buf, v_buf) = (
+                contiguous(q.primitive.clone()),
+                contiguous(k.primitive.clone()),
+                contiguous(v.primitive.clone()),
+            );
+            let (context, weights) = attention_kernel::forward(
+                &shape,
+                q_buf.storage(),
+                k_buf.storage(),
+                v_buf.storage(),
+                bias.storage(),
+            );
+            let y = flex_tensor(context, [batch, len, width]);
+            let state = AttentionState {
+                q: q_buf,
+                k: k_buf,
+                v: v_buf,
+                weights,
+                shape,
+            };
+            Ok(from_primitive::<B, 3>(track!(
+                AttentionBackward,
+                3,
+                [q.node, k.node, v.node],
+                state,
+                y
+            )))
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct AttentionState {
+    q: FlexTensor,
+    k: FlexTensor,
+    v: FlexTensor,
+    weights: Vec<f32>,
+    shape: AttentionShape,
+}
+
+/// Backward step of the attention; parents are queries, keys and values.
+#[derive(Debug)]
+struct AttentionBackward;
+
+impl Backward<Flex, 3> for AttentionBackward {
+    type State = AttentionState;
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let dc = contiguous(grads.consume::<Flex>(&ops.node));
+        let AttentionState {
+            q,
+            k,
+            v,
+            weights,
+            shape,
+        } = ops.state;
+        let (dq, dk, dv) = attention_kernel::backward(
+            &shape,
+            q.storage(),
+            k.storage(),
+            v.storage(),
+            &weights,
+            dc.storage(),
+        );
+        let dims = [shape.batch, shape.len, shape.heads * shape.head_dim];
+        for (node, grad) in ops.parents.iter().zip([dq, dk, dv]) {
+            if let Some(node) = node {
+                grads.register::<Flex>(node.id, flex_tensor(grad, dims));
+            }
         }
     }
 }

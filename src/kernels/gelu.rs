@@ -7,7 +7,7 @@ use std::f32::consts::{FRAC_1_SQRT_2, LOG2_E};
 
 use rayon::prelude::*;
 
-use super::conv::written_by;
+use super::linalg::written_by;
 
 /// Elements per parallel task.
 const CHUNK: usize = 1 << 13;
