@@ -74,6 +74,27 @@ pub fn conv2d_layer<B: Backend>(layer: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B,
     )
 }
 
+/// `x @ weight + bias` for `x` `[..., d_in]`, as one 2-D product over all leading dimensions.
+/// burn's `linear` keeps them as a batch: its weight gradient is then a batched product
+/// `[batch, d_in, d_out]` summed over the batch afterwards (32 MB per FFN layer of the bench
+/// encoder, against one `[d_in, d_out]` product here). On every backend.
+pub fn linear<B: Backend, const D: usize>(
+    x: Tensor<B, D>,
+    weight: Tensor<B, 2>,
+    bias: Option<Tensor<B, 1>>,
+) -> Tensor<B, D> {
+    if D <= 2 {
+        return burn::tensor::module::linear(x, weight, bias);
+    }
+    let dims = x.dims();
+    let rows: usize = dims[..D - 1].iter().product();
+    let d_out = weight.dims()[1];
+    let flat = x.reshape([rows, dims[D - 1]]);
+    let mut out_dims = dims;
+    out_dims[D - 1] = d_out;
+    burn::tensor::module::linear(flat, weight, bias).reshape(out_dims)
+}
+
 /// GELU, exact (erf) form: [`gelu`]'s kernel on the CPU backend, burn's elsewhere.
 pub fn gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
     #[cfg(feature = "flex")]

@@ -3,7 +3,6 @@
 use burn::module::{Param, ParamId};
 use burn::nn::Linear;
 use burn::prelude::*;
-use burn::tensor::module::linear;
 use rand::rngs::StdRng;
 
 use super::init::{MkInit, copies};
@@ -49,7 +48,7 @@ impl<B: Backend> MkLinear<B> {
         x: Tensor<B, D>,
         mix: Option<&MixedKernels<B>>,
     ) -> Tensor<B, D> {
-        linear(x, self.kernel(mix), self.bias.as_ref().map(|b| b.val()))
+        crate::kernels::linear(x, self.kernel(mix), self.bias.as_ref().map(|b| b.val()))
     }
 
     /// The deployed layer: one `Linear` whose kernel is the mean of the copies.
