@@ -7,6 +7,7 @@
 
 use rayon::prelude::*;
 
+use super::gelu::exp_nonpositive;
 use super::linalg::{Dst, Operand, matmul, written_by};
 
 /// Geometry: `batch` sequences of `len` tokens, `heads` heads of `head_dim` values.
@@ -84,7 +85,7 @@ pub fn forward(
                         }
                         let mut sum = 0.0f32;
                         for x in row.iter_mut() {
-                            *x = (*x - max).exp();
+                            *x = exp_nonpositive(*x - max);
                             sum += *x;
                         }
                         let inv = 1.0 / sum;

@@ -12,14 +12,19 @@ use super::linalg::written_by;
 /// Elements per parallel task.
 const CHUNK: usize = 1 << 13;
 
-/// `e^y` for `y <= 0` (Cephes `expf`: relative error about 1e-7; `y < -87` gives about
-/// 1e-38 instead of a denormal).
+/// `e^y` for `y <= 0` (Cephes `expf`: relative error about 1e-7), and exactly 0 below -86
+/// (where `e^y` would be a denormal, whose arithmetic is about 100x slower: a softmax over
+/// padded keys is mostly such values).
 #[inline(always)]
-fn exp_nonpositive(y: f32) -> f32 {
+pub(super) fn exp_nonpositive(y: f32) -> f32 {
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
-    let y = y.max(-87.0);
-    let n = (y * LOG2_E).round_ties_even();
+    let underflow = y < -86.0;
+    let y = y.max(-86.0);
+    // Round to nearest by adding and subtracting 1.5 * 2^23 (|y * log2 e| < 2^22): plain
+    // SSE2 arithmetic, where `round` is a libm call the loop cannot vectorize.
+    const ROUND: f32 = 12_582_912.0;
+    let n = (y * LOG2_E + ROUND) - ROUND;
     let r = y - n * LN2_HI - n * LN2_LO;
     let p = 1.987_569_1e-4;
     let p = p * r + 1.398_199_9e-3;
@@ -28,7 +33,8 @@ fn exp_nonpositive(y: f32) -> f32 {
     let p = p * r + 1.666_666_5e-1;
     let p = p * r + 0.5;
     let e = p * r * r + r + 1.0;
-    e * f32::from_bits(((n as i32 + 127) << 23) as u32)
+    let value = e * f32::from_bits(((n as i32 + 127) << 23) as u32);
+    if underflow { 0.0 } else { value }
 }
 
 /// `(Phi(x), e^(-x^2/2))`: the standard normal CDF and the unnormalised density.
