@@ -110,10 +110,11 @@ mod tests {
             .map(|j| (0..4).map(|i| p[i] * theta[i * n + j]).sum())
             .collect();
         let w = Tensor::<B, 2>::from_data(TensorData::new(expected, [6, 3]), &device);
-        let want: Vec<f32> = linear(x.clone(), w, layer.bias.as_ref().map(|b| b.val()))
-            .into_data()
-            .to_vec()
-            .unwrap();
+        let want: Vec<f32> =
+            burn::tensor::module::linear(x.clone(), w, layer.bias.as_ref().map(|b| b.val()))
+                .into_data()
+                .to_vec()
+                .unwrap();
         let got: Vec<f32> = layer
             .forward(x, Some(&kernels))
             .into_data()
