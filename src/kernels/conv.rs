@@ -130,6 +130,41 @@ impl ConvShape {
         self.stride == [1, 1] && self.ow == self.w
     }
 
+    /// The convolution whose forward pass is this one's input gradient, where that is a
+    /// plain convolution: stride 1, no dilation, output the input's size ("same" padding).
+    fn transposed(&self) -> Option<ConvShape> {
+        let same = self.stride == [1, 1]
+            && self.dilation == [1, 1]
+            && (self.oh, self.ow) == (self.h, self.w)
+            && !self.pointwise();
+        same.then(|| ConvShape {
+            c: self.o,
+            h: self.oh,
+            w: self.ow,
+            o: self.c,
+            padding: [self.kh - 1 - self.padding[0], self.kw - 1 - self.padding[1]],
+            oh: self.h,
+            ow: self.w,
+            ..*self
+        })
+    }
+
+    /// The kernel of [`ConvShape::transposed`]: `[c, o, kh, kw]`, each tap flipped.
+    fn flipped_kernel(&self, weight: &[f32]) -> Vec<f32> {
+        let taps = self.kh * self.kw;
+        let mut flipped = vec![0.0f32; weight.len()];
+        for o in 0..self.o {
+            for c in 0..self.c {
+                let src = &weight[(o * self.c + c) * taps..(o * self.c + c + 1) * taps];
+                let dst = &mut flipped[(c * self.o + o) * taps..(c * self.o + o + 1) * taps];
+                for (d, s) in dst.iter_mut().zip(src.iter().rev()) {
+                    *d = *s;
+                }
+            }
+        }
+        flipped
+    }
+
     /// Input row for output row `oy` and kernel row `ky`, if inside the image.
     fn input_row(&self, oy: usize, ky: usize) -> Option<usize> {
         let y = (oy * self.stride[0] + ky * self.dilation[0]) as isize - self.padding[0] as isize;
@@ -403,6 +438,17 @@ pub struct ConvGrads {
 pub fn backward(s: &ConvShape, x: &[f32], weight: &[f32], dy: &[f32], wanted: Wanted) -> ConvGrads {
     let (pixels, patch) = (s.pixels(), s.patch());
     assert_eq!(dy.len(), s.n * s.o * pixels, "conv2d output gradient size");
+    // A "same" stride-1 convolution's input gradient is the forward convolution of `dy` with
+    // the flipped, transposed kernel: patches copied in shifted runs and one gemm per image,
+    // instead of a gemm into a patch-matrix gradient and its col2im scatter.
+    let flipped_input_grad = match s.transposed() {
+        Some(t) if wanted.input => Some(forward(&t, dy, &s.flipped_kernel(weight), None)),
+        _ => None,
+    };
+    let wanted = Wanted {
+        input: wanted.input && flipped_input_grad.is_none(),
+        ..wanted
+    };
     let threads = gemm_threads(s.n);
     let per_group = s.n.div_ceil(rayon::current_num_threads().clamp(1, s.n));
     let mut dx = wanted.input.then(|| vec![0.0f32; s.n * s.image()]);
@@ -505,7 +551,7 @@ pub fn backward(s: &ConvShape, x: &[f32], weight: &[f32], dy: &[f32], wanted: Wa
         total
     });
     ConvGrads {
-        input: dx,
+        input: flipped_input_grad.or(dx),
         weight: weight_grad,
         bias: bias_grad,
     }
