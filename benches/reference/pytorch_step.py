@@ -115,9 +115,14 @@ class Block(nn.Module):
 
 
 class ResNet(nn.Module):
-    def __init__(self, blocks=(3, 3, 3), widths=(16, 32, 64), classes=10):
+    def __init__(self, blocks=(3, 3, 3), widths=(16, 32, 64), classes=10, stem="cifar"):
         super().__init__()
-        self.stem = nn.Conv2d(3, widths[0], 3, 1, 1, bias=False)
+        if stem == "cifar":
+            self.stem = nn.Conv2d(3, widths[0], 3, 1, 1, bias=False)
+            self.pool = nn.Identity()
+        else:
+            self.stem = nn.Conv2d(3, widths[0], 7, 2, 3, bias=False)
+            self.pool = nn.MaxPool2d(3, 2, 1)
         self.bn = nn.BatchNorm2d(widths[0])
         layers, c_in = [], widths[0]
         for stage, (n, w) in enumerate(zip(blocks, widths)):
@@ -128,7 +133,7 @@ class ResNet(nn.Module):
         self.head = nn.Linear(c_in, classes)
 
     def forward(self, x):
-        x = self.blocks(F.relu(self.bn(self.stem(x))))
+        x = self.blocks(self.pool(F.relu(self.bn(self.stem(x)))))
         return self.head(x.mean(dim=(2, 3)))
 
 
@@ -253,6 +258,13 @@ def main():
     ap.add_argument("--cache-dir", default=os.environ.get(
         "MK_CACHE_DIR", os.path.join(os.path.expanduser("~"), ".cache", "majority-kernels")))
     ap.add_argument("--out", default=None, help="CSV file for the rows (default: print only)")
+    ap.add_argument("--blocks", default="3,3,3", help="ResNet blocks per stage (2,2,2,2: ResNet-18)")
+    ap.add_argument("--widths", default="16,32,64", help="ResNet channels per stage")
+    ap.add_argument("--stem", default="cifar", choices=["cifar", "imagenet"],
+                    help="imagenet: 7x7 stride-2 stem and max-pool on random 64x64 images "
+                         "(the cost of Tiny ImageNet's; `reproduce bench --stem imagenet` "
+                         "uses the real images)")
+    ap.add_argument("--encoder", default="2,128,4,512", help="encoder layers,hidden,heads,ffn")
     args = ap.parse_args()
 
     if args.threads:
@@ -272,15 +284,24 @@ def main():
             make_opt = lambda ps: torch.optim.SGD(ps, lr=0.01, momentum=0.9)
             inputs = lambda i: ((x[i].to(device),), y[i].to(device))
         elif family == "resnet":
-            x, y = cifar10(args.cache_dir, n)
-            build, mk = ResNet, to_mk
+            if args.stem == "cifar":
+                x, y = cifar10(args.cache_dir, n)
+                classes = 10
+            else:
+                x, y, classes = torch.randn(n, 3, 64, 64), torch.randint(0, 200, (n,)), 200
+            blocks = tuple(int(b) for b in args.blocks.split(","))
+            widths = tuple(int(w) for w in args.widths.split(","))
+            build = lambda: ResNet(blocks, widths, classes, args.stem)
+            mk = to_mk
             make_opt = lambda ps: torch.optim.SGD(ps, lr=0.05, momentum=0.9, weight_decay=5e-4)
             inputs = lambda i: ((x[i].to(device),), y[i].to(device))
         elif family == "transformer":
             ids = torch.randint(1000, 30522, (n, 64))
             bias = torch.zeros(n, 1, 1, 64)
             y = torch.randint(0, 2, (n,))
-            build, mk = Encoder, encoder_mk
+            layers, d, heads, ffn = (int(v) for v in args.encoder.split(","))
+            build = lambda: Encoder(d=d, layers=layers, heads=heads, ffn=ffn)
+            mk = encoder_mk
             make_opt = lambda ps: torch.optim.AdamW(ps, lr=1e-4, weight_decay=0.01)
             inputs = lambda i: ((ids[i].to(device), bias[i].to(device)), y[i].to(device))
         else:

@@ -9,7 +9,7 @@ use crate::data::{self, Examples, TextOptions};
 use crate::error::Result;
 use crate::methods::mk::MkHooks;
 use crate::mk::{Mixing, MkInit};
-use crate::models::{EncoderSpec, Model, ModelSpec};
+use crate::models::{EncoderSpec, Model, ModelSpec, Stem};
 use crate::results::bench::BenchRecord;
 use crate::results::provenance;
 use crate::train::{
@@ -17,13 +17,14 @@ use crate::train::{
 };
 use crate::with_backend;
 
-/// The Transformer that `bench --family transformer` times (table4's quick encoder).
-pub fn bench_encoder() -> ModelSpec {
+/// The Transformer that `bench --family transformer` times: `[layers, hidden, heads, ffn]`
+/// (`[2, 128, 4, 512]` is table4's quick encoder).
+pub fn bench_encoder(size: &[usize]) -> ModelSpec {
     ModelSpec::Transformer(EncoderSpec {
-        layers: 2,
-        hidden: 128,
-        heads: 4,
-        ffn: 512,
+        layers: size[0],
+        hidden: size[1],
+        heads: size[2],
+        ffn: size[3],
         max_len: 64,
         pre_norm: false,
         dropout: 0.0,
@@ -31,12 +32,12 @@ pub fn bench_encoder() -> ModelSpec {
 }
 
 /// The ResNet that `bench --family resnet` times (ResNet-20 with the default options).
-pub fn bench_resnet(blocks: Vec<usize>, widths: Vec<usize>) -> ModelSpec {
+pub fn bench_resnet(blocks: Vec<usize>, widths: Vec<usize>, stem: Stem) -> ModelSpec {
     ModelSpec::Resnet(crate::models::ResNetSpec {
         arch: None,
         blocks: Some(blocks),
         widths: Some(widths),
-        stem: Default::default(),
+        stem,
     })
 }
 
@@ -62,8 +63,15 @@ pub(super) fn family(
             },
         ),
         Family::Resnet => (
-            "cifar10",
-            bench_resnet(options.resnet_blocks.clone(), options.resnet_widths.clone()),
+            match options.resnet_stem {
+                Stem::Cifar => "cifar10",
+                Stem::Imagenet => "tiny_imagenet",
+            },
+            bench_resnet(
+                options.resnet_blocks.clone(),
+                options.resnet_widths.clone(),
+                options.resnet_stem,
+            ),
             None,
             OptimizerSpec::Sgd {
                 lr: 0.05,
@@ -73,7 +81,7 @@ pub(super) fn family(
             },
         ),
         Family::Transformer => {
-            let model = bench_encoder();
+            let model = bench_encoder(&options.encoder);
             let max_len = match &model {
                 ModelSpec::Transformer(spec) => spec.max_len,
                 _ => unreachable!("bench_encoder is a transformer"),

@@ -70,6 +70,10 @@ pub struct BenchOptions {
     /// Blocks and widths of the ResNet.
     pub resnet_blocks: Vec<usize>,
     pub resnet_widths: Vec<usize>,
+    /// Stem of the ResNet (the ImageNet stem runs on Tiny ImageNet's 64x64 images).
+    pub resnet_stem: crate::models::Stem,
+    /// Layers, hidden size, heads and FFN size of the encoder.
+    pub encoder: Vec<usize>,
     pub batch_size: usize,
     pub ks: Vec<usize>,
     /// Timed steps per measurement (`None`: the family's default).
@@ -91,6 +95,16 @@ pub fn run(options: &BenchOptions) -> Result<String> {
         return Err(Error::Usage(
             "bench: --steps, --repeats and --batch must be at least 1".into(),
         ));
+    }
+    if options.encoder.len() != 4
+        || options.encoder.contains(&0)
+        || !options.encoder[1].is_multiple_of(options.encoder[2])
+    {
+        return Err(Error::Usage(format!(
+            "bench --encoder {:?}: expected layers,hidden,heads,ffn, all positive, hidden a \
+             multiple of heads",
+            options.encoder
+        )));
     }
     if options.ks.is_empty() || options.ks.contains(&0) {
         return Err(Error::Usage("bench: --k needs one or more k >= 1".into()));

@@ -114,6 +114,14 @@ struct BenchArgs {
     /// Channels per stage of the ResNet.
     #[arg(long, value_delimiter = ',', default_value = "16,32,64")]
     widths: Vec<usize>,
+    /// Stem of the ResNet: `cifar` (3x3, on CIFAR-10 32x32) or `imagenet` (7x7 stride 2 and
+    /// max-pool, on Tiny ImageNet 64x64).
+    #[arg(long, default_value = "cifar")]
+    stem: String,
+    /// Encoder of the transformer family: layers,hidden,heads,ffn (6,384,12,1536 is the
+    /// all-MiniLM-L6-v2 size).
+    #[arg(long, value_delimiter = ',', default_value = "2,128,4,512")]
+    encoder: Vec<usize>,
     #[arg(long, default_value_t = 128)]
     batch: usize,
     /// Copies per kernel to compare against the plain model.
@@ -296,6 +304,8 @@ fn main() -> ExitCode {
                 mlp_hidden: args.hidden,
                 resnet_blocks: args.blocks,
                 resnet_widths: args.widths,
+                resnet_stem: args.stem.parse()?,
+                encoder: args.encoder,
                 batch_size: args.batch,
                 ks: args.k,
                 steps: args.steps,

@@ -17,7 +17,7 @@ pub use crate::data::Inputs;
 pub use dense::Dense;
 pub use encoder::{Encoder, EncoderSpec};
 pub use mlp::Mlp;
-pub use resnet::{ResNet, ResNetSpec};
+pub use resnet::{ResNet, ResNetSpec, Stem};
 
 use crate::data::Examples;
 use crate::mk::{MixedKernels, MkInit};

@@ -34,6 +34,20 @@ pub enum Stem {
     Imagenet,
 }
 
+impl std::str::FromStr for Stem {
+    type Err = crate::error::Error;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        match name {
+            "cifar" => Ok(Stem::Cifar),
+            "imagenet" => Ok(Stem::Imagenet),
+            other => Err(crate::error::Error::Usage(format!(
+                "stem `{other}`: expected cifar or imagenet"
+            ))),
+        }
+    }
+}
+
 /// Named architectures; `blocks`/`widths` given beside `arch` override it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
