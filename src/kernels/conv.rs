@@ -91,15 +91,6 @@ impl ConvShape {
         self.kh == 1 && self.kw == 1 && self.stride == [1, 1] && self.padding == [0, 0]
     }
 
-    /// Length of the patch buffer a worker needs (none for pointwise convolutions).
-    fn col_len(&self) -> usize {
-        if self.pointwise() {
-            0
-        } else {
-            self.patch() * self.pixels()
-        }
-    }
-
     /// For output column `ox` and kernel column `kx`, the input column is
     /// `ox * stride + kx * dilation - padding`; this is the range of `ox` where it is inside
     /// the image, and the offset added to `ox * stride`.
@@ -172,9 +163,39 @@ impl ConvShape {
     }
 }
 
+/// Where one image's block sits in a patch matrix that holds several images side by side:
+/// row `r` of the image is `matrix[r * stride + offset..][..pixels]`.
+#[derive(Debug, Clone, Copy)]
+struct Columns {
+    stride: usize,
+    offset: usize,
+}
+
+impl Columns {
+    /// Image `g` of a group of `images`, each `pixels` columns wide.
+    fn image(g: usize, images: usize, pixels: usize) -> Self {
+        Self {
+            stride: images * pixels,
+            offset: g * pixels,
+        }
+    }
+
+    fn row<'a>(&self, matrix: &'a mut [f32], r: usize, pixels: usize) -> &'a mut [f32] {
+        &mut matrix[r * self.stride + self.offset..r * self.stride + self.offset + pixels]
+    }
+}
+
+/// Images per gemm: enough that a product has at least `COLUMNS` columns (a single image of a
+/// deep layer has 4 to 64 output pixels, too few for the gemm's microkernels), one where a
+/// single image is already that wide.
+fn group_size(s: &ConvShape) -> usize {
+    const COLUMNS: usize = 256;
+    COLUMNS.div_ceil(s.pixels()).clamp(1, s.n)
+}
+
 /// Writes the patch matrix `[c*kh*kw, oh*ow]` of one image `[c, h, w]` into `col`.
 #[inline(never)]
-fn im2col(s: &ConvShape, x: &[f32], col: &mut [f32]) {
+fn im2col(s: &ConvShape, x: &[f32], col: &mut [f32], at: Columns) {
     let pixels = s.pixels();
     let plane = s.h * s.w;
     for c in 0..s.c {
@@ -182,7 +203,7 @@ fn im2col(s: &ConvShape, x: &[f32], col: &mut [f32]) {
         for ky in 0..s.kh {
             for kx in 0..s.kw {
                 let row_index = (c * s.kh + ky) * s.kw + kx;
-                let row = &mut col[row_index * pixels..(row_index + 1) * pixels];
+                let row = at.row(col, row_index, pixels);
                 let (first, end, offset) = s.valid_columns(kx);
                 if s.shifted() {
                     shifted_rows(s, ky, offset, first, end, |range, shift| match range {
@@ -314,7 +335,7 @@ fn shifted_rows(
 
 /// Adds the patch-matrix gradient `col` of one image into its input gradient `dx`.
 #[inline(never)]
-fn col2im(s: &ConvShape, col: &mut [f32], dx: &mut [f32]) {
+fn col2im(s: &ConvShape, col: &mut [f32], at: Columns, dx: &mut [f32]) {
     let pixels = s.pixels();
     let plane = s.h * s.w;
     for c in 0..s.c {
@@ -326,7 +347,7 @@ fn col2im(s: &ConvShape, col: &mut [f32], dx: &mut [f32]) {
                 if s.shifted() {
                     // Padding entries first (they must not wrap into neighbouring rows),
                     // then the run as one vector add.
-                    let row = &mut col[row_index * pixels..(row_index + 1) * pixels];
+                    let row = at.row(col, row_index, pixels);
                     let mut run = None;
                     shifted_rows(s, ky, offset, first, end, |range, shift| match range {
                         Ok(range) => run = Some((range, shift)),
@@ -341,7 +362,7 @@ fn col2im(s: &ConvShape, col: &mut [f32], dx: &mut [f32]) {
                     }
                     continue;
                 }
-                let row = &col[row_index * pixels..(row_index + 1) * pixels];
+                let row = &*at.row(col, row_index, pixels);
                 for oy in 0..s.oh {
                     let Some(y) = s.input_row(oy, ky) else {
                         continue;
@@ -383,31 +404,63 @@ pub fn forward(s: &ConvShape, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -
     let (pixels, patch) = (s.pixels(), s.patch());
     assert_eq!(x.len(), s.n * s.image(), "conv2d input size");
     assert_eq!(weight.len(), s.o * patch, "conv2d kernel size");
-    let threads = gemm_threads(s.n);
+    let group = group_size(s);
+    let threads = gemm_threads(s.n.div_ceil(group));
+    let direct = group == 1 && s.pointwise();
     written_by(s.n * s.o * pixels, |out| {
-        out.par_chunks_mut(s.o * pixels)
-            .zip(x.par_chunks(s.image()))
+        out.par_chunks_mut(group * s.o * pixels)
+            .zip(x.par_chunks(group * s.image()))
             .for_each_init(
-                || vec![0.0f32; s.col_len()],
-                |col, (y, image)| {
-                    let patches = if s.pointwise() {
-                        image
+                || {
+                    let col = vec![0.0f32; if direct { 0 } else { patch * group * pixels }];
+                    let wide = vec![0.0f32; if group > 1 { s.o * group * pixels } else { 0 }];
+                    (col, wide)
+                },
+                |(col, wide), (y, images)| {
+                    let count = images.len() / s.image();
+                    let columns = count * pixels;
+                    let patches = if direct {
+                        images
                     } else {
-                        im2col(s, image, col);
-                        &col[..]
+                        for (g, image) in images.chunks(s.image()).enumerate() {
+                            im2col(s, image, col, Columns::image(g, count, pixels));
+                        }
+                        &col[..patch * columns]
                     };
-                    matmul_threads(
-                        [s.o, pixels, patch],
-                        Dst::Write(y),
-                        Operand::rows(weight, patch),
-                        Operand::rows(patches, pixels),
-                        threads,
-                    );
-                    if let Some(bias) = bias {
+                    let lhs = Operand::rows(weight, patch);
+                    let rhs = Operand::rows(patches, columns);
+                    let y: &mut [f32] = if group == 1 {
+                        matmul_threads([s.o, columns, patch], Dst::Write(y), lhs, rhs, threads);
                         // SAFETY: the gemm above wrote all `o * pixels` values of `y`.
-                        let y = unsafe { &mut *(y as *mut [MaybeUninit<f32>] as *mut [f32]) };
-                        for (row, b) in y.chunks_mut(pixels).zip(bias) {
-                            row.iter_mut().for_each(|v| *v += b);
+                        unsafe { &mut *(y as *mut [MaybeUninit<f32>] as *mut [f32]) }
+                    } else {
+                        // One product for the group, `[o, images * pixels]`, then each image's
+                        // block to its place in `[images, o, pixels]`.
+                        let wide = &mut wide[..s.o * columns];
+                        matmul_threads(
+                            [s.o, columns, patch],
+                            Dst::Overwrite(wide),
+                            lhs,
+                            rhs,
+                            threads,
+                        );
+                        for (g, image_out) in y.chunks_mut(s.o * pixels).enumerate() {
+                            for (o, row) in image_out.chunks_mut(pixels).enumerate() {
+                                let src =
+                                    &wide[o * columns + g * pixels..o * columns + (g + 1) * pixels];
+                                for (d, v) in row.iter_mut().zip(src) {
+                                    d.write(*v);
+                                }
+                            }
+                        }
+                        // SAFETY: the loop above wrote every value of `y`.
+                        unsafe { &mut *(y as *mut [MaybeUninit<f32>] as *mut [f32]) }
+                    };
+                    if let Some(bias) = bias {
+                        for image_out in y.chunks_mut(s.o * pixels) {
+                            for (row, b) in image_out.chunks_mut(pixels).zip(bias) {
+                                row.iter_mut().for_each(|v| *v += b);
+                            }
                         }
                     }
                 },
@@ -466,57 +519,104 @@ pub fn backward(s: &ConvShape, x: &[f32], weight: &[f32], dy: &[f32], wanted: Wa
     let partial_weights: Vec<Vec<f32>> = groups
         .into_par_iter()
         .map(|(first, mut dx_group)| {
+            let last = (first + per_group).min(s.n);
+            let group = group_size(s).min(last - first);
+            // One image whose own buffers are the gemm operands (no copies).
+            let direct = group == 1 && s.pointwise();
             let mut dw = vec![0.0f32; if wanted.weight { s.o * patch } else { 0 }];
-            let mut col = vec![0.0f32; if wanted.weight { s.col_len() } else { 0 }];
+            let mut col = vec![
+                0.0f32;
+                if wanted.weight && !direct {
+                    group * pixels * patch
+                } else {
+                    0
+                }
+            ];
             let mut x_last = vec![
                 0.0f32;
-                if wanted.weight && !s.pointwise() {
+                if wanted.weight && !direct {
                     s.image()
                 } else {
                     0
                 }
             ];
-            let mut dcol = vec![0.0f32; if wanted.input { s.col_len() } else { 0 }];
-            let last = (first + per_group).min(s.n);
-            for (i, image) in (first..last).enumerate() {
-                let x_i = &x[image * s.image()..(image + 1) * s.image()];
-                let dy_i = &dy[image * s.o * pixels..(image + 1) * s.o * pixels];
+            let mut dcol = vec![
+                0.0f32;
+                if wanted.input && !direct {
+                    patch * group * pixels
+                } else {
+                    0
+                }
+            ];
+            let mut dy_wide = vec![0.0f32; if group > 1 { s.o * group * pixels } else { 0 }];
+            let mut start = first;
+            while start < last {
+                let count = group.min(last - start);
+                let columns = count * pixels;
+                let dy_block = &dy[start * s.o * pixels..(start + count) * s.o * pixels];
+                // The group's output gradient as one `[o, count * pixels]` matrix.
+                let dy_op = if count == 1 {
+                    Operand::rows(dy_block, pixels)
+                } else {
+                    for (g, image) in dy_block.chunks(s.o * pixels).enumerate() {
+                        for (o, row) in image.chunks(pixels).enumerate() {
+                            dy_wide[o * columns + g * pixels..o * columns + (g + 1) * pixels]
+                                .copy_from_slice(row);
+                        }
+                    }
+                    Operand::rows(&dy_wide[..s.o * columns], columns)
+                };
                 if wanted.weight {
-                    // dw += dy_i [o, pixels] x patches^T [pixels, patch], with the patch in
-                    // (ky, kx, c) order unless pointwise (reordered after the sum).
-                    let patches_t = if s.pointwise() {
-                        Operand::transposed(x_i, pixels)
+                    // dw += dy [o, columns] x patches^T [columns, patch], with the patch in
+                    // (ky, kx, c) order (reordered after the sum).
+                    let patches_t = if direct {
+                        Operand::transposed(&x[start * s.image()..(start + 1) * s.image()], pixels)
                     } else {
-                        channels_last(s, x_i, &mut x_last);
-                        im2col_transposed(s, &x_last, &mut col);
-                        Operand::rows(&col, patch)
+                        for g in 0..count {
+                            let image = &x[(start + g) * s.image()..(start + g + 1) * s.image()];
+                            channels_last(s, image, &mut x_last);
+                            im2col_transposed(
+                                s,
+                                &x_last,
+                                &mut col[g * pixels * patch..(g + 1) * pixels * patch],
+                            );
+                        }
+                        Operand::rows(&col[..columns * patch], patch)
                     };
-                    matmul_threads(
-                        [s.o, patch, pixels],
-                        if i > 0 {
-                            Dst::Add(&mut dw)
-                        } else {
-                            Dst::Overwrite(&mut dw)
-                        },
-                        Operand::rows(dy_i, pixels),
-                        patches_t,
-                        threads,
-                    );
+                    let dst = if start > first {
+                        Dst::Add(&mut dw)
+                    } else {
+                        Dst::Overwrite(&mut dw)
+                    };
+                    matmul_threads([s.o, patch, columns], dst, dy_op, patches_t, threads);
                 }
                 if let Some(dx_group) = dx_group.as_deref_mut() {
-                    let dx_i = &mut dx_group[i * s.image()..(i + 1) * s.image()];
-                    let target: &mut [f32] = if s.pointwise() { dx_i } else { &mut dcol };
-                    matmul_threads(
-                        [patch, pixels, s.o],
-                        Dst::Overwrite(target),
-                        Operand::transposed(weight, patch),
-                        Operand::rows(dy_i, pixels),
-                        threads,
-                    );
-                    if !s.pointwise() {
-                        col2im(s, &mut dcol, dx_i);
+                    let local = start - first;
+                    let dx_block = &mut dx_group[local * s.image()..(local + count) * s.image()];
+                    let w_t = Operand::transposed(weight, patch);
+                    if direct {
+                        matmul_threads(
+                            [patch, pixels, s.o],
+                            Dst::Overwrite(dx_block),
+                            w_t,
+                            dy_op,
+                            threads,
+                        );
+                    } else {
+                        let dcol = &mut dcol[..patch * columns];
+                        matmul_threads(
+                            [patch, columns, s.o],
+                            Dst::Overwrite(dcol),
+                            w_t,
+                            dy_op,
+                            threads,
+                        );
+                        for (g, dx_g) in dx_block.chunks_mut(s.image()).enumerate() {
+                            col2im(s, dcol, Columns::image(g, count, pixels), dx_g);
+                        }
                     }
                 }
+                start += count;
             }
             dw
         })
@@ -526,10 +626,7 @@ pub fn backward(s: &ConvShape, x: &[f32], weight: &[f32], dy: &[f32], wanted: Wa
         for partial in &partial_weights {
             total.iter_mut().zip(partial).for_each(|(t, p)| *t += p);
         }
-        if s.pointwise() {
-            return total;
-        }
-        // [o, kh, kw, c] -> [o, c, kh, kw]
+        // [o, kh, kw, c] -> [o, c, kh, kw] (the same order for 1x1 kernels)
         let taps = s.kh * s.kw;
         let mut ordered = vec![0.0f32; total.len()];
         for (dst, src) in ordered.chunks_mut(patch).zip(total.chunks(patch)) {
