@@ -594,23 +594,16 @@ pub fn backward(s: &ConvShape, x: &[f32], weight: &[f32], dy: &[f32], wanted: Wa
                     let local = start - first;
                     let dx_block = &mut dx_group[local * s.image()..(local + count) * s.image()];
                     let w_t = Operand::transposed(weight, patch);
-                    if direct {
-                        matmul_threads(
-                            [patch, pixels, s.o],
-                            Dst::Overwrite(dx_block),
-                            w_t,
-                            dy_op,
-                            threads,
-                        );
+                    // A direct image's patch-matrix gradient is its input gradient.
+                    let target = if direct {
+                        &mut *dx_block
                     } else {
+                        &mut dcol[..patch * columns]
+                    };
+                    let dst = Dst::Overwrite(target);
+                    matmul_threads([patch, columns, s.o], dst, w_t, dy_op, threads);
+                    if !direct {
                         let dcol = &mut dcol[..patch * columns];
-                        matmul_threads(
-                            [patch, columns, s.o],
-                            Dst::Overwrite(dcol),
-                            w_t,
-                            dy_op,
-                            threads,
-                        );
                         for (g, dx_g) in dx_block.chunks_mut(s.image()).enumerate() {
                             col2im(s, dcol, Columns::image(g, count, pixels), dx_g);
                         }

@@ -147,6 +147,19 @@ pub fn attention<B: Backend>(
         Ok(y) => return y,
         Err(inputs) => inputs,
     };
+    attention_composed(q, k, v, key_bias, heads, |weights| weights)
+}
+
+/// [`attention`] as burn's operations, with `on_weights` applied to the attention weights
+/// (dropout, which the fused kernel does not do).
+pub fn attention_composed<B: Backend>(
+    q: Tensor<B, 3>,
+    k: Tensor<B, 3>,
+    v: Tensor<B, 3>,
+    key_bias: Tensor<B, 2>,
+    heads: usize,
+    on_weights: impl FnOnce(Tensor<B, 4>) -> Tensor<B, 4>,
+) -> Tensor<B, 3> {
     let [b, t, d] = q.dims();
     let (h, dh) = (heads, d / heads);
     let split = |y: Tensor<B, 3>| y.reshape([b, t, h, dh]).swap_dims(1, 2);
@@ -159,7 +172,7 @@ pub fn attention<B: Backend>(
         .matmul(split(k).swap_dims(2, 3))
         .div_scalar((dh as f64).sqrt())
         + bias;
-    let weights = burn::tensor::activation::softmax(scores, 3);
+    let weights = on_weights(burn::tensor::activation::softmax(scores, 3));
     weights.matmul(split(v)).swap_dims(1, 2).reshape([b, t, d])
 }
 

@@ -8,7 +8,7 @@
 use burn::module::{Param, ParamId};
 use burn::nn::{Dropout, DropoutConfig, Embedding, LayerNorm, LayerNormConfig};
 use burn::prelude::*;
-use burn::tensor::activation::{softmax, tanh};
+use burn::tensor::activation::tanh;
 
 use crate::kernels;
 use rand::rngs::StdRng;
@@ -215,20 +215,7 @@ impl<B: Backend> Encoder<B> {
             kernels::attention(q, k, v, key_bias, self.heads)
         } else {
             // Dropout on the attention weights: burn's operations.
-            let [b, t, d] = q.dims();
-            let (h, dh) = (self.heads, d / self.heads);
-            let split = |y: Tensor<B, 3>| y.reshape([b, t, h, dh]).swap_dims(1, 2);
-            // The bias of every (head, query) row, `[b, heads, t, t]`, as one outer product
-            // (on flex a broadcast over a middle dimension takes 20-40x longer).
-            let bias: Tensor<B, 4> = Tensor::<B, 3>::ones([b, h * t, 1], &key_bias.device())
-                .matmul(key_bias.reshape([b, 1, t]))
-                .reshape([b, h, t, t]);
-            let scores = split(q)
-                .matmul(split(k).swap_dims(2, 3))
-                .div_scalar((dh as f64).sqrt())
-                + bias;
-            let weights = self.dropout.forward(softmax(scores, 3));
-            weights.matmul(split(v)).swap_dims(1, 2).reshape([b, t, d])
+            kernels::attention_composed(q, k, v, key_bias, self.heads, |w| self.dropout.forward(w))
         };
         block.output.forward(context, mix)
     }
