@@ -94,6 +94,7 @@ impl ConvShape {
     /// For output column `ox` and kernel column `kx`, the input column is
     /// `ox * stride + kx * dilation - padding`; this is the range of `ox` where it is inside
     /// the image, and the offset added to `ox * stride`.
+    #[inline]
     fn valid_columns(&self, kx: usize) -> (usize, usize, isize) {
         let offset = (kx * self.dilation[1]) as isize - self.padding[1] as isize;
         let s = self.stride[1] as isize;
@@ -157,6 +158,7 @@ impl ConvShape {
     }
 
     /// Input row for output row `oy` and kernel row `ky`, if inside the image.
+    #[inline]
     fn input_row(&self, oy: usize, ky: usize) -> Option<usize> {
         let y = (oy * self.stride[0] + ky * self.dilation[0]) as isize - self.padding[0] as isize;
         (y >= 0 && (y as usize) < self.h).then_some(y as usize)
@@ -615,21 +617,23 @@ pub fn backward(s: &ConvShape, x: &[f32], weight: &[f32], dy: &[f32], wanted: Wa
         })
         .collect();
     let weight_grad = wanted.weight.then(|| {
-        let mut total = vec![0.0f32; s.o * patch];
-        for partial in &partial_weights {
-            total.iter_mut().zip(partial).for_each(|(t, p)| *t += p);
+        // The first group's sum is the accumulator (every group holds at least one image).
+        let mut partials = partial_weights.into_iter();
+        let mut total = partials.next().expect("at least one image");
+        for partial in partials {
+            total.iter_mut().zip(&partial).for_each(|(t, p)| *t += p);
         }
         // [o, kh, kw, c] -> [o, c, kh, kw] (the same order for 1x1 kernels)
         let taps = s.kh * s.kw;
-        let mut ordered = vec![0.0f32; total.len()];
-        for (dst, src) in ordered.chunks_mut(patch).zip(total.chunks(patch)) {
-            for tap in 0..taps {
-                for c in 0..s.c {
-                    dst[c * taps + tap] = src[tap * s.c + c];
+        written_by(total.len(), |ordered| {
+            for (dst, src) in ordered.chunks_mut(patch).zip(total.chunks(patch)) {
+                for tap in 0..taps {
+                    for c in 0..s.c {
+                        dst[c * taps + tap].write(src[tap * s.c + c]);
+                    }
                 }
             }
-        }
-        ordered
+        })
     });
     let bias_grad = wanted.bias.then(|| {
         let mut total = vec![0.0f32; s.o];
