@@ -13,7 +13,7 @@ use burn::tensor::{Tensor, backend::Backend};
 const CHUNK: usize = 1 << 14;
 
 #[cfg(feature = "flex")]
-mod flex {
+pub(crate) mod flex {
     use super::*;
     use burn::tensor::TensorPrimitive;
     use burn_flex::FlexTensor;
@@ -29,18 +29,25 @@ mod flex {
         };
         let boxed: Box<dyn Any> = Box::new(primitive);
         match boxed.downcast::<FlexTensor>() {
-            Ok(flex) if flex.dtype() == burn::tensor::DType::F32 => {
-                let numel = flex.layout().num_elements();
-                let plain = flex.layout().contiguous_offsets() == Some((0, numel))
-                    && flex.bytes().len() == numel * 4;
-                Ok(if plain { *flex } else { flex.to_contiguous() })
-            }
+            Ok(flex) if flex.dtype() == burn::tensor::DType::F32 => Ok(contiguous(*flex)),
             Ok(flex) => Err(give(*flex)),
             Err(other) => Err(Tensor::from_primitive(TensorPrimitive::Float(
                 *other
                     .downcast::<B::FloatTensorPrimitive>()
                     .expect("the primitive came from this backend"),
             ))),
+        }
+    }
+
+    /// An f32 tensor as one plain contiguous buffer (a copy only when its layout is not one).
+    pub fn contiguous(tensor: FlexTensor) -> FlexTensor {
+        let numel = tensor.layout().num_elements();
+        let plain = tensor.layout().contiguous_offsets() == Some((0, numel))
+            && tensor.bytes().len() == numel * 4;
+        if plain {
+            tensor
+        } else {
+            tensor.to_contiguous()
         }
     }
 

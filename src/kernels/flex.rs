@@ -14,6 +14,8 @@ use burn::prelude::*;
 use burn::tensor::{DType, TensorPrimitive};
 use burn_flex::FlexTensor;
 
+use crate::host::flex::contiguous;
+
 use super::attention::{self as attention_kernel, AttentionShape};
 use super::batch_norm::{self as bn, BnShape};
 use super::conv::{self, ConvShape, Wanted};
@@ -72,18 +74,6 @@ fn primitive<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> B::FloatTensor
 
 fn from_primitive<B: Backend, const D: usize>(p: impl Any) -> Tensor<B, D> {
     Tensor::from_primitive(TensorPrimitive::Float(cast::<B::FloatTensorPrimitive>(p)))
-}
-
-/// A contiguous f32 buffer (a copy only when the layout is not already one).
-fn contiguous(tensor: FlexTensor) -> FlexTensor {
-    let numel = tensor.layout().num_elements();
-    let plain = tensor.layout().contiguous_offsets() == Some((0, numel))
-        && tensor.bytes().len() == numel * 4;
-    if plain {
-        tensor
-    } else {
-        tensor.to_contiguous()
-    }
 }
 
 fn flex_tensor(values: Vec<f32>, shape: impl Into<burn::tensor::Shape>) -> FlexTensor {

@@ -288,14 +288,8 @@ mod tests {
         let w_data = random(w_shape.iter().product(), &mut rng);
         let b_data = random(w_shape[0], &mut rng);
         let run = |ours: bool| {
-            let x = Tensor::<Ad, 4>::from_data(TensorData::new(x_data.clone(), x_shape), &device)
-                .require_grad();
-            let w = Tensor::<Ad, 4>::from_data(TensorData::new(w_data.clone(), w_shape), &device)
-                .require_grad();
-            let b = bias.then(|| {
-                Tensor::<Ad, 1>::from_data(TensorData::new(b_data.clone(), [w_shape[0]]), &device)
-                    .require_grad()
-            });
+            let (x, w) = (leaf(&x_data, x_shape), leaf(&w_data, w_shape));
+            let b = bias.then(|| leaf(&b_data, [w_shape[0]]));
             let y = if ours {
                 conv2d(x.clone(), w.clone(), b.clone(), options.clone())
             } else {
@@ -441,16 +435,8 @@ mod tests {
         let beta_data = random(5, &mut rng);
         for (with_skip, relu) in [(false, false), (false, true), (true, true)] {
             let run = |ours: bool| {
-                let leaf4 = |v: &Vec<f32>| {
-                    Tensor::<Ad, 4>::from_data(TensorData::new(v.clone(), shape), &device)
-                        .require_grad()
-                };
-                let leaf1 = |v: &Vec<f32>| {
-                    Tensor::<Ad, 1>::from_data(TensorData::new(v.clone(), [5]), &device)
-                        .require_grad()
-                };
-                let (x, skip) = (leaf4(&x_data), leaf4(&skip_data));
-                let (gamma, beta) = (leaf1(&gamma_data), leaf1(&beta_data));
+                let (x, skip) = (leaf(&x_data, shape), leaf(&skip_data, shape));
+                let (gamma, beta) = (leaf(&gamma_data, [5]), leaf(&beta_data, [5]));
                 let skip_in = with_skip.then(|| skip.clone());
                 let y = if ours {
                     let out = batch_norm(
