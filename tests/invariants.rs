@@ -39,6 +39,7 @@ fn recipe() -> Recipe {
             kind: ScheduleKind::Cosine,
             ..Default::default()
         },
+        validation: None,
         train_subset: None,
         test_subset: None,
         eval_train_subset: None,
@@ -63,6 +64,7 @@ fn weights(
         data: TrainData {
             train,
             train_eval: test,
+            validation: None,
             test,
         },
         model: &model,

@@ -160,6 +160,7 @@ fn measure<B: AutodiffBackend>(
     let data = TrainData {
         train: train_set,
         train_eval: &tiny,
+        validation: None,
         test: &tiny,
     };
     let settings = TrainSettings {

@@ -284,6 +284,27 @@ impl Examples {
         }
     }
 
+    /// Holds out a seeded random slice of `n` examples: `(held_out, rest)`, each in the
+    /// original order. With `n >= len` everything is held out and the rest is empty.
+    pub fn hold_out(&self, n: usize, seed: u64) -> (Examples, Examples) {
+        let held: Vec<usize> =
+            subset_indices(self.len(), n, seed).unwrap_or_else(|| (0..self.len()).collect());
+        let mut in_held = vec![false; self.len()];
+        for &i in &held {
+            in_held[i] = true;
+        }
+        let rest: Vec<usize> = (0..self.len()).filter(|&i| !in_held[i]).collect();
+        (self.select(&held), self.select(&rest))
+    }
+
+    /// The examples at `indices`, in that order.
+    pub fn select(&self, indices: &[usize]) -> Examples {
+        match self {
+            Examples::Images(d) => Examples::Images(d.select(indices)),
+            Examples::Text(d) => Examples::Text(d.select(indices)),
+        }
+    }
+
     /// The batch at `indices` on `device`: inputs and labels.
     pub fn batch<B: Backend>(
         &self,

@@ -3,6 +3,8 @@
 pub mod overrides;
 pub mod plan;
 pub mod spec;
+pub mod tune;
 
-pub use plan::{RunSpec, plan};
-pub use spec::{DatasetEntry, Experiment, ResolvedExperiment, list, load, locate};
+pub use plan::{Phase, RunSpec, plan};
+pub use spec::{ClaimsConfig, DatasetEntry, Experiment, ResolvedExperiment, list, load, locate};
+pub use tune::{GridPoint, TuneSpec};

@@ -7,6 +7,30 @@ use super::spec::Experiment;
 use crate::models::ModelSpec;
 use crate::train::Recipe;
 
+/// What a run is for: choosing a value (`tune`, on the validation slice) or the tables
+/// (`final`, trained at the chosen value on the experiment's seeds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Tune,
+    #[default]
+    Final,
+}
+
+impl Phase {
+    pub fn is_final(&self) -> bool {
+        *self == Phase::Final
+    }
+
+    /// The name stored in the `role` column.
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Tune => "tune",
+            Phase::Final => "final",
+        }
+    }
+}
+
 /// Everything that determines a run's result. Its hash is the run's identity: a run whose
 /// file exists with this id is never trained again.
 #[derive(Debug, Clone, Serialize)]
@@ -20,6 +44,9 @@ pub struct RunSpec {
     /// Copies per kernel for MK; the factor for methods that use it; 1 for methods that don't.
     pub k: usize,
     pub seed: u64,
+    /// A tuning run or a final one (final runs hash as they did before tuning existed).
+    #[serde(skip_serializing_if = "Phase::is_final")]
+    pub phase: Phase,
     /// Content fingerprint of the dataset (see `DataSplits::fingerprint`).
     pub data: String,
     /// Numerics version of the code (`results::provenance::NUMERICS_VERSION`): runs of code
@@ -94,6 +121,7 @@ pub fn plan(experiment: &Experiment, fingerprints: &[String], code_version: u32)
                         options: method.method.spec().options(),
                         k,
                         seed,
+                        phase: Phase::Final,
                         data: fingerprints[dataset_index].clone(),
                         code_version,
                         dataset_index,

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_norway::Value;
 
 use super::overrides::{parse_assignment, set_path};
+use super::tune::TuneSpec;
 use crate::data::{self, DATASETS, LoadOptions, TextOptions};
 use crate::error::{Error, Result};
 use crate::methods::{MethodEntry, split_nested_path};
@@ -26,9 +27,39 @@ pub struct Experiment {
     /// Overparameterization factors.
     pub k: Vec<usize>,
     pub seeds: Vec<u64>,
+    /// The tuning grid every method entry (and each k) gets, chosen on the validation slice
+    /// (none: every method trains at the recipe's values).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tune: Option<TuneSpec>,
+    /// Thresholds of `reproduce claims` for this experiment.
+    #[serde(default)]
+    pub claims: ClaimsConfig,
     /// Named sets of overrides (`smoke`, `quick`, `paper`, ...): `dotted.path: value`.
     #[serde(default)]
     pub profiles: BTreeMap<String, BTreeMap<String, Value>>,
+}
+
+/// When a claim about generalisation can be tested, and how claims are corrected.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClaimsConfig {
+    /// The baseline's final train accuracy at or above which its fit counts as saturated.
+    pub saturated_train_acc: f64,
+    /// Below that accuracy, a rise of at least this many points over the last
+    /// `last_fraction` of training means the baseline is still learning: claims about
+    /// generalisation are "not testable at this budget".
+    pub rising_points: f64,
+    pub last_fraction: f64,
+}
+
+impl Default for ClaimsConfig {
+    fn default() -> Self {
+        Self {
+            saturated_train_acc: 0.99,
+            rising_points: 0.5,
+            last_fraction: 0.2,
+        }
+    }
 }
 
 /// One dataset of an experiment with the model and recipe used on it.
@@ -254,6 +285,19 @@ impl Experiment {
                     .spec()
                     .validate(k)
                     .map_err(|e| format!("`methods[{i}]` ({name}), k = {k}: {e}"))?;
+            }
+        }
+        if let Some(tune) = &self.tune {
+            tune.validate(&self.seeds)?;
+            if let Some(i) = self
+                .datasets
+                .iter()
+                .position(|d| d.recipe.validation.is_none())
+            {
+                return Err(format!(
+                    "`tune` chooses on the validation slice, but datasets.{i}.recipe.validation \
+                     is not set: hold out some training examples (e.g. `validation: 5000`)"
+                ));
             }
         }
         for (i, entry) in self.datasets.iter().enumerate() {

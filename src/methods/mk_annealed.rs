@@ -205,6 +205,7 @@ mod tests {
             data: TrainData {
                 train: &train,
                 train_eval: &test,
+                validation: None,
                 test: &test,
             },
             model: &model,

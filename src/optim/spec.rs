@@ -113,6 +113,17 @@ impl OptimizerSpec {
         out
     }
 
+    /// The same optimiser with weight decay `decay`.
+    pub fn with_weight_decay(&self, decay: f64) -> OptimizerSpec {
+        let mut out = self.clone();
+        match &mut out {
+            OptimizerSpec::Sgd { weight_decay, .. }
+            | OptimizerSpec::Adam { weight_decay, .. }
+            | OptimizerSpec::AdamW { weight_decay, .. } => *weight_decay = decay,
+        }
+        out
+    }
+
     /// Checks the values; the message names the key (`recipe.optimizer.*`).
     pub fn validate(&self) -> Result<(), String> {
         if !(self.lr() > 0.0 && self.lr().is_finite()) {

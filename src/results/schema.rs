@@ -141,6 +141,20 @@ impl Cell for f64 {
     }
 }
 
+impl Cell for Option<f64> {
+    const NULLABLE: bool = true;
+    const WHAT: &'static str = "float";
+    fn dtype() -> DataType {
+        DataType::Float64
+    }
+    fn column<'a>(name: &str, values: impl Iterator<Item = &'a Self>) -> Column {
+        Column::new(name.into(), values.copied().collect::<Vec<Option<f64>>>())
+    }
+    fn read(column: &Column) -> Option<Vec<Self>> {
+        Some(column.f64().ok()?.iter().collect())
+    }
+}
+
 /// A row type declared with [`table!`].
 pub trait Table: Sized {
     /// The columns, in file order.

@@ -44,6 +44,18 @@ table! {
         pub metric: String = Missing::Value("accuracy".into()),
         pub train_score: f64 = Missing::Column("train_acc"),
         pub test_score: f64 = Missing::Column("test_acc"),
+        /// The deployed model's headline metric on the held-out validation slice of the
+        /// training set (none when the recipe has no `validation` size, and in files written
+        /// before validation splits existed).
+        pub validation_score: Option<f64> = Missing::Value(None),
+        /// `final` (a run the tables report) or `tune` (a run of the tuning grid, only used to
+        /// choose the final runs' learning rate; files written before tuning existed hold
+        /// final runs).
+        pub role: String = Missing::Value("final".into()),
+        /// The base learning rate the run trained at (after tuning), and its weight decay
+        /// (none in files written before the columns existed).
+        pub lr: Option<f64> = Missing::Value(None),
+        pub weight_decay: Option<f64> = Missing::Value(None),
         pub deployed_params: i64,
         pub trained_params: i64,
         /// Whole run, evaluation included.
@@ -80,7 +92,14 @@ table! {
         pub test_loss: f64,
         pub train_score: f64,
         pub test_score: f64,
+        /// The headline metric on the validation slice (NaN when the recipe has none, and in
+        /// files written before validation splits existed).
+        pub validation_score: f64 = Missing::Value(f64::NAN),
         pub train_seconds: f64,
+        /// `epoch` (the eval-mode model after an epoch) or `deployed` (the deployed model as
+        /// the table reports it, after collapse and any BatchNorm re-estimation: the curve's
+        /// last point; files written before the column existed have epoch points only).
+        pub kind: String = Missing::Value("epoch".into()),
     }
 }
 
@@ -114,6 +133,8 @@ impl CurvePoint {
         CurvePoint {
             train_score: p.train.score(metric),
             test_score: p.test.score(metric),
+            validation_score: p.validation.map_or(f64::NAN, |v| v.score(metric)),
+            kind: "epoch".into(),
             epoch: p.epoch as i64,
             step: p.step as i64,
             lr: p.lr,
@@ -320,6 +341,10 @@ pub(crate) mod tests {
             metric: "accuracy".into(),
             train_score: 0.9,
             test_score: test_acc,
+            validation_score: None,
+            role: "final".into(),
+            lr: Some(0.1),
+            weight_decay: Some(0.0),
             deployed_params: 25_450,
             trained_params: 101_800,
             wall_clock_s: 1.5,
@@ -351,7 +376,9 @@ pub(crate) mod tests {
             test_loss: 0.35,
             train_score: 0.9,
             test_score: 0.91,
+            validation_score: 0.88,
             train_seconds: 1.0,
+            kind: "epoch".into(),
         };
         assert!(!dir.is_done(&a.run_id));
         dir.store(&a, &[point.clone(), point]).unwrap();

@@ -36,11 +36,20 @@ impl<'a> Datasets<'a> {
                 loaded.push((entry.dataset.clone(), load, splits));
             }
         }
-        Ok(Datasets {
+        let datasets = Datasets {
             experiment,
             cache_dir,
             loaded,
-        })
+        };
+        // Sizes are checked against the data before anything trains.
+        for (i, entry) in experiment.datasets.iter().enumerate() {
+            let splits = datasets.splits(i);
+            entry
+                .recipe
+                .check_sizes(&entry.dataset, splits.train.len(), splits.test.len())
+                .map_err(|e| Error::config(file, format!("datasets.{i}.{e}")))?;
+        }
+        Ok(datasets)
     }
 
     /// The splits of the experiment's dataset entry `index`.

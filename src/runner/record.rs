@@ -30,6 +30,8 @@ pub(super) struct Measured<'a> {
     /// The deployed model evaluated on the training and test examples.
     pub final_train: Metrics,
     pub final_test: Metrics,
+    /// The deployed model on the validation slice, when the recipe holds one out.
+    pub final_validation: Option<Metrics>,
     /// The task's headline metric.
     pub metric: Metric,
     /// When the run started.
@@ -49,6 +51,7 @@ pub(super) fn run_record<B: AutodiffBackend>(
         train,
         final_train,
         final_test,
+        final_validation,
         metric,
         started,
         peak_rss_bytes,
@@ -76,6 +79,10 @@ pub(super) fn run_record<B: AutodiffBackend>(
         metric: metric.name().into(),
         train_score: final_train.score(metric),
         test_score: final_test.score(metric),
+        validation_score: final_validation.map(|v| v.score(metric)),
+        role: spec.phase.name().into(),
+        lr: Some(recipe.optimizer.lr()),
+        weight_decay: Some(recipe.optimizer.weight_decay()),
         deployed_params: output.deployed.num_params() as i64,
         trained_params: output.trained_params as i64,
         wall_clock_s: started.elapsed().as_secs_f64(),

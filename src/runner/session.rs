@@ -14,7 +14,10 @@ use crate::error::Result;
 use crate::experiment::RunSpec;
 use crate::methods::{MethodContext, MethodEntry};
 use crate::results::{CurvePoint, ModelStore, ResultsDir, memory};
-use crate::train::{CheckpointDir, TrainData, evaluate, subset_seed};
+use crate::train::{CheckpointDir, EvalPoint, TrainData, evaluate, subset_seed};
+
+/// Salt of the validation slice's seed (drawn from seed 0 whatever the run's seed).
+const VALIDATION_SALT: u64 = 4;
 
 /// State shared by the runs of one invocation.
 pub(super) struct Session<'a, B: AutodiffBackend> {
@@ -45,7 +48,16 @@ impl<B: AutodiffBackend> Session<'_, B> {
             Some(n) => data.subset(n, subset_seed(spec.seed, salt)),
             None => data.clone(),
         };
-        let train = subset(&splits.train, recipe.train_subset, 1);
+        // The validation slice is the same for every seed and method; the run's training
+        // examples are drawn from the rest.
+        let (validation, rest) = match recipe.validation {
+            Some(n) => {
+                let (held, rest) = splits.train.hold_out(n, subset_seed(0, VALIDATION_SALT));
+                (Some(held), rest)
+            }
+            None => (None, splits.train.clone()),
+        };
+        let train = subset(&rest, recipe.train_subset, 1);
         let test = subset(&splits.test, recipe.test_subset, 2);
         let train_eval = subset(&train, recipe.eval_train_subset, 3);
 
@@ -59,6 +71,7 @@ impl<B: AutodiffBackend> Session<'_, B> {
             data: TrainData {
                 train: &train,
                 train_eval: &train_eval,
+                validation: validation.as_ref(),
                 test: &test,
             },
             model: &spec.model,
@@ -81,6 +94,9 @@ impl<B: AutodiffBackend> Session<'_, B> {
             evaluate::<B::InnerBackend, _>(&output.deployed, &train_eval, 1000, &self.device);
         let final_test =
             evaluate::<B::InnerBackend, _>(&output.deployed, &test, 1000, &self.device);
+        let final_validation = validation
+            .as_ref()
+            .map(|v| evaluate::<B::InnerBackend, _>(&output.deployed, v, 1000, &self.device));
         let record = run_record(
             spec,
             method.spec(),
@@ -89,18 +105,35 @@ impl<B: AutodiffBackend> Session<'_, B> {
                 train: &train,
                 final_train,
                 final_test,
+                final_validation,
                 metric: splits.metric,
                 started,
                 peak_rss_bytes,
             },
             &self.stamp,
         );
-        let curve: Vec<CurvePoint> = output
+        let mut curve: Vec<CurvePoint> = output
             .log
             .points
             .iter()
             .map(|p| CurvePoint::new(p, splits.metric))
             .collect();
+        // The curve ends at the table's number: the deployed model as evaluated above (after
+        // collapse and any BatchNorm re-estimation), at the last step.
+        let last = output.log.points.last();
+        let deployed = EvalPoint {
+            epoch: last.map_or(0, |p| p.epoch),
+            step: output.log.steps,
+            lr: last.map_or(0.0, |p| p.lr),
+            train: final_train,
+            test: final_test,
+            validation: final_validation,
+            train_seconds: output.log.train_seconds,
+        };
+        curve.push(CurvePoint {
+            kind: "deployed".into(),
+            ..CurvePoint::new(&deployed, splits.metric)
+        });
         self.dir.store(&record, &curve)?;
         for (_, earlier) in spec.earlier_ids() {
             self.dir.supersede(&earlier)?;

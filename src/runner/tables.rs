@@ -79,6 +79,7 @@ mod tests {
             options: serde_json::json!({}),
             k: 1,
             seed,
+            phase: crate::experiment::Phase::Final,
             data: "fingerprint".into(),
             code_version: crate::results::provenance::NUMERICS_VERSION,
             dataset_index: 0,

@@ -13,6 +13,10 @@ pub struct EvalPoint {
     pub lr: f64,
     pub train: Metrics,
     pub test: Metrics,
+    /// The validation slice's metrics, when the recipe holds one out (checkpoints written
+    /// before validation splits existed have none).
+    #[serde(default)]
+    pub validation: Option<Metrics>,
     /// Training seconds so far, evaluation excluded.
     pub train_seconds: f64,
 }

@@ -16,6 +16,11 @@ pub struct Recipe {
     pub optimizer: OptimizerSpec,
     #[serde(default)]
     pub schedule: ScheduleSpec,
+    /// Examples of the training set held out as the validation slice (none when absent): a
+    /// fixed seeded slice, the same for every method and seed, never trained on; tuning
+    /// chooses on it. `train_subset` is then drawn from the rest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation: Option<usize>,
     /// Train on a seeded random subset of this many examples (all when absent).
     #[serde(default)]
     pub train_subset: Option<usize>,
@@ -47,6 +52,7 @@ impl Recipe {
             return Err("recipe.batch_size must be at least 1".into());
         }
         for (key, value) in [
+            ("recipe.validation", self.validation),
             ("recipe.train_subset", self.train_subset),
             ("recipe.test_subset", self.test_subset),
             ("recipe.eval_train_subset", self.eval_train_subset),
@@ -65,6 +71,54 @@ impl Recipe {
         }
         self.optimizer.validate()?;
         self.schedule.validate()
+    }
+}
+
+impl Recipe {
+    /// Checks the data sizes against the loaded data (`train` and `test` examples of the
+    /// dataset `name`); a size larger than what it slices is an error naming both.
+    pub fn check_sizes(&self, name: &str, train: usize, test: usize) -> Result<(), String> {
+        let validation = self.validation.unwrap_or(0);
+        if validation >= train {
+            return Err(format!(
+                "recipe.validation: {validation} examples held out of {name}'s {train} \
+                 training examples leaves none to train on"
+            ));
+        }
+        let rest = train - validation;
+        let trained = self.train_subset.unwrap_or(rest);
+        let checks = [
+            (
+                "recipe.train_subset",
+                self.train_subset,
+                rest,
+                if validation > 0 {
+                    format!("training examples left after the {validation} validation examples")
+                } else {
+                    "training examples".to_string()
+                },
+            ),
+            (
+                "recipe.test_subset",
+                self.test_subset,
+                test,
+                "test examples".into(),
+            ),
+            (
+                "recipe.eval_train_subset",
+                self.eval_train_subset,
+                trained,
+                "examples trained on".into(),
+            ),
+        ];
+        for (key, size, available, what) in checks {
+            if let Some(size) = size.filter(|&n| n > available) {
+                return Err(format!(
+                    "{key}: {size} is larger than {name}'s {available} {what}"
+                ));
+            }
+        }
+        Ok(())
     }
 }
 

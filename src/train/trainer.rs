@@ -80,6 +80,9 @@ pub struct TrainData<'a> {
     pub train: &'a Examples,
     /// Examples for the train-accuracy curve.
     pub train_eval: &'a Examples,
+    /// The held-out validation slice of the training set (the recipe's `validation` size),
+    /// scored on the curves beside the test set.
+    pub validation: Option<&'a Examples>,
     pub test: &'a Examples,
 }
 
@@ -229,6 +232,9 @@ where
             lr,
             train: evaluate(&eval_model, data.train_eval, EVAL_BATCH, device),
             test: evaluate(&eval_model, data.test, EVAL_BATCH, device),
+            validation: data
+                .validation
+                .map(|v| evaluate(&eval_model, v, EVAL_BATCH, device)),
             train_seconds: log.train_seconds,
         };
         progress.set_message(format!(

@@ -158,6 +158,10 @@ impl Method for Submodular {
             lr: 0.0,
             train: evaluate(&pruned, ctx.data.train_eval, 1000, ctx.device),
             test: evaluate(&pruned, ctx.data.test, 1000, ctx.device),
+            validation: ctx
+                .data
+                .validation
+                .map(|v| evaluate(&pruned, v, 1000, ctx.device)),
             train_seconds: 0.0,
         };
         let mut settings = ctx.plain_settings();

@@ -320,6 +320,7 @@ mod tests {
             options: serde_json::from_str(&row.options).unwrap(),
             k: row.k as usize,
             seed: 0,
+            phase: crate::experiment::Phase::Final,
             data: "x".into(),
             code_version: 2,
             dataset_index: 0,
