@@ -237,19 +237,19 @@ fn adversarial_and_wide_methods_run_from_an_experiment_entry() {
     let (adv, only, wide, mk) = (row("adv_mj"), row("adv_only"), row("wide"), row("mk"));
     assert_eq!(adv[5], "dirichlet(1) + ascent(0.5)");
     assert_eq!(only[5], "uniform + ascent(1)");
-    // Columns (after the leading empty cell): model at 2, deployed params at 10.
-    assert_eq!(adv[10], mk[10], "adversarial MK deploys the small model");
-    let deployed: f64 = wide[10].parse().unwrap();
+    // Columns (after the leading empty cell): model at 2, deployed params at 12.
+    assert_eq!(adv[12], mk[12], "adversarial MK deploys the small model");
+    let deployed: f64 = wide[12].parse().unwrap();
     assert!(
-        deployed > 3.5 * mk[10].parse::<f64>().unwrap(),
+        deployed > 3.5 * mk[12].parse::<f64>().unwrap(),
         "wide deploys a k-fold model: {wide:?}"
     );
     assert_eq!(
         wide[2], "mlp-784-128-10",
         "the row names the wide architecture"
     );
-    // Same seed, same draws: only the ascent step separates adv_mj from mk (column 9: test loss).
-    assert_ne!(adv[9], mk[9], "the ascent step changes training");
+    // Same seed, same draws: only the ascent step separates adv_mj from mk (column 11: test loss).
+    assert_ne!(adv[11], mk[11], "the ascent step changes training");
 }
 
 #[test]
@@ -349,7 +349,13 @@ fn submodular_selection_deploys_the_small_size_and_reports_before_fine_tuning() 
     // The curves start at epoch 0: the pruned model before fine-tuning.
     let curves = dir.curves().unwrap().unwrap();
     let epochs = curves.column("epoch").unwrap().i64().unwrap().clone();
-    assert_eq!(epochs.iter().filter(|e| *e == Some(0)).count(), 2);
+    let kinds = curves.column("kind").unwrap().str().unwrap().clone();
+    let before = epochs
+        .iter()
+        .zip(kinds.iter())
+        .filter(|(e, kind)| *e == Some(0) && *kind == Some("epoch"))
+        .count();
+    assert_eq!(before, 2);
     let before_fine_tuning = runs
         .iter()
         .find(|r| r.options.contains("\"finetune_epochs\":0"))

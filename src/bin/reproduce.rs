@@ -73,6 +73,10 @@ struct ExperimentArgs {
     /// Only the runs of shard INDEX/COUNT (0-based), for parallel sweeps sharing one results folder.
     #[arg(long, value_name = "INDEX/COUNT")]
     shard: Option<String>,
+    /// Train only the tuning runs (`tune`) or only the final runs (`final`; those whose tuning
+    /// is stored). Default: tuning, then the final runs it chose for. For two-phase sweeps.
+    #[arg(long, value_name = "tune|final")]
+    phase: Option<String>,
     /// Save a training checkpoint every N epochs (0: never); a killed run resumes from it.
     #[arg(long, default_value_t = 1, value_name = "N")]
     checkpoint_every: usize,
@@ -257,6 +261,7 @@ fn base_run_options(
         mode,
         datasets: Vec::new(),
         shard: None,
+        phase: None,
         checkpoint_every: 1,
     })
 }
@@ -264,6 +269,7 @@ fn base_run_options(
 fn run_options(args: ExperimentArgs, mode: Mode) -> Result<RunOptions, Error> {
     Ok(RunOptions {
         shard: args.shard.as_deref().map(str::parse).transpose()?,
+        phase: args.phase.as_deref().map(str::parse).transpose()?,
         checkpoint_every: args.checkpoint_every,
         datasets: args.datasets,
         overrides: args.overrides,

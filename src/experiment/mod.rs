@@ -5,6 +5,6 @@ pub mod plan;
 pub mod spec;
 pub mod tune;
 
-pub use plan::{Phase, RunSpec, plan};
+pub use plan::{FinalRun, Phase, Plan, RunSpec, TuningState, plan};
 pub use spec::{ClaimsConfig, DatasetEntry, Experiment, ResolvedExperiment, list, load, locate};
 pub use tune::{GridPoint, TuneSpec};

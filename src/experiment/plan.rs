@@ -4,6 +4,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::spec::Experiment;
+use super::tune::{GridPoint, Scored, choose};
 use crate::models::ModelSpec;
 use crate::train::Recipe;
 
@@ -15,6 +16,21 @@ pub enum Phase {
     Tune,
     #[default]
     Final,
+}
+
+impl std::str::FromStr for Phase {
+    type Err = crate::error::Error;
+
+    fn from_str(text: &str) -> crate::error::Result<Self> {
+        match text {
+            "tune" => Ok(Phase::Tune),
+            "final" => Ok(Phase::Final),
+            other => Err(crate::error::Error::Usage(format!(
+                "--phase `{other}`: expected `tune` (the tuning runs) or `final` (the runs the \
+                 tables report)"
+            ))),
+        }
+    }
 }
 
 impl Phase {
@@ -95,12 +111,107 @@ impl RunSpec {
     }
 }
 
+/// The runs of an experiment: its tuning grid (when it has a `tune` block) and its final runs.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Every tuning run: per (dataset, method entry, k), every grid point on every tuning seed.
+    pub tuning: Vec<RunSpec>,
+    /// The runs the tables report, in table order.
+    pub finals: Vec<FinalRun>,
+}
+
+/// One final run: trained at its group's chosen grid point once all of the group's tuning runs
+/// are stored (at the recipe's values when the experiment tunes nothing).
+#[derive(Debug, Clone)]
+pub struct FinalRun {
+    /// The run to train; `None` while its tuning runs are not all stored.
+    pub spec: Option<RunSpec>,
+    /// The same run as planned before validation slices and tuning existed (the recipe's
+    /// values, no validation slice): what older stored runs of it were.
+    pub legacy: RunSpec,
+    /// The state of its group's tuning (`None` when the experiment tunes nothing).
+    pub tuning: Option<TuningState>,
+}
+
+/// How far the tuning of one (dataset, method entry, k) group is.
+#[derive(Debug, Clone)]
+pub struct TuningState {
+    pub stored: usize,
+    pub needed: usize,
+    /// The winning grid point and its mean validation score, once every run is stored.
+    pub choice: Option<(GridPoint, f64)>,
+    /// The winning learning rate is the grid's smallest or largest: the best value may lie
+    /// beyond the grid.
+    pub at_edge: bool,
+}
+
+impl FinalRun {
+    /// Ids the table may show until this run is trained under the current code and protocol:
+    /// its own spec's under earlier numerics versions, then the legacy spec's (every version),
+    /// newest first.
+    pub fn earlier_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .spec
+            .iter()
+            .flat_map(|s| s.earlier_ids().into_iter().map(|(_, id)| id))
+            .collect();
+        let legacy_current = self.legacy.id();
+        if self.spec.as_ref().is_none_or(|s| s.id() != legacy_current) {
+            ids.push(legacy_current);
+            ids.extend(self.legacy.earlier_ids().into_iter().map(|(_, id)| id));
+        }
+        ids
+    }
+}
+
+impl Plan {
+    /// Final runs ready to train.
+    pub fn ready(&self) -> impl Iterator<Item = &RunSpec> {
+        self.finals.iter().filter_map(|f| f.spec.as_ref())
+    }
+
+    /// Every run with a spec, tuning runs first, with its position in the plan (positions
+    /// are stable whatever is stored: shards own positions).
+    pub fn positioned(&self) -> Vec<(usize, &RunSpec)> {
+        let tuning = self.tuning.iter().enumerate();
+        let finals = self
+            .finals
+            .iter()
+            .enumerate()
+            .filter_map(|(i, f)| f.spec.as_ref().map(|s| (self.tuning.len() + i, s)));
+        tuning.chain(finals).collect()
+    }
+
+    /// How many runs the plan has in all (waiting final runs included).
+    pub fn len(&self) -> usize {
+        self.tuning.len() + self.finals.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// One (dataset, method entry, k) of an experiment: what is tuned together.
+struct Group {
+    dataset_index: usize,
+    method_index: usize,
+    k: usize,
+}
+
 /// Expands an experiment into its runs, in a stable order. Methods that do not depend on k
 /// run once per seed. `fingerprints[i]` identifies the content of dataset entry `i`;
-/// `code_version` is the numerics version of the code that will train them. The experiment was
+/// `code_version` is the numerics version of the code that will train them; `stored_score`
+/// gives the validation score of a stored run by id (`Some(NaN)` when it has none, `None`
+/// when it is not stored), from which final runs get their tuned values. The experiment was
 /// checked when it was loaded, so planning cannot fail.
-pub fn plan(experiment: &Experiment, fingerprints: &[String], code_version: u32) -> Vec<RunSpec> {
-    let mut runs = Vec::new();
+pub fn plan(
+    experiment: &Experiment,
+    fingerprints: &[String],
+    code_version: u32,
+    stored_score: &dyn Fn(&str) -> Option<f64>,
+) -> Plan {
+    let mut groups = Vec::new();
     for (dataset_index, entry) in experiment.datasets.iter().enumerate() {
         for (method_index, method) in experiment.methods.iter().enumerate() {
             if method
@@ -111,27 +222,206 @@ pub fn plan(experiment: &Experiment, fingerprints: &[String], code_version: u32)
                 continue;
             }
             for k in experiment.method_ks(method_index) {
-                for &seed in &experiment.seeds {
-                    runs.push(RunSpec {
-                        experiment: experiment.name.clone(),
-                        dataset: entry.dataset.clone(),
-                        model: entry.model.clone(),
-                        recipe: entry.recipe.clone(),
-                        method: method.method.name().to_string(),
-                        options: method.method.spec().options(),
-                        k,
-                        seed,
-                        phase: Phase::Final,
-                        data: fingerprints[dataset_index].clone(),
-                        code_version,
-                        dataset_index,
-                        method_index,
-                    });
-                }
+                groups.push(Group {
+                    dataset_index,
+                    method_index,
+                    k,
+                });
             }
         }
     }
+    let spec = |group: &Group, seed: u64, phase: Phase, point: GridPoint| {
+        let entry = &experiment.datasets[group.dataset_index];
+        let method = &experiment.methods[group.method_index].method;
+        let mut recipe = entry.recipe.clone();
+        recipe.optimizer = point.apply(&recipe.optimizer);
+        RunSpec {
+            experiment: experiment.name.clone(),
+            dataset: entry.dataset.clone(),
+            model: entry.model.clone(),
+            recipe,
+            method: method.name().to_string(),
+            options: method.spec().options(),
+            k: group.k,
+            seed,
+            phase,
+            data: fingerprints[group.dataset_index].clone(),
+            code_version,
+            dataset_index: group.dataset_index,
+            method_index: group.method_index,
+        }
+    };
+
+    let mut tuning = Vec::new();
+    let mut finals = Vec::new();
+    for group in &groups {
+        let state = experiment.tune.as_ref().map(|tune| {
+            let mut stored = 0;
+            let mut needed = 0;
+            let scored: Vec<Scored> = tune
+                .grid()
+                .into_iter()
+                .map(|point| {
+                    let scores: Vec<Option<f64>> = tune
+                        .seeds
+                        .iter()
+                        .map(|&seed| {
+                            let run = spec(group, seed, Phase::Tune, point);
+                            let score = stored_score(&run.id());
+                            tuning.push(run);
+                            score
+                        })
+                        .collect();
+                    needed += scores.len();
+                    stored += scores.iter().flatten().count();
+                    let mean = scores
+                        .iter()
+                        .copied()
+                        .collect::<Option<Vec<f64>>>()
+                        .map(|s| s.iter().sum::<f64>() / s.len() as f64);
+                    Scored { point, mean }
+                })
+                .collect();
+            let choice = choose(&scored);
+            let lrs = tune.lr_multipliers.iter().copied();
+            let (low, high) = (
+                lrs.clone().fold(f64::MAX, f64::min),
+                lrs.fold(0.0, f64::max),
+            );
+            TuningState {
+                stored,
+                needed,
+                choice,
+                at_edge: tune.lr_multipliers.len() > 1
+                    && choice
+                        .is_some_and(|(p, _)| p.lr_multiplier == low || p.lr_multiplier == high),
+            }
+        });
+        for &seed in &experiment.seeds {
+            let mut legacy = spec(group, seed, Phase::Final, GridPoint::RECIPE);
+            legacy.recipe.validation = None;
+            let spec = match &state {
+                None => Some(spec(group, seed, Phase::Final, GridPoint::RECIPE)),
+                Some(state) => state
+                    .choice
+                    .map(|(point, _)| spec(group, seed, Phase::Final, point)),
+            };
+            finals.push(FinalRun {
+                spec,
+                legacy,
+                tuning: state.clone(),
+            });
+        }
+    }
+    // The same run listed twice (two identical method entries) is planned once.
     let mut seen = std::collections::HashSet::new();
-    runs.retain(|r| seen.insert(r.id()));
-    runs
+    tuning.retain(|r| seen.insert(r.id()));
+    finals.retain(|f| seen.insert(f.legacy.id()));
+    Plan { tuning, finals }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TUNED: &str = r#"
+name: demo
+datasets:
+  - dataset: mnist
+    model: {family: mlp, hidden: [32]}
+    recipe: {epochs: 2, batch_size: 64, validation: 100, optimizer: {name: sgd, lr: 0.1}}
+methods: [baseline, {name: mk, mixing: uniform}]
+k: [2, 4]
+seeds: [0, 1]
+tune: {lr_multipliers: [2, 0.5, 1], seeds: [100]}
+"#;
+
+    fn experiment(text: &str) -> Experiment {
+        let experiment: Experiment = serde_norway::from_str(text).unwrap();
+        experiment.validate().unwrap();
+        experiment
+    }
+
+    #[test]
+    fn every_method_and_k_gets_the_same_grid_and_waits_for_it() {
+        let experiment = experiment(TUNED);
+        let plan = plan(&experiment, &["data".into()], 3, &|_| None);
+        // Groups: baseline (k-free), mk at k = 2 and 4; 3 grid points x 1 tuning seed each.
+        assert_eq!(plan.tuning.len(), 3 * 3);
+        assert!(
+            plan.tuning
+                .iter()
+                .all(|r| r.phase == Phase::Tune && r.seed == 100)
+        );
+        let lrs: Vec<f64> = plan.tuning[..3]
+            .iter()
+            .map(|r| r.recipe.optimizer.lr())
+            .collect();
+        assert_eq!(
+            lrs,
+            [0.05, 0.1, 0.2],
+            "grid order: smaller learning rates first"
+        );
+        assert_eq!(plan.finals.len(), 3 * 2, "3 groups x 2 final seeds");
+        assert!(plan.finals.iter().all(|f| f.spec.is_none()));
+        let state = plan.finals[0].tuning.as_ref().unwrap();
+        assert_eq!((state.stored, state.needed), (0, 3));
+    }
+
+    #[test]
+    fn final_runs_train_at_the_best_validation_score_of_their_own_group() {
+        let experiment = experiment(TUNED);
+        let first = plan(&experiment, &["data".into()], 3, &|_| None);
+        // baseline's best is x2, mk k = 2 ties (smaller lr wins), mk k = 4 is missing a run.
+        let scores: std::collections::HashMap<String, f64> = first
+            .tuning
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != 8)
+            .map(|(i, r)| {
+                let score = match i {
+                    0..=2 => [0.5, 0.6, 0.7][i],
+                    _ => 0.9,
+                };
+                (r.id(), score)
+            })
+            .collect();
+        let plan = plan(&experiment, &["data".into()], 3, &|id| {
+            scores.get(id).copied()
+        });
+        let chosen: Vec<Option<f64>> = plan
+            .finals
+            .iter()
+            .map(|f| f.spec.as_ref().map(|s| s.recipe.optimizer.lr()))
+            .collect();
+        assert_eq!(
+            chosen,
+            [Some(0.2), Some(0.2), Some(0.05), Some(0.05), None, None]
+        );
+        let f = &plan.finals[0];
+        let spec = f.spec.as_ref().unwrap();
+        assert_eq!((spec.phase, spec.seed), (Phase::Final, 0));
+        assert_eq!(spec.recipe.validation, Some(100));
+        assert_eq!(f.legacy.recipe.validation, None);
+        assert_eq!(f.legacy.recipe.optimizer.lr(), 0.1);
+        assert!(f.earlier_ids().contains(&f.legacy.id()));
+        assert_eq!(f.tuning.as_ref().unwrap().choice.unwrap().1, 0.7);
+    }
+
+    #[test]
+    fn without_tuning_final_runs_keep_their_ids() {
+        let untuned = TUNED.replace("tune: {lr_multipliers: [2, 0.5, 1], seeds: [100]}", "");
+        let untuned = untuned.replace("validation: 100, ", "");
+        let plan = plan(&experiment(&untuned), &["data".into()], 3, &|_| None);
+        assert!(plan.tuning.is_empty());
+        for f in &plan.finals {
+            let spec = f.spec.as_ref().unwrap();
+            assert_eq!(
+                spec.id(),
+                f.legacy.id(),
+                "no validation, no tuning: the same run"
+            );
+            assert!(!f.earlier_ids().contains(&spec.id()));
+        }
+    }
 }

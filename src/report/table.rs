@@ -196,19 +196,65 @@ fn total_steps(r: &RunRecord) -> f64 {
     (r.steps + r.teacher_steps) as f64
 }
 
-/// Renders `runs` (in the order of the experiment's plan) as a markdown table.
-pub fn markdown(title: &str, runs: &[RunRecord], planned: usize) -> String {
+/// The base learning rates of a row's runs (`—` for runs stored before the column existed).
+fn lr_cell(row: &Row) -> String {
+    let mut lrs: Vec<String> = row
+        .runs
+        .iter()
+        .map(|r| {
+            r.lr.map_or("—".into(), |lr| format!("{}", round_significant(lr, 6)))
+        })
+        .collect();
+    lrs.dedup();
+    lrs.join(" / ")
+}
+
+fn round_significant(value: f64, digits: i32) -> f64 {
+    if value == 0.0 || !value.is_finite() {
+        return value;
+    }
+    let scale = 10f64.powi(digits - 1 - value.abs().log10().floor() as i32);
+    (value * scale).round() / scale
+}
+
+/// The runs the tables report and the tuning runs, apart.
+fn split_roles(runs: &[RunRecord]) -> (Vec<RunRecord>, Vec<RunRecord>) {
+    runs.iter().cloned().partition(|r| r.role != "tune")
+}
+
+/// Steps of every tuning run of `row` (all grid points and tuning seeds, teachers included).
+fn tuning_steps(row: &Row, tuning: &[RunRecord]) -> Option<f64> {
+    let first = row.first();
+    let steps: Vec<f64> = tuning
+        .iter()
+        .filter(|r| {
+            r.dataset == first.dataset
+                && r.model == first.model
+                && r.method == first.method
+                && r.options == first.options
+                && r.k == first.k
+        })
+        .map(total_steps)
+        .collect();
+    (!steps.is_empty()).then(|| steps.iter().sum())
+}
+
+/// Renders `runs` (in the order of the experiment's plan) as a markdown table. Tuning runs
+/// (`role` `tune`) among them are not rows: their steps are the rows' tuning cost.
+pub fn markdown(title: &str, all: &[RunRecord], planned: usize) -> String {
+    let (finals, tuning) = split_roles(all);
+    let runs = &finals[..];
     let rows = group(runs);
     let best = best_rows(&rows);
     let mut out = String::new();
     let _ = writeln!(out, "## {title}\n");
     let _ = writeln!(
         out,
-        "| dataset | model | method | k | mixing | test score (%) | test acc (%) | train acc (%) | test loss | deployed params | trained params | train steps (+teachers) | step (ms) | seeds |"
+        "| dataset | model | method | k | mixing | lr | test score (%) | validation score (%) | test acc (%) | train acc (%) | test loss | deployed params | trained params | train steps (+teachers) | tuning steps | step (ms) | seeds |"
     );
     let _ = writeln!(
         out,
-        "|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     for (row, &is_best) in rows.iter().zip(&best) {
         let first = row.first();
@@ -220,19 +266,29 @@ pub fn markdown(title: &str, runs: &[RunRecord], planned: usize) -> String {
         };
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             first.dataset,
             first.model,
             row.method_label(runs),
             row.k(),
             first.mixing.as_deref().unwrap_or("—"),
+            lr_cell(row),
             score,
+            cell(
+                &row.values(|r| r.validation_score.unwrap_or(f64::NAN))
+                    .into_iter()
+                    .filter(|v| !v.is_nan())
+                    .collect::<Vec<f64>>(),
+                100.0,
+                2
+            ),
             cell(&row.values(|r| r.test_acc), 100.0, 2),
             cell(&row.values(|r| r.train_acc), 100.0, 2),
             cell(&row.values(|r| r.test_loss), 1.0, 4),
             first.deployed_params,
             first.trained_params,
             cell(&row.values(total_steps), 1.0, 0),
+            tuning_steps(row, &tuning).map_or("—".into(), |s| format!("{s:.0}")),
             cell(&row.values(|r| r.step_ms), 1.0, 2),
             row.seeds(),
         );
@@ -244,8 +300,15 @@ pub fn markdown(title: &str, runs: &[RunRecord], planned: usize) -> String {
          (accuracy; Matthews correlation for CoLA; F1 for MRPC), on the test split (GLUE: dev). Bold: the best test score \
          of its dataset among rows of the smallest deployed size, above every other such row by a paired t-test over \
          seeds (95% interval of the difference excludes 0); no row is bold without that support. \
-         {} of {planned} planned runs stored.",
-        runs.len()
+         lr: the base learning rate the row trained at; with a `tune` block, the value chosen on the validation \
+         score (a fixed held-out slice of the training set) of every grid point's tuning runs, whose steps are the \
+         tuning cost (all grid points and tuning seeds). {} of {planned} planned runs stored{}.",
+        runs.len(),
+        if tuning.is_empty() {
+            String::new()
+        } else {
+            format!(", and {} tuning runs", tuning.len())
+        }
     );
     let _ = writeln!(out, "{}", provenance(runs));
     out
@@ -280,7 +343,9 @@ fn tex(text: &str) -> String {
 }
 
 /// Renders `runs` as a LaTeX table (booktabs), the same rows and marks as [`markdown`].
-pub fn latex(title: &str, runs: &[RunRecord], planned: usize) -> String {
+pub fn latex(title: &str, all: &[RunRecord], planned: usize) -> String {
+    let (finals, tuning) = split_roles(all);
+    let runs = &finals[..];
     let rows = group(runs);
     let best = best_rows(&rows);
     let mut out = String::new();
@@ -288,11 +353,11 @@ pub fn latex(title: &str, runs: &[RunRecord], planned: usize) -> String {
         out,
         "% {title}: generated by `reproduce` from stored runs; needs \\usepackage{{booktabs}}"
     );
-    let _ = writeln!(out, "\\begin{{tabular}}{{lllrlrrrrr}}");
+    let _ = writeln!(out, "\\begin{{tabular}}{{lllrlrrrrrr}}");
     let _ = writeln!(out, "\\toprule");
     let _ = writeln!(
         out,
-        "Dataset & Model & Method & $k$ & Mixing & Test score (\\%) & Train acc. (\\%) & Deployed params & Train steps & Seeds \\\\"
+        "Dataset & Model & Method & $k$ & Mixing & lr & Test score (\\%) & Train acc. (\\%) & Deployed params & Train steps (+tuning) & Seeds \\\\"
     );
     let _ = writeln!(out, "\\midrule");
     let mut previous: Option<&str> = None;
@@ -310,17 +375,19 @@ pub fn latex(title: &str, runs: &[RunRecord], planned: usize) -> String {
         };
         let _ = writeln!(
             out,
-            "{} & {} & {} & {} & {} & {} {} & {} & {} & {} & {} \\\\",
+            "{} & {} & {} & {} & {} & {} & {} {} & {} & {} & {}{} & {} \\\\",
             tex(&first.dataset),
             tex(&first.model),
             tex(&row.method_label(runs)),
             tex(&row.k()),
             tex(first.mixing.as_deref().unwrap_or("—")),
+            tex(&lr_cell(row)),
             tex(&first.metric),
             score,
             tex(&cell(&row.values(|r| r.train_acc), 100.0, 2)),
             first.deployed_params,
             tex(&cell(&row.values(total_steps), 1.0, 0)),
+            tuning_steps(row, &tuning).map_or(String::new(), |s| format!(" (+{s:.0})")),
             tex(&row.seeds()),
         );
     }

@@ -2,6 +2,7 @@
 //! list the plan, or run what is pending (of this shard), and render the tables. Only the
 //! training itself needs a backend: listing the plan and reporting read files alone.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::time::Instant;
 
@@ -12,7 +13,7 @@ use super::record::Provenance;
 use super::session::Session;
 use super::{Mode, RunOptions, tables};
 use crate::error::Result;
-use crate::experiment::{self, ResolvedExperiment, RunSpec};
+use crate::experiment::{self, Phase, Plan, ResolvedExperiment, RunSpec};
 use crate::results::provenance::{self, NUMERICS_VERSION, machine_description};
 use crate::results::{ModelStore, ResultsDir};
 use crate::with_backend;
@@ -26,8 +27,6 @@ pub(super) fn execute(resolved: &ResolvedExperiment, options: &RunOptions) -> Re
         options.data_dir.clone(),
         options.cache_dir.clone(),
     )?;
-    let runs = experiment::plan(experiment, &datasets.fingerprints(), NUMERICS_VERSION);
-
     let dir = ResultsDir::new(&options.results_dir, &experiment.name, &resolved.profile);
     for (path, reason) in dir.audit()? {
         eprintln!(
@@ -35,67 +34,197 @@ pub(super) fn execute(resolved: &ResolvedExperiment, options: &RunOptions) -> Re
             path.display()
         );
     }
+    let fingerprints = datasets.fingerprints();
+    let plan_now = || -> Result<Plan> {
+        let scores = stored_validation_scores(&dir)?;
+        Ok(experiment::plan(
+            experiment,
+            &fingerprints,
+            NUMERICS_VERSION,
+            &|id| scores.get(id).copied(),
+        ))
+    };
+    let mut plan = plan_now()?;
     let owned = |position: usize| options.shard.is_none_or(|s| s.owns(position));
 
     if options.mode == Mode::Plan {
-        let mut out = String::new();
-        for (position, spec) in runs.iter().enumerate().filter(|(p, _)| owned(*p)) {
-            let earlier = spec
-                .earlier_ids()
-                .into_iter()
-                .find(|(_, id)| dir.is_done(id));
-            let status = if dir.is_done(&spec.id()) {
-                "stored".to_string()
-            } else if let Some((version, _)) = earlier {
-                format!("pending (stored by numerics v{version}, shown in tables until rerun)")
-            } else {
-                "pending".to_string()
-            };
-            let _ = writeln!(out, "{position:>4}  {}  {status}", spec.id());
-        }
-        return Ok(out);
+        return Ok(plan_listing(&plan, &dir, &owned));
     }
 
-    let pending: Vec<&RunSpec> = runs
-        .iter()
-        .enumerate()
-        .filter(|(p, r)| owned(*p) && !dir.is_done(&r.id()))
-        .map(|(_, r)| r)
-        .collect();
-    if options.mode == Mode::Train && !pending.is_empty() {
-        // Written first: an unwritable results folder fails before any training.
-        crate::atomic::write(
-            &dir.root().join("experiment.yaml"),
-            resolved.resolved_yaml.as_bytes(),
-        )?;
-        crate::backend::prepare(
-            options.backend,
-            &options
-                .cache_dir
-                .clone()
-                .unwrap_or_else(crate::data::cache::default_dir),
-        )?;
-        with_backend!(options.backend, B => train_pending::<B>(
-            resolved, options, &dir, &datasets, &runs, &pending,
-        ))?;
+    if options.mode == Mode::Train {
+        let phases: &[Phase] = match options.phase {
+            Some(Phase::Tune) => &[Phase::Tune],
+            Some(Phase::Final) => &[Phase::Final],
+            None => &[Phase::Tune, Phase::Final],
+        };
+        let mut prepared = false;
+        for &phase in phases {
+            // Final runs are planned after the tuning runs trained above are stored.
+            plan = plan_now()?;
+            let pending: Vec<(&RunSpec, Vec<String>)> = pending_runs(&plan, phase, &dir, &owned);
+            if pending.is_empty() {
+                continue;
+            }
+            if !prepared {
+                // Written first: an unwritable results folder fails before any training.
+                crate::atomic::write(
+                    &dir.root().join("experiment.yaml"),
+                    resolved.resolved_yaml.as_bytes(),
+                )?;
+                crate::backend::prepare(
+                    options.backend,
+                    &options
+                        .cache_dir
+                        .clone()
+                        .unwrap_or_else(crate::data::cache::default_dir),
+                )?;
+                prepared = true;
+            }
+            with_backend!(options.backend, B => train_pending::<B>(
+                resolved, options, &dir, &datasets, &plan, phase, &pending,
+            ))?;
+        }
+        plan = plan_now()?;
+        let waiting = plan
+            .finals
+            .iter()
+            .enumerate()
+            .filter(|(i, f)| f.spec.is_none() && owned(plan.tuning.len() + i))
+            .count();
+        if waiting > 0 {
+            eprintln!(
+                "{}: {waiting} final runs wait for tuning runs not stored yet (other shards, or \
+                 `--phase final` before `--phase tune`); run again once they are",
+                experiment.name
+            );
+        }
     }
 
     let write_to = options
         .datasets
         .is_empty()
         .then_some(options.results_dir.as_path());
-    tables::render(&dir, &runs, &experiment.name, &resolved.profile, write_to)
+    tables::render(&dir, &plan, &experiment.name, &resolved.profile, write_to)
 }
 
-/// Trains the `pending` runs of the plan `runs` one after the other, storing each as it
-/// finishes.
+/// The validation score of every stored run by id (NaN when the run has none or diverged: a
+/// diverged model's score is its NaN weights', not a result).
+fn stored_validation_scores(dir: &ResultsDir) -> Result<HashMap<String, f64>> {
+    Ok(dir
+        .runs()?
+        .into_iter()
+        .map(|r| {
+            let score = match r.status.as_str() {
+                "completed" => r.validation_score.unwrap_or(f64::NAN),
+                _ => f64::NAN,
+            };
+            (r.run_id, score)
+        })
+        .collect())
+}
+
+/// The runs of `phase` this invocation owns that are not stored, each with the ids its result
+/// replaces (the same run stored by earlier code or before the tuning protocol).
+fn pending_runs<'p>(
+    plan: &'p Plan,
+    phase: Phase,
+    dir: &ResultsDir,
+    owned: &dyn Fn(usize) -> bool,
+) -> Vec<(&'p RunSpec, Vec<String>)> {
+    match phase {
+        Phase::Tune => plan
+            .tuning
+            .iter()
+            .enumerate()
+            .filter(|(p, r)| owned(*p) && !dir.is_done(&r.id()))
+            .map(|(_, r)| (r, r.earlier_ids().into_iter().map(|(_, id)| id).collect()))
+            .collect(),
+        Phase::Final => plan
+            .finals
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| owned(plan.tuning.len() + i))
+            .filter_map(|(_, f)| f.spec.as_ref().map(|s| (s, f.earlier_ids())))
+            .filter(|(s, _)| !dir.is_done(&s.id()))
+            .collect(),
+    }
+}
+
+/// `reproduce plan`: every run this invocation owns with its position and status.
+fn plan_listing(plan: &Plan, dir: &ResultsDir, owned: &dyn Fn(usize) -> bool) -> String {
+    let mut out = String::new();
+    for (position, spec) in plan.tuning.iter().enumerate().filter(|(p, _)| owned(*p)) {
+        let status = if dir.is_done(&spec.id()) {
+            "stored"
+        } else {
+            "pending"
+        };
+        let _ = writeln!(out, "{position:>4}  tune   {}  {status}", spec.id());
+    }
+    for (i, run) in plan.finals.iter().enumerate() {
+        let position = plan.tuning.len() + i;
+        if !owned(position) {
+            continue;
+        }
+        let earlier = run.earlier_ids().into_iter().find(|id| dir.is_done(id));
+        let chosen = run
+            .tuning
+            .as_ref()
+            .and_then(|t| t.choice.map(|c| (c, t.at_edge)))
+            .map(|((point, score), at_edge)| {
+                format!(
+                    " at {} (validation {score:.4}{})",
+                    point.label(),
+                    if at_edge {
+                        "; at the grid's edge: the best value may lie beyond it"
+                    } else {
+                        ""
+                    }
+                )
+            })
+            .unwrap_or_default();
+        let (id, status) = match (&run.spec, &run.tuning) {
+            (Some(spec), _) if dir.is_done(&spec.id()) => (spec.id(), format!("stored{chosen}")),
+            (Some(spec), _) => (
+                spec.id(),
+                match earlier {
+                    Some(_) => format!(
+                        "pending{chosen} (an earlier version or protocol's run is shown in \
+                         tables until rerun)"
+                    ),
+                    None => format!("pending{chosen}"),
+                },
+            ),
+            (None, Some(t)) => (
+                format!(
+                    "{}-{}-k{}-s{} (methods[{}])",
+                    run.legacy.dataset,
+                    run.legacy.method,
+                    run.legacy.k,
+                    run.legacy.seed,
+                    run.legacy.method_index
+                ),
+                format!(
+                    "waiting for tuning ({} of {} tuning runs stored)",
+                    t.stored, t.needed
+                ),
+            ),
+            (None, None) => unreachable!("untuned final runs always have a spec"),
+        };
+        let _ = writeln!(out, "{position:>4}  final  {id}  {status}");
+    }
+    out
+}
+
+/// Trains the `pending` runs of `phase` one after the other, storing each as it finishes.
 fn train_pending<B: AutodiffBackend>(
     resolved: &ResolvedExperiment,
     options: &RunOptions,
     dir: &ResultsDir,
     datasets: &Datasets<'_>,
-    runs: &[RunSpec],
-    pending: &[&RunSpec],
+    plan: &Plan,
+    phase: Phase,
+    pending: &[(&RunSpec, Vec<String>)],
 ) -> Result<()> {
     let experiment = &resolved.experiment;
     let device = B::Device::default();
@@ -117,27 +246,38 @@ fn train_pending<B: AutodiffBackend>(
         .shard
         .map(|s| format!(" (shard {}/{})", s.index, s.count))
         .unwrap_or_default();
+    let (planned, stored) = match phase {
+        Phase::Tune => (
+            plan.tuning.len(),
+            plan.tuning.iter().filter(|r| dir.is_done(&r.id())).count(),
+        ),
+        Phase::Final => (
+            plan.finals.len(),
+            plan.ready().filter(|r| dir.is_done(&r.id())).count(),
+        ),
+    };
     eprintln!(
-        "{}{shard}: {} runs planned, {} stored, {} to train on {} ({})",
+        "{}{shard}, {} runs: {planned} planned, {stored} stored, {} to train on {} ({})",
         experiment.name,
-        runs.len(),
-        runs.iter().filter(|r| dir.is_done(&r.id())).count(),
+        phase.name(),
         pending.len(),
         options.backend,
         session.stamp.machine
     );
-    for (i, spec) in pending.iter().enumerate() {
+    for (i, (spec, replaces)) in pending.iter().enumerate() {
         session.run_one(
             spec,
+            replaces,
             datasets.splits(spec.dataset_index),
             i + 1,
             pending.len(),
         )?;
     }
     eprintln!(
-        "{}{shard}: trained {} runs in {:.1} s",
+        "{}{shard}: trained {} {} runs in {:.1} s",
         experiment.name,
         pending.len(),
+        phase.name(),
         started.elapsed().as_secs_f64()
     );
     Ok(())

@@ -36,6 +36,9 @@ pub struct RunOptions {
     pub datasets: Vec<String>,
     /// Train only this shard of the plan.
     pub shard: Option<Shard>,
+    /// Train only this phase's runs (tuning, or final runs whose tuning is stored); both when
+    /// `None`.
+    pub phase: Option<crate::experiment::Phase>,
     /// Save a checkpoint every this many epochs (0: never).
     pub checkpoint_every: usize,
 }

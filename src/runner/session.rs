@@ -33,10 +33,12 @@ pub(super) struct Session<'a, B: AutodiffBackend> {
 
 impl<B: AutodiffBackend> Session<'_, B> {
     /// Runs `spec` (the `index`-th of `total` to run) on `splits`, stores its row and curve,
-    /// moves its earlier-numerics twins aside and removes its checkpoints.
+    /// moves the runs it `replaces` aside (the same run stored by earlier numerics or before
+    /// the tuning protocol) and removes its checkpoints.
     pub fn run_one(
         &self,
         spec: &RunSpec,
+        replaces: &[String],
         splits: &DataSplits,
         index: usize,
         total: usize,
@@ -135,8 +137,8 @@ impl<B: AutodiffBackend> Session<'_, B> {
             ..CurvePoint::new(&deployed, splits.metric)
         });
         self.dir.store(&record, &curve)?;
-        for (_, earlier) in spec.earlier_ids() {
-            self.dir.supersede(&earlier)?;
+        for earlier in replaces {
+            self.dir.supersede(earlier)?;
         }
         checkpoint.clear();
         eprintln!(

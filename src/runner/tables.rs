@@ -3,28 +3,28 @@
 use std::path::Path;
 
 use crate::error::Result;
-use crate::experiment::RunSpec;
+use crate::experiment::Plan;
 use crate::report::table;
 use crate::results::{ResultsDir, RunRecord};
 
-/// The markdown table of the planned `specs` stored in `dir`; also written, with its LaTeX
-/// twin, as `<results_dir>/<name>-<profile>.{md,tex}` when `results_dir` is given.
+/// The markdown table of the planned runs of `plan` stored in `dir`; also written, with its
+/// LaTeX twin, as `<results_dir>/<name>-<profile>.{md,tex}` when `results_dir` is given.
 pub(super) fn render(
     dir: &ResultsDir,
-    specs: &[RunSpec],
+    plan: &Plan,
     name: &str,
     profile: &str,
     results_dir: Option<&Path>,
 ) -> Result<String> {
     let stored: Vec<RunRecord> = dir.runs()?;
-    let (planned, earlier) = planned_runs(specs, &stored);
+    let (planned, earlier) = planned_runs(plan, &stored);
     let title = format!("{name} ({profile} profile)");
-    let mut markdown = table::markdown(&title, &planned, specs.len());
+    let mut markdown = table::markdown(&title, &planned, plan.finals.len());
     if earlier > 0 {
         markdown.push_str(&format!(
             "{earlier} of these runs were stored by an earlier numerics version of the code (its \
-             commits are on the Code line); running the experiment retrains them with this \
-             version.\n"
+             commits are on the Code line) or before validation slices and tuning (no validation \
+             score; the recipe's learning rate); running the experiment retrains them.\n"
         ));
     }
     if let Some(results_dir) = results_dir {
@@ -32,35 +32,41 @@ pub(super) fn render(
         crate::atomic::write(&table_path, markdown.as_bytes())?;
         crate::atomic::write(
             &table_path.with_extension("tex"),
-            table::latex(&title, &planned, specs.len()).as_bytes(),
+            table::latex(&title, &planned, plan.finals.len()).as_bytes(),
         )?;
     }
     Ok(markdown)
 }
 
-/// The stored run of every planned spec: the current numerics version's, else the newest
-/// earlier version's (a table keeps showing what was measured until the run is redone).
-/// Returns the runs and how many came from an earlier version.
-fn planned_runs(specs: &[RunSpec], stored: &[RunRecord]) -> (Vec<RunRecord>, usize) {
+/// The stored tuning runs of the plan, then the stored run of every final run: the current
+/// code and protocol's, else the newest earlier one's (a table keeps showing what was
+/// measured until the run is redone). Returns the runs and how many came from earlier code or
+/// protocol.
+fn planned_runs(plan: &Plan, stored: &[RunRecord]) -> (Vec<RunRecord>, usize) {
     let find = |id: &str| stored.iter().find(|r| r.run_id == id);
-    let mut earlier = 0;
-    let runs = specs
+    let mut runs: Vec<RunRecord> = plan
+        .tuning
         .iter()
-        .filter_map(|spec| {
-            find(&spec.id()).or_else(|| {
-                let old = spec.earlier_ids().into_iter().find_map(|(_, id)| find(&id));
-                earlier += usize::from(old.is_some());
-                old
-            })
-        })
+        .filter_map(|spec| find(&spec.id()))
         .cloned()
         .collect();
+    let mut earlier = 0;
+    for run in &plan.finals {
+        let current = run.spec.as_ref().and_then(|spec| find(&spec.id()));
+        let found = current.or_else(|| {
+            let old = run.earlier_ids().iter().find_map(|id| find(id));
+            earlier += usize::from(old.is_some());
+            old
+        });
+        runs.extend(found.cloned());
+    }
     (runs, earlier)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::experiment::RunSpec;
 
     #[test]
     fn tables_fall_back_to_a_run_stored_by_earlier_numerics() {
@@ -106,7 +112,18 @@ mod tests {
             stored_as(specs[1].earlier_ids()[0].1.clone(), 1),
             stored_as(specs[1].id(), 1),
         ];
-        let (runs, earlier) = planned_runs(&specs, &stored);
+        let plan = Plan {
+            tuning: Vec::new(),
+            finals: specs
+                .iter()
+                .map(|spec| crate::experiment::FinalRun {
+                    spec: Some(spec.clone()),
+                    legacy: spec.clone(),
+                    tuning: None,
+                })
+                .collect(),
+        };
+        let (runs, earlier) = planned_runs(&plan, &stored);
         let ids: Vec<&str> = runs.iter().map(|r| r.run_id.as_str()).collect();
         assert_eq!(ids, [stored[0].run_id.as_str(), specs[1].id().as_str()]);
         assert_eq!(earlier, 1, "the current version wins where both are stored");

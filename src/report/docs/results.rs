@@ -89,6 +89,7 @@ pub fn results_blocks(options: &DocsOptions) -> Result<Vec<Block>> {
 /// fingerprint (the same for entries that load the same data), so the order and count are the
 /// plan's and only the ids differ.
 fn planned_specs(experiment: &experiment::Experiment) -> Vec<RunSpec> {
+    // The final runs' identities (dataset, method, options, k, seed) do not depend on tuning.
     let fingerprints: Vec<String> = experiment
         .datasets
         .iter()
@@ -98,14 +99,32 @@ fn planned_specs(experiment: &experiment::Experiment) -> Vec<RunSpec> {
         experiment,
         &fingerprints,
         crate::results::provenance::NUMERICS_VERSION,
+        &|_| None,
     )
+    .finals
+    .into_iter()
+    .map(|run| run.legacy)
+    .collect()
 }
 
-/// The stored row of every planned spec, in plan order: the row recording the same dataset,
-/// method, options, k and seed (the newest when a rerun stored it twice).
+/// The stored tuning rows of the planned (dataset, method, options, k), then the stored row of
+/// every planned final run, in plan order: the row recording the same dataset, method,
+/// options, k and seed (the newest when a rerun stored it twice).
 pub(super) fn planned_rows(specs: &[RunSpec], stored: &[RunRecord]) -> Vec<RunRecord> {
-    let mut used = vec![false; stored.len()];
-    let mut rows = Vec::new();
+    let mut used: Vec<bool> = stored.iter().map(|r| r.role == "tune").collect();
+    let mut rows: Vec<RunRecord> = stored
+        .iter()
+        .filter(|r| {
+            r.role == "tune"
+                && specs.iter().any(|s| {
+                    s.dataset == r.dataset
+                        && s.method == r.method
+                        && s.options.to_string() == r.options
+                        && s.k as i64 == r.k
+                })
+        })
+        .cloned()
+        .collect();
     for spec in specs {
         let options = spec.options.to_string();
         let found = stored
