@@ -2,7 +2,11 @@
 //! does, then moves it to a worse point on the simplex with one exponentiated-gradient ascent
 //! step of size `rho` before the update, using dL/dp_i = <dL/dW, theta_i> from a first
 //! forward/backward pass (about twice the cost of a plain MK step); `adv_only` ascends from
-//! uniform p, with no random draw.
+//! uniform p, with no random draw. `adv_only` needs copies that differ: from `identical` copies
+//! every dL/dp_i of a layer is equal, the ascent leaves p uniform, the copies stay identical and
+//! the run is uniform MK (with `lr_compensation: auto`, the baseline). It therefore defaults to
+//! `independent` copies and refuses `identical` ones when the experiment is loaded. `adv_mj`
+//! accepts them: its first ascent is a no-op, but the drawn p makes the copies differ.
 
 use burn::tensor::backend::AutodiffBackend;
 use serde::Deserialize;
@@ -35,11 +39,23 @@ pub struct AdvMajority {
     pub bn_recalibration: usize,
 }
 
+/// Why `adv_only` refuses `init: identical` (its `validate` error).
+const IDENTICAL_REFUSED: &str = "adv_only refuses `init: identical`: from identical copies \
+    every dL/dp_i of a layer is equal, so the ascent never moves p from uniform, the copies stay \
+    identical and the run is uniform MK (with `lr_compensation: auto`, the baseline); use \
+    `init: independent` (the default) or `init: independent_scaled`";
+
+fn default_adv_only_init() -> MkInit {
+    MkInit::Independent
+}
+
 /// `adv_only`: the ascent step from uniform p.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdvOnly {
-    #[serde(default)]
+    /// The copies' init: `independent` by default; `identical` is refused (see the module
+    /// documentation).
+    #[serde(default = "default_adv_only_init")]
     pub init: MkInit,
     #[serde(default)]
     pub lr_compensation: LrCompensation,
@@ -171,6 +187,9 @@ impl MethodSpec for AdvOnly {
     }
 
     fn validate(&self, _k: usize) -> std::result::Result<(), String> {
+        if self.init == MkInit::Identical {
+            return Err(IDENTICAL_REFUSED.into());
+        }
         check_rho(self.rho)
     }
 
@@ -224,6 +243,99 @@ mod tests {
             "mass moves towards larger gradients"
         );
         assert!(q[4] > 0.99, "large gradients do not overflow");
+    }
+
+    /// `adv_only` from identical copies is uniform MK (the baseline under `auto` compensation),
+    /// so the experiment is refused when it is loaded, with the reason; independent copies (the
+    /// default) load.
+    #[test]
+    fn adv_only_refuses_identical_copies_when_the_experiment_loads() {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(
+            file.path(),
+            "name: demo
+datasets:
+  - dataset: mnist
+    model: {family: mlp, hidden: [32]}
+    recipe: {epochs: 1, batch_size: 64, optimizer: {name: sgd, lr: 0.1}}
+methods: [baseline, {name: adv_only, init: identical}, {name: adv_mj, init: identical}]
+k: [4]
+seeds: [0]
+profiles: {smoke: {}}
+",
+        )
+        .unwrap();
+        let load = |sets: &[&str]| {
+            let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+            crate::experiment::load(file.path(), "smoke", &sets)
+        };
+        let err = load(&[]).unwrap_err().to_string();
+        assert!(
+            err.contains(&file.path().display().to_string())
+                && err.contains(
+                    "`methods[1]` (adv_only), k = 4: adv_only refuses `init: identical`: from \
+                     identical copies every dL/dp_i of a layer is equal, so the ascent never \
+                     moves p from uniform, the copies stay identical and the run is uniform MK \
+                     (with `lr_compensation: auto`, the baseline); use `init: independent` (the \
+                     default) or `init: independent_scaled`"
+                ),
+            "{err}"
+        );
+        for init in ["independent", "independent_scaled"] {
+            let set = format!("methods.1.init={init}");
+            load(&[set.as_str()]).unwrap();
+        }
+        // The default is independent copies; adv_mj keeps accepting identical copies (its
+        // random draw makes them differ after the first step).
+        let experiment = load(&["methods.1=adv_only"]).unwrap().experiment;
+        let spec = experiment.methods[1].method.spec();
+        assert_eq!(spec.init_label().as_deref(), Some("independent"));
+        assert_eq!(
+            experiment.methods[2].method.spec().init_label().as_deref(),
+            Some("identical")
+        );
+    }
+
+    /// Why `adv_only` refuses identical copies: from them every dL/dp_i of a layer is equal,
+    /// so the ascent from uniform p stays at uniform p (the update then keeps the copies
+    /// identical, and so on at every step); from independent copies it moves p.
+    #[test]
+    fn the_ascent_from_uniform_stays_uniform_only_with_identical_copies() {
+        let splits = data::load("mnist", &[test_data()], &Default::default()).unwrap();
+        let batch = splits.train.subset(64, 0);
+        let device = Default::default();
+        let spec = ModelSpec::Mlp {
+            hidden: vec![16],
+            bias: true,
+        };
+        let indices: Vec<usize> = (0..64).collect();
+        for init in [MkInit::Identical, MkInit::Independent] {
+            let small: Model<B> = spec.build(&batch, &mut stream_rng(0, Stream::Init), &device);
+            let model = small.to_mk(4, init, &mut stream_rng(0, Stream::MkCopies));
+            let (layers, k) = (model.mk_layers(), model.mk_copies());
+            let mk = MkStep::<B>::for_mixing(model.mk_kernel_ids());
+            let uniform = vec![1.0 / k as f32; layers * k];
+            let (inputs, labels) = batch.batch::<B>(&indices, &device);
+            let gradient = mixing_gradient(&model, &mk, inputs, labels, &uniform);
+            let q = exponentiated_ascent(&uniform, &gradient, k, 1.0);
+            let spread = |row: &[f32]| {
+                let (lo, hi) = row
+                    .iter()
+                    .fold((f32::MAX, f32::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+                hi - lo
+            };
+            let moved = q.chunks(k).map(spread).fold(0.0f32, f32::max);
+            match init {
+                MkInit::Identical => {
+                    assert!(
+                        gradient.chunks(k).all(|row| spread(row) == 0.0),
+                        "equal dL/dp_i per layer: {gradient:?}"
+                    );
+                    assert_eq!(q, uniform, "p stays uniform");
+                }
+                _ => assert!(moved > 1e-4, "independent copies move p: {q:?}"),
+            }
+        }
     }
 
     #[test]

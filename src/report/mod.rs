@@ -1,5 +1,6 @@
 //! Reports rendered from stored results only.
 
+pub mod budget;
 pub mod claims;
 pub mod docs;
 pub mod plots;

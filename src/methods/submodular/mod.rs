@@ -17,7 +17,7 @@
 //! Files: [`selection`] (facility location, lazy greedy), [`ridge`] (the least-squares refit),
 //! and the model surgery per family: [`mlp`], [`resnet`].
 
-use burn::module::{AutodiffModule, Module, Param};
+use burn::module::{AutodiffModule, Module, ModuleMapper, Param};
 use burn::nn::Linear;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
@@ -112,6 +112,29 @@ fn linear<B: Backend>(
     }
 }
 
+/// `model` moved to the autodiff backend with every parameter requiring gradients, ready to
+/// be trained.
+///
+/// `Model::from_inner` alone is not enough: it gives each parameter the `require_grad` flag
+/// its inner `Param` carries, and on the inner backend that flag is false for every parameter
+/// the surgery creates (`Param::from_tensor` takes it from the tensor, and an inner tensor never
+/// requires gradients) and for every parameter cloned once initialised (`Param::clone`
+/// rebuilds it the same way, so even the wide model's kept parameters lose it). Such a
+/// parameter gets no gradient and the optimiser skips it: fine-tuning would train nothing.
+/// Each parameter is therefore rebuilt flagged trainable (as burn's initialisers build them),
+/// keeping its id and value; BatchNorm running statistics keep only their value, as before.
+fn trainable<B: AutodiffBackend>(model: Model<B::InnerBackend>) -> Model<B> {
+    struct Trainable;
+    impl<B: Backend> ModuleMapper<B> for Trainable {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+            let (id, value, _) = param.consume();
+            let (device, shape) = (value.device(), value.shape());
+            Param::uninitialized(id, move |_, _| value.clone(), device, true, shape)
+        }
+    }
+    Model::from_inner(model.map(&mut Trainable))
+}
+
 impl MethodSpec for Submodular {
     fn info() -> MethodInfo {
         MethodInfo::new(
@@ -166,7 +189,7 @@ impl Method for Submodular {
         };
         let mut settings = ctx.plain_settings();
         settings.epochs = self.finetune_epochs;
-        let small = Model::<B>::from_inner(pruned.clone());
+        let small = trainable::<B>(pruned.clone());
         let trained_params = small.num_params();
         let (deployed, mut log) = if self.finetune_epochs > 0 {
             let (model, log) = ctx.train(small, &settings, &mut PlainStep, "finetune")?;
@@ -182,5 +205,109 @@ impl Method for Submodular {
             log,
             trained_params,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::TestAutodiffBackend as B;
+    use crate::data::{self, test_data};
+    use crate::train::{Recipe, TrainData};
+    use burn::module::ModuleVisitor;
+
+    type Inner = <B as AutodiffBackend>::InnerBackend;
+
+    /// Every float tensor of a model (parameters and BatchNorm running statistics), in
+    /// visiting order.
+    fn floats(model: &Model<Inner>) -> Vec<Vec<f32>> {
+        struct Floats(Vec<Vec<f32>>);
+        impl ModuleVisitor<Inner> for Floats {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<Inner, D>>) {
+                self.0.push(host(param.val()));
+            }
+        }
+        let mut visitor = Floats(Vec::new());
+        model.visit(&mut visitor);
+        visitor.0
+    }
+
+    /// Runs `submodular` on a small slice of the dataset's fixture, with and without
+    /// fine-tuning, and checks that fine-tuning moves every tensor of the pruned model (the
+    /// weights, not only BatchNorm statistics) and changes its loss.
+    fn fine_tuning_moves_the_pruned_model(dataset: &str, model: &str) {
+        let splits = data::load(dataset, &[test_data()], &Default::default()).unwrap();
+        let (train, test) = (splits.train.subset(64, 0), splits.test.subset(32, 1));
+        let recipe: Recipe = serde_norway::from_str(
+            "{epochs: 1, batch_size: 16, optimizer: {name: sgd, lr: 0.05, momentum: 0.9}}",
+        )
+        .unwrap();
+        let model: ModelSpec = serde_norway::from_str(model).unwrap();
+        let progress = indicatif::ProgressBar::hidden();
+        let ctx = MethodContext::<B> {
+            data: TrainData {
+                train: &train,
+                train_eval: &train,
+                validation: None,
+                test: &test,
+            },
+            model: &model,
+            recipe: &recipe,
+            k: 2,
+            seed: 0,
+            device: &Default::default(),
+            progress: &progress,
+            checkpoint: None,
+            models: None,
+            data_fingerprint: "test",
+        };
+        let method = |finetune_epochs| Submodular {
+            calibration: 32,
+            finetune_epochs,
+            ridge: 1e-3,
+        };
+        let pruned = method(0).run::<B>(&ctx).unwrap();
+        let tuned = method(1).run::<B>(&ctx).unwrap();
+        let (first, last) = (&tuned.log.points[0], tuned.log.points.last().unwrap());
+        eprintln!(
+            "{dataset}: train loss {} -> {}, test accuracy {} -> {} after {} fine-tuning steps",
+            first.train.loss,
+            last.train.loss,
+            first.test.accuracy,
+            last.test.accuracy,
+            tuned.log.steps
+        );
+        assert_eq!((first.epoch, last.epoch, tuned.log.steps), (0, 1, 4));
+        assert_eq!(
+            first.train.loss, pruned.log.points[0].train.loss,
+            "the curve starts with the pruned model"
+        );
+        let (before, after) = (floats(&pruned.deployed), floats(&tuned.deployed));
+        assert_eq!(before.len(), after.len());
+        let unchanged: Vec<usize> = (0..before.len())
+            .filter(|&i| before[i] == after[i])
+            .collect();
+        assert!(
+            unchanged.is_empty(),
+            "{dataset}: fine-tuning left tensors {unchanged:?} of {} unchanged",
+            before.len()
+        );
+        assert_ne!(
+            first.train.loss, last.train.loss,
+            "{dataset}: fine-tuning changes the loss"
+        );
+    }
+
+    #[test]
+    fn fine_tuning_moves_the_pruned_mlp() {
+        fine_tuning_moves_the_pruned_model("mnist", "{family: mlp, hidden: [16]}");
+    }
+
+    #[test]
+    fn fine_tuning_moves_the_pruned_resnet() {
+        fine_tuning_moves_the_pruned_model(
+            "cifar10",
+            "{family: resnet, blocks: [1, 1], widths: [4, 8], stem: cifar}",
+        );
     }
 }

@@ -48,7 +48,8 @@ pub fn results_blocks(options: &DocsOptions) -> Result<Vec<Block>> {
             name: format!("{name}-{profile}"),
             text,
         });
-        all_claims.extend(claims::check(&name, &stored));
+        let evidence = claims::Evidence::load(&dir, &stored, Some(&resolved.experiment))?;
+        all_claims.extend(claims::check_with(&name, &stored, &evidence));
         figures.extend(figure_files(
             &options.plots_dir,
             &format!("{name}-{profile}-"),
