@@ -113,15 +113,19 @@ fn planned_specs(experiment: &experiment::Experiment) -> Vec<RunSpec> {
 /// options, k and seed (the newest when a rerun stored it twice).
 pub(super) fn planned_rows(specs: &[RunSpec], stored: &[RunRecord]) -> Vec<RunRecord> {
     let mut used: Vec<bool> = stored.iter().map(|r| r.role == "tune").collect();
+    let groups: Vec<(&str, &str, String, i64)> = specs
+        .iter()
+        .map(|s| (&*s.dataset, &*s.method, s.options.to_string(), s.k as i64))
+        .collect();
     let mut rows: Vec<RunRecord> = stored
         .iter()
         .filter(|r| {
             r.role == "tune"
-                && specs.iter().any(|s| {
-                    s.dataset == r.dataset
-                        && s.method == r.method
-                        && s.options.to_string() == r.options
-                        && s.k as i64 == r.k
+                && groups.iter().any(|(dataset, method, options, k)| {
+                    *dataset == r.dataset
+                        && *method == r.method
+                        && *options == r.options
+                        && *k == r.k
                 })
         })
         .cloned()
