@@ -141,13 +141,13 @@ fn show(value: Option<&Value>) -> String {
 
 /// The parts of an experiment a comparison depends on.
 fn comparable(e: &Experiment) -> Result<Value> {
-    let value = serde_norway::to_value((&e.datasets, &e.k, &e.seeds))
+    let value = serde_norway::to_value((&e.datasets, &e.k, &e.seeds, &e.tune))
         .map_err(|err| Error::Usage(format!("experiment does not serialise: {err}")))?;
     let Value::Sequence(parts) = value else {
         unreachable!("a tuple serialises as a sequence")
     };
     let mut map = serde_norway::Mapping::new();
-    for (key, part) in ["datasets", "k", "seeds"].iter().zip(parts) {
+    for (key, part) in ["datasets", "k", "seeds", "tune"].iter().zip(parts) {
         map.insert(Value::String(key.to_string()), part);
     }
     Ok(Value::Mapping(map))
@@ -241,10 +241,23 @@ pub fn compare(options: &CompareOptions) -> Result<String> {
 fn report(experiment: &str, profile: &str, baselines: &[RunRecord], fresh: &[RunRecord]) -> String {
     let mut all: Vec<RunRecord> = baselines.to_vec();
     all.extend(fresh.iter().cloned());
+    let finals = all.iter().filter(|r| r.role == "final").count();
+    // The table counts tuning runs as cost; the comparisons pair final runs only.
+    let baselines: Vec<RunRecord> = baselines
+        .iter()
+        .filter(|r| r.role == "final")
+        .cloned()
+        .collect();
+    let fresh: Vec<RunRecord> = fresh
+        .iter()
+        .filter(|r| r.role == "final")
+        .cloned()
+        .collect();
+    let (baselines, fresh) = (&baselines[..], &fresh[..]);
     let mut out = table::markdown(
         &format!("{experiment} ({profile} profile): stored baselines and the new method"),
         &all,
-        all.len(),
+        finals,
     );
     let _ = writeln!(
         out,

@@ -40,10 +40,11 @@ fn final_runs_train_at_the_learning_rate_their_tuning_runs_chose_on_validation()
     let exp = file.to_str().unwrap();
     let results = tmp.path().join("results");
 
-    // The final phase alone has nothing to train yet: its runs wait for their tuning.
+    // The final phase alone has nothing to train yet: its runs wait for their tuning, and the
+    // phase fails so that a sweep's dependency does not pass it for done.
     let out = reproduce(&[exp, "--phase", "final", "--quiet"], &results);
     let (_, err) = text(&out);
-    assert!(out.status.success(), "{err}");
+    assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(runs(&results).is_empty());
     assert!(err.contains("4 final runs wait for tuning runs"), "{err}");
 

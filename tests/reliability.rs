@@ -134,8 +134,8 @@ datasets:
       epochs: 3
       batch_size: 64
       optimizer: {name: sgd, lr: 10000.0, momentum: 0.9}
-      train_subset: 512
-      test_subset: 256
+      train_subset: 500
+      test_subset: 200
 methods: [baseline, lr_over_k]
 k: [1000000]
 seeds: [0]

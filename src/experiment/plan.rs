@@ -129,6 +129,9 @@ pub struct FinalRun {
     /// The same run as planned before validation slices and tuning existed (the recipe's
     /// values, no validation slice): what older stored runs of it were.
     pub legacy: RunSpec,
+    /// The same run at every other point of its group's grid: what it was when an earlier
+    /// tuning (other code, grid or data) chose differently.
+    pub alternatives: Vec<RunSpec>,
     /// The state of its group's tuning (`None` when the experiment tunes nothing).
     pub tuning: Option<TuningState>,
 }
@@ -146,20 +149,24 @@ pub struct TuningState {
 }
 
 impl FinalRun {
-    /// Ids the table may show until this run is trained under the current code and protocol:
-    /// its own spec's under earlier numerics versions, then the legacy spec's (every version),
-    /// newest first.
+    /// Ids the table may show until this run is trained under the current code and protocol,
+    /// and that its result replaces: its own spec's under earlier numerics versions, the same
+    /// run at the grid's other points (every version), then the legacy spec's (every version).
     pub fn earlier_ids(&self) -> Vec<String> {
+        let own = self.spec.as_ref().map(RunSpec::id);
+        let every_version = |spec: &RunSpec| {
+            std::iter::once(spec.id()).chain(spec.earlier_ids().into_iter().map(|(_, id)| id))
+        };
         let mut ids: Vec<String> = self
             .spec
             .iter()
             .flat_map(|s| s.earlier_ids().into_iter().map(|(_, id)| id))
+            .chain(self.alternatives.iter().flat_map(every_version))
+            .chain(every_version(&self.legacy))
+            .filter(|id| Some(id) != own.as_ref())
             .collect();
-        let legacy_current = self.legacy.id();
-        if self.spec.as_ref().is_none_or(|s| s.id() != legacy_current) {
-            ids.push(legacy_current);
-            ids.extend(self.legacy.earlier_ids().into_iter().map(|(_, id)| id));
-        }
+        let mut seen = std::collections::HashSet::new();
+        ids.retain(|id| seen.insert(id.clone()));
         ids
     }
 }
@@ -168,18 +175,6 @@ impl Plan {
     /// Final runs ready to train.
     pub fn ready(&self) -> impl Iterator<Item = &RunSpec> {
         self.finals.iter().filter_map(|f| f.spec.as_ref())
-    }
-
-    /// Every run with a spec, tuning runs first, with its position in the plan (positions
-    /// are stable whatever is stored: shards own positions).
-    pub fn positioned(&self) -> Vec<(usize, &RunSpec)> {
-        let tuning = self.tuning.iter().enumerate();
-        let finals = self
-            .finals
-            .iter()
-            .enumerate()
-            .filter_map(|(i, f)| f.spec.as_ref().map(|s| (self.tuning.len() + i, s)));
-        tuning.chain(finals).collect()
     }
 
     /// How many runs the plan has in all (waiting final runs included).
@@ -298,25 +293,41 @@ pub fn plan(
             }
         });
         for &seed in &experiment.seeds {
-            let mut legacy = spec(group, seed, Phase::Final, GridPoint::RECIPE);
+            let at_recipe = spec(group, seed, Phase::Final, GridPoint::RECIPE);
+            let mut legacy = at_recipe.clone();
             legacy.recipe.validation = None;
-            let spec = match &state {
-                None => Some(spec(group, seed, Phase::Final, GridPoint::RECIPE)),
-                Some(state) => state
-                    .choice
-                    .map(|(point, _)| spec(group, seed, Phase::Final, point)),
+            let chosen = state
+                .as_ref()
+                .and_then(|s| s.choice)
+                .map(|(point, _)| point);
+            let alternatives: Vec<RunSpec> = experiment
+                .tune
+                .iter()
+                .flat_map(|tune| tune.grid())
+                .filter(|&point| Some(point) != chosen)
+                .map(|point| spec(group, seed, Phase::Final, point))
+                .collect();
+            let spec = match (&state, chosen) {
+                (None, _) => Some(at_recipe),
+                (Some(_), chosen) => chosen.map(|point| spec(group, seed, Phase::Final, point)),
             };
             finals.push(FinalRun {
                 spec,
                 legacy,
+                alternatives,
                 tuning: state.clone(),
             });
         }
     }
-    // The same run listed twice (two identical method entries) is planned once.
+    // The same run listed twice (two identical method entries) is planned once; the key is
+    // the run at the recipe's values, which does not depend on what is stored.
     let mut seen = std::collections::HashSet::new();
     tuning.retain(|r| seen.insert(r.id()));
-    finals.retain(|f| seen.insert(f.legacy.id()));
+    finals.retain(|f| {
+        let mut key = f.legacy.clone();
+        key.recipe.validation = experiment.datasets[key.dataset_index].recipe.validation;
+        seen.insert(key.id())
+    });
     Plan { tuning, finals }
 }
 

@@ -205,6 +205,7 @@ fn lr_cell(row: &Row) -> String {
             r.lr.map_or("—".into(), |lr| format!("{}", round_significant(lr, 6)))
         })
         .collect();
+    lrs.sort();
     lrs.dedup();
     lrs.join(" / ")
 }

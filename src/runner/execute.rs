@@ -12,7 +12,7 @@ use super::datasets::Datasets;
 use super::record::Provenance;
 use super::session::Session;
 use super::{Mode, RunOptions, tables};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::experiment::{self, Phase, Plan, ResolvedExperiment, RunSpec};
 use crate::results::provenance::{self, NUMERICS_VERSION, machine_description};
 use crate::results::{ModelStore, ResultsDir};
@@ -92,11 +92,17 @@ pub(super) fn execute(resolved: &ResolvedExperiment, options: &RunOptions) -> Re
             .filter(|(i, f)| f.spec.is_none() && owned(plan.tuning.len() + i))
             .count();
         if waiting > 0 {
-            eprintln!(
+            let message = format!(
                 "{}: {waiting} final runs wait for tuning runs not stored yet (other shards, or \
                  `--phase final` before `--phase tune`); run again once they are",
                 experiment.name
             );
+            // The final phase of a sweep must not pass for done (a Slurm dependency would go
+            // on); a single-phase run reports and leaves the waiting runs for the next call.
+            if options.phase == Some(Phase::Final) {
+                return Err(Error::Usage(message));
+            }
+            eprintln!("{message}");
         }
     }
 
@@ -172,6 +178,9 @@ fn plan_listing(plan: &Plan, dir: &ResultsDir, owned: &dyn Fn(usize) -> bool) ->
             .as_ref()
             .and_then(|t| t.choice.map(|c| (c, t.at_edge)))
             .map(|((point, score), at_edge)| {
+                if score == f64::NEG_INFINITY {
+                    return format!(" at {} (every grid point diverged)", point.label());
+                }
                 format!(
                     " at {} (validation {score:.4}{})",
                     point.label(),

@@ -119,6 +119,7 @@ mod tests {
                 .map(|spec| crate::experiment::FinalRun {
                     spec: Some(spec.clone()),
                     legacy: spec.clone(),
+                    alternatives: Vec::new(),
                     tuning: None,
                 })
                 .collect(),

@@ -51,8 +51,10 @@ impl Recipe {
         if self.batch_size == 0 {
             return Err("recipe.batch_size must be at least 1".into());
         }
+        if self.validation == Some(0) {
+            return Err("recipe.validation must be at least 1 (omit it to hold out none)".into());
+        }
         for (key, value) in [
-            ("recipe.validation", self.validation),
             ("recipe.train_subset", self.train_subset),
             ("recipe.test_subset", self.test_subset),
             ("recipe.eval_train_subset", self.eval_train_subset),
