@@ -28,6 +28,7 @@ pub fn bench_encoder(size: &[usize]) -> ModelSpec {
         max_len: 64,
         pre_norm: false,
         dropout: 0.0,
+        pretrained: None,
     })
 }
 

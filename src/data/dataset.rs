@@ -223,9 +223,11 @@ impl ImageDataset {
 pub enum Inputs<B: Backend> {
     /// `[batch, channels, height, width]`.
     Images(Tensor<B, 4>),
-    /// Token ids `[batch, len]` and the additive attention bias `[batch, len]`.
+    /// Token ids `[batch, len]`, their token types (segment ids, `[batch, len]`; `None`: all
+    /// 0, as in every batch of single sentences) and the additive attention bias `[batch, len]`.
     Tokens {
         ids: Tensor<B, 2, Int>,
+        token_types: Option<Tensor<B, 2, Int>>,
         attention_bias: Tensor<B, 2>,
     },
 }
@@ -332,6 +334,7 @@ impl Examples {
                 (
                     Inputs::Tokens {
                         ids,
+                        token_types: d.token_types(indices, device),
                         attention_bias,
                     },
                     labels,

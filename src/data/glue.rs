@@ -209,6 +209,7 @@ pub fn tokenize(
     tokenizer.with_padding(None);
     let mut ids = vec![0u32; examples.len() * max_len];
     let mut lengths = Vec::with_capacity(examples.len());
+    let mut second = Vec::with_capacity(examples.len());
     for (i, example) in examples.iter().enumerate() {
         let encoding = match &example.second {
             Some(second) => tokenizer.encode((example.first.as_str(), second.as_str()), true),
@@ -218,6 +219,13 @@ pub fn tokenize(
         let row = encoding.get_ids();
         ids[i * max_len..i * max_len + row.len()].copy_from_slice(row);
         lengths.push(row.len() as u16);
+        second.push(segment_start(encoding.get_type_ids()).ok_or_else(|| {
+            Error::Usage(format!(
+                "tokenizing `{}`: token types {:?} are not 0s then 1s",
+                example.first,
+                encoding.get_type_ids()
+            ))
+        })?);
     }
     let labels: Vec<Label> = examples.iter().map(|e| e.label as Label).collect();
     let bytes: Vec<u8> = ids.iter().flat_map(|id| id.to_le_bytes()).collect();
@@ -225,11 +233,22 @@ pub fn tokenize(
     Ok(TextDataset {
         ids,
         lengths,
+        second,
         max_len,
         labels,
         num_classes: 2,
         vocab: tokenizer.get_vocab_size(true),
     })
+}
+
+/// Where the type-1 tokens of a row start (its length when it has none); `None` unless the
+/// types are 0s followed by 1s.
+fn segment_start(types: &[u32]) -> Option<u16> {
+    let start = types.iter().position(|&t| t != 0).unwrap_or(types.len());
+    types[start..]
+        .iter()
+        .all(|&t| t == 1)
+        .then_some(start as u16)
 }
 
 #[cfg(test)]
@@ -363,5 +382,51 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("`7`"), "{err}");
+    }
+
+    #[test]
+    fn sentence_pairs_get_token_types() {
+        type B = crate::backend::TestBackend;
+        let dir = test_data();
+        let hub = HubAccess::from_env();
+        let tokenizer =
+            crate::data::tokenize::from_file(&dir.join("bert-base-uncased").join("tokenizer.json"))
+                .unwrap();
+        let mut fingerprint = Fingerprint::default();
+        let (mrpc, _) = read(Task::Mrpc, std::slice::from_ref(&dir), &hub).unwrap();
+        let pairs = tokenize(&mrpc[..8], &tokenizer, 32, &mut fingerprint).unwrap();
+        for i in 0..pairs.len() {
+            let (second, len) = (pairs.second[i] as usize, pairs.lengths[i] as usize);
+            let row = &pairs.ids[i * 32..i * 32 + len];
+            assert!(second < len, "row {i}: a pair has a second segment");
+            assert_eq!(
+                (row[0], row[second - 1], row[len - 1]),
+                (101, 102, 102),
+                "row {i}"
+            );
+        }
+        let indices = [0, 1, 2];
+        let types: Vec<i64> = pairs
+            .token_types::<B>(&indices, &Default::default())
+            .expect("pairs have type-1 tokens")
+            .into_data()
+            .convert::<i64>()
+            .to_vec()
+            .unwrap();
+        let t = types.len() / 3;
+        for (r, &i) in indices.iter().enumerate() {
+            let (second, len) = (pairs.second[i] as usize, pairs.lengths[i] as usize);
+            let want: Vec<i64> = (0..t).map(|j| i64::from(j >= second && j < len)).collect();
+            assert_eq!(types[r * t..(r + 1) * t], want[..], "row {i}");
+        }
+
+        let (sst2, _) = read(Task::Sst2, std::slice::from_ref(&dir), &hub).unwrap();
+        let single = tokenize(&sst2[..8], &tokenizer, 32, &mut fingerprint).unwrap();
+        assert_eq!(single.second, single.lengths);
+        assert!(
+            single
+                .token_types::<B>(&[0, 1], &Default::default())
+                .is_none()
+        );
     }
 }

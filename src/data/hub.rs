@@ -32,7 +32,27 @@ impl HubAccess {
 /// Path of `file` in the Hub dataset `repo`, from the cache or downloaded into it.
 /// `local_hint` says what was looked for locally, for the error when both fail.
 pub fn dataset_file(hub: &HubAccess, repo: &str, file: &str, local_hint: &str) -> Result<PathBuf> {
-    let repo_ref = Repo::new(repo.to_string(), RepoType::Dataset);
+    repo_file(hub, RepoType::Dataset, repo, file, local_hint)
+}
+
+/// Path of `file` in the Hub model `repo` (a checkpoint's `config.json`, `model.safetensors`,
+/// ...), from the cache or downloaded into it; errors as [`dataset_file`]'s.
+pub fn model_file(hub: &HubAccess, repo: &str, file: &str, local_hint: &str) -> Result<PathBuf> {
+    repo_file(hub, RepoType::Model, repo, file, local_hint)
+}
+
+fn repo_file(
+    hub: &HubAccess,
+    kind: RepoType,
+    repo: &str,
+    file: &str,
+    local_hint: &str,
+) -> Result<PathBuf> {
+    let what = match kind {
+        RepoType::Dataset => "dataset",
+        _ => "model",
+    };
+    let repo_ref = Repo::new(repo.to_string(), kind);
     let cache = &hub.cache;
     if let Some(path) = cache.repo(repo_ref.clone()).get(file) {
         return Ok(path);
@@ -40,7 +60,7 @@ pub fn dataset_file(hub: &HubAccess, repo: &str, file: &str, local_hint: &str) -
     let offline = hub.offline;
     let unavailable = |why: String| {
         Error::MissingData(format!(
-            "{local_hint}; and the Hugging Face Hub dataset `{repo}` file `{file}` is {why}. \
+            "{local_hint}; and the Hugging Face Hub {what} `{repo}` file `{file}` is {why}. \
              Put the files in a directory and pass `--data-dir DIR`, or run once with network \
              access to fill the hub cache at {}",
             cache.path().display()

@@ -1,4 +1,5 @@
-//! Tokenised text classification data: fixed-length id rows (padded with 0) and labels.
+//! Tokenised text classification data: fixed-length id rows (padded with 0), where each
+//! row's second segment starts (sentence pairs), and labels.
 
 use burn::prelude::*;
 
@@ -7,11 +8,16 @@ use super::rows::{Label, subset_indices};
 /// Additive attention bias for padding positions (exp(-1e4) is 0 in f32).
 pub const PAD_BIAS: f32 = -1e4;
 
-/// Token ids `[N, max_len]` (row-major, 0-padded) with each row's length and label.
+/// Token ids `[N, max_len]` (row-major, 0-padded) with each row's length, segment start and
+/// label.
 #[derive(Debug, Clone)]
 pub struct TextDataset {
     pub ids: Vec<u32>,
     pub lengths: Vec<u16>,
+    /// Where each row's second segment (token type 1) starts: tokens `second[i]..lengths[i]`
+    /// of a sentence pair (`[CLS] a [SEP] b [SEP]`: from `b`) have type 1, the rest type 0. A
+    /// single sentence has `second[i] == lengths[i]`.
+    pub second: Vec<u16>,
     pub max_len: usize,
     pub labels: Vec<Label>,
     pub num_classes: usize,
@@ -37,6 +43,7 @@ impl TextDataset {
         TextDataset {
             ids,
             lengths: indices.iter().map(|&i| self.lengths[i]).collect(),
+            second: indices.iter().map(|&i| self.second[i]).collect(),
             labels: indices.iter().map(|&i| self.labels[i]).collect(),
             ..self.clone_empty()
         }
@@ -46,6 +53,7 @@ impl TextDataset {
         TextDataset {
             ids: Vec::new(),
             lengths: Vec::new(),
+            second: Vec::new(),
             max_len: self.max_len,
             labels: Vec::new(),
             num_classes: self.num_classes,
@@ -88,5 +96,33 @@ impl TextDataset {
             Tensor::from_data(TensorData::new(bias, [indices.len(), t]), device),
             Tensor::from_data(TensorData::new(labels, [indices.len()]), device),
         )
+    }
+
+    /// The token types of the batch at `indices` (`[B, T]`, T as in [`TextDataset::batch`]):
+    /// 1 on each row's second segment, 0 elsewhere (padding included); `None` when no row of
+    /// the batch is a pair (every type 0).
+    pub fn token_types<B: Backend>(
+        &self,
+        indices: &[usize],
+        device: &B::Device,
+    ) -> Option<Tensor<B, 2, Int>> {
+        if indices.iter().all(|&i| self.second[i] >= self.lengths[i]) {
+            return None;
+        }
+        let t = indices
+            .iter()
+            .map(|&i| self.lengths[i] as usize)
+            .max()
+            .unwrap_or(1)
+            .max(1);
+        let mut types = Vec::with_capacity(indices.len() * t);
+        for &i in indices {
+            let (second, len) = (self.second[i] as usize, self.lengths[i] as usize);
+            types.extend((0..t).map(|j| i64::from(j >= second && j < len)));
+        }
+        Some(Tensor::from_data(
+            TensorData::new(types, [indices.len(), t]),
+            device,
+        ))
     }
 }

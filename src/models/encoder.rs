@@ -1,9 +1,11 @@
-//! BERT-style Transformer encoder classifier: token + position embeddings, pre- or post-norm
-//! blocks of multi-head self-attention and a GELU feed-forward, [CLS] pooling.
+//! BERT-style Transformer encoder classifier: token + position (+ token type) embeddings, pre-
+//! or post-norm blocks of multi-head self-attention and a GELU feed-forward, [CLS] pooling.
 //!
 //! The Q/K/V/O projections and both feed-forward projections are [`Dense`] layers, so the MK
 //! twin replaces exactly those with majority kernels; embeddings, LayerNorms, the pooler and
-//! the classification head stay single.
+//! the classification head stay single. A model built from scratch has no token-type table;
+//! one loaded from a pre-trained BERT checkpoint ([`super::pretrained`]) has BERT's, and its
+//! LayerNorm epsilon comes from the checkpoint's config.
 
 use burn::module::{Param, ParamId};
 use burn::nn::{Dropout, DropoutConfig, Embedding, LayerNorm, LayerNormConfig};
@@ -18,8 +20,8 @@ use super::dense::{Dense, normal_values};
 use super::{Classifier, Inputs};
 use crate::mk::{MixedKernels, MkInit};
 
-/// Epsilon of every LayerNorm of the encoder (BERT's).
-const NORM_EPSILON: f64 = 1e-12;
+/// Epsilon of every LayerNorm of an encoder built from scratch (BERT's).
+pub const NORM_EPSILON: f64 = 1e-12;
 
 /// `layer_norm(x + residual?)` with `ln`'s parameters, fused on the CPU backend
 /// ([`kernels::layer_norm`]).
@@ -27,25 +29,42 @@ fn norm<B: Backend, const D: usize>(
     ln: &LayerNorm<B>,
     x: Tensor<B, D>,
     residual: Option<Tensor<B, D>>,
+    epsilon: f64,
 ) -> Tensor<B, D> {
     kernels::layer_norm(
         x,
         residual,
         ln.gamma.val(),
         ln.beta.as_ref().map(|b| b.val()),
-        NORM_EPSILON,
+        epsilon,
     )
 }
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
 /// Size of the encoder, as written in experiment files.
+///
+/// With `pretrained` the architecture is the checkpoint's (its `config.json`): `layers`,
+/// `hidden`, `heads` and `ffn` may be left out (0 in memory, never serialised), and where given
+/// they must match it. New fields are left out of the serialised form when unset, so the
+/// specs (and run ids) of from-scratch encoders are what they were.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EncoderSpec {
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub layers: usize,
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub hidden: usize,
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub heads: usize,
     /// Feed-forward width (4 x hidden in BERT).
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub ffn: usize,
-    /// Longest sequence in tokens (the position table's size); longer inputs are truncated.
+    /// Longest sequence in tokens; longer inputs are truncated. From scratch it is the position
+    /// table's size; a pre-trained model keeps its checkpoint's table, which must be at least
+    /// this long.
     pub max_len: usize,
     /// Pre-norm blocks (`x + f(LN(x))`) instead of BERT's post-norm (`LN(x + f(x))`).
     #[serde(default)]
@@ -54,11 +73,21 @@ pub struct EncoderSpec {
     /// are not bit-reproducible; the default 0 keeps them so.
     #[serde(default)]
     pub dropout: f64,
+    /// A pre-trained BERT checkpoint in the Hugging Face Hub layout to start from: a folder
+    /// holding `config.json` and `model.safetensors` (a path, or a folder of that name under a
+    /// data directory), or a Hub model id (the hub cache first, then the network unless
+    /// `HF_HUB_OFFLINE=1`). See [`super::pretrained`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pretrained: Option<String>,
 }
 
 impl EncoderSpec {
-    /// Checks the values; the message names the key.
+    /// Checks the values; the message names the key. The sizes of a pre-trained encoder are
+    /// checked against its checkpoint when it is loaded ([`super::pretrained::check_spec`]).
     pub fn validate(&self) -> Result<(), String> {
+        if let Some(name) = &self.pretrained {
+            return self.validate_pretrained(name);
+        }
         if self.layers == 0
             || self.hidden == 0
             || self.heads == 0
@@ -66,7 +95,8 @@ impl EncoderSpec {
             || self.max_len < 2
         {
             return Err(
-                "model: layers, hidden, heads and ffn must be at least 1 and max_len at least 2"
+                "model: layers, hidden, heads and ffn must be at least 1 and max_len at least 2 \
+                 (or model.pretrained must name a checkpoint that gives them)"
                     .into(),
             );
         }
@@ -76,6 +106,10 @@ impl EncoderSpec {
                 self.hidden, self.heads
             ));
         }
+        self.validate_dropout()
+    }
+
+    fn validate_dropout(&self) -> Result<(), String> {
         if !(0.0..1.0).contains(&self.dropout) {
             return Err(format!(
                 "model.dropout must be in [0, 1), got {}",
@@ -83,6 +117,30 @@ impl EncoderSpec {
             ));
         }
         Ok(())
+    }
+
+    fn validate_pretrained(&self, name: &str) -> Result<(), String> {
+        if name.trim().is_empty() {
+            return Err("model.pretrained must name a checkpoint (a folder or a Hub id)".into());
+        }
+        if self.max_len < 2 {
+            return Err(format!(
+                "model.max_len must be at least 2, got {}",
+                self.max_len
+            ));
+        }
+        if self.pre_norm {
+            return Err(format!(
+                "model.pre_norm: the pre-trained checkpoint `{name}` is a post-norm BERT"
+            ));
+        }
+        if self.hidden != 0 && self.heads != 0 && !self.hidden.is_multiple_of(self.heads) {
+            return Err(format!(
+                "model.hidden ({}) must be divisible by model.heads ({})",
+                self.hidden, self.heads
+            ));
+        }
+        self.validate_dropout()
     }
 }
 
@@ -109,6 +167,8 @@ pub struct Block<B: Backend> {
 pub struct Encoder<B: Backend> {
     pub token: Embedding<B>,
     pub position: Embedding<B>,
+    /// BERT's token-type (segment) embeddings: pre-trained models only.
+    pub token_type: Option<Embedding<B>>,
     pub embedding_norm: LayerNorm<B>,
     pub blocks: Vec<Block<B>>,
     pub pooler: Dense<B>,
@@ -116,6 +176,8 @@ pub struct Encoder<B: Backend> {
     pub dropout: Dropout,
     pub heads: usize,
     pub pre_norm: bool,
+    /// Epsilon of every LayerNorm ([`NORM_EPSILON`] from scratch; the config's when loaded).
+    pub norm_epsilon: f64,
 }
 
 fn embedding<B: Backend>(
@@ -164,6 +226,7 @@ impl<B: Backend> Encoder<B> {
         Self {
             token,
             position,
+            token_type: None,
             embedding_norm: norm(),
             blocks,
             pooler: Dense::normal(d, d, INIT_STD, rng, device),
@@ -171,6 +234,7 @@ impl<B: Backend> Encoder<B> {
             dropout: DropoutConfig::new(spec.dropout).init(),
             heads: spec.heads,
             pre_norm: spec.pre_norm,
+            norm_epsilon: NORM_EPSILON,
         }
     }
 
@@ -230,14 +294,14 @@ impl<B: Backend> Encoder<B> {
         block.ff_out.forward(hidden, mix)
     }
 
-    /// Logits for token ids `[batch, len]` with an additive attention bias `[batch, len]`
-    /// (0 for tokens, a large negative number for padding).
-    pub fn logits(
+    /// The embedding layer's output `[batch, len, hidden]`: LayerNorm of the token and
+    /// position embeddings, plus the token-type embeddings where the model has them (type 0
+    /// for every token when `token_types` is `None`).
+    fn embed(
         &self,
         ids: Tensor<B, 2, Int>,
-        attention_bias: Tensor<B, 2>,
-        mix: Option<&MixedKernels<B>>,
-    ) -> Tensor<B, 2> {
+        token_types: Option<Tensor<B, 2, Int>>,
+    ) -> Tensor<B, 3> {
         let [b, t] = ids.dims();
         let d = self.token.weight.dims()[1];
         // Broadcasts are written as 2-D row/column operands or outer products: on the flex CPU
@@ -245,42 +309,92 @@ impl<B: Backend> Encoder<B> {
         // of the same addition with a `[1, n]` row (measured: positions 6.2 ms vs 0.17 ms,
         // attention bias 12.3 ms vs 0.7 ms, batch 128 x 64 tokens).
         let positions = self.position.weight.val().slice(0..t).reshape([1, t * d]);
+        let device = ids.device();
         let tokens = self.token.forward(ids).reshape([b, t * d]);
-        let mut x = self.dropout.forward(norm(
+        let mut sum = tokens + positions;
+        if let Some(table) = &self.token_type {
+            let types = token_types.unwrap_or_else(|| Tensor::zeros([b, t], &device));
+            sum = sum + table.forward(types).reshape([b, t * d]);
+        }
+        self.dropout.forward(norm(
             &self.embedding_norm,
-            (tokens + positions).reshape([b, t, d]),
+            sum.reshape([b, t, d]),
             None,
-        ));
+            self.norm_epsilon,
+        ))
+    }
+
+    /// The last hidden states `[batch, len, hidden]` for token ids `[batch, len]`, their token
+    /// types (`None`: all 0) and an additive attention bias `[batch, len]` (0 for tokens, a
+    /// large negative number for padding).
+    pub fn hidden_states(
+        &self,
+        ids: Tensor<B, 2, Int>,
+        token_types: Option<Tensor<B, 2, Int>>,
+        attention_bias: Tensor<B, 2>,
+        mix: Option<&MixedKernels<B>>,
+    ) -> Tensor<B, 3> {
+        let eps = self.norm_epsilon;
+        let mut x = self.embed(ids, token_types);
         let bias = attention_bias;
         for block in &self.blocks {
             if self.pre_norm {
                 x = x.clone()
                     + self.dropout.forward(self.attention(
                         block,
-                        norm(&block.attention_norm, x.clone(), None),
+                        norm(&block.attention_norm, x.clone(), None, eps),
                         bias.clone(),
                         mix,
                     ));
                 x = x.clone()
                     + self.dropout.forward(self.feed_forward(
                         block,
-                        norm(&block.ff_norm, x.clone(), None),
+                        norm(&block.ff_norm, x.clone(), None, eps),
                         mix,
                     ));
             } else {
                 let attended =
                     self.dropout
                         .forward(self.attention(block, x.clone(), bias.clone(), mix));
-                x = norm(&block.attention_norm, x, Some(attended));
+                x = norm(&block.attention_norm, x, Some(attended), eps);
                 let fed = self
                     .dropout
                     .forward(self.feed_forward(block, x.clone(), mix));
-                x = norm(&block.ff_norm, x, Some(fed));
+                x = norm(&block.ff_norm, x, Some(fed), eps);
             }
         }
-        let cls: Tensor<B, 2> = x.slice([0..b, 0..1]).reshape([b, d]);
-        let pooled = tanh(self.pooler.forward(cls, None));
+        x
+    }
+
+    /// The pooled output `[batch, hidden]`: `tanh(pooler(h_[CLS]))` of the last hidden states.
+    pub fn pooled(&self, hidden: Tensor<B, 3>) -> Tensor<B, 2> {
+        let [b, _, d] = hidden.dims();
+        let cls: Tensor<B, 2> = hidden.slice([0..b, 0..1]).reshape([b, d]);
+        tanh(self.pooler.forward(cls, None))
+    }
+
+    /// Logits for token ids `[batch, len]` with their token types (`None`: all 0) and an
+    /// additive attention bias `[batch, len]`.
+    pub fn classify(
+        &self,
+        ids: Tensor<B, 2, Int>,
+        token_types: Option<Tensor<B, 2, Int>>,
+        attention_bias: Tensor<B, 2>,
+        mix: Option<&MixedKernels<B>>,
+    ) -> Tensor<B, 2> {
+        let pooled = self.pooled(self.hidden_states(ids, token_types, attention_bias, mix));
         self.head.forward(self.dropout.forward(pooled), None)
+    }
+
+    /// Logits for token ids `[batch, len]` (every token type 0) with an additive attention
+    /// bias `[batch, len]` (0 for tokens, a large negative number for padding).
+    pub fn logits(
+        &self,
+        ids: Tensor<B, 2, Int>,
+        attention_bias: Tensor<B, 2>,
+        mix: Option<&MixedKernels<B>>,
+    ) -> Tensor<B, 2> {
+        self.classify(ids, None, attention_bias, mix)
     }
 }
 
@@ -289,8 +403,9 @@ impl<B: Backend> Classifier<B> for Encoder<B> {
         match inputs {
             Inputs::Tokens {
                 ids,
+                token_types,
                 attention_bias,
-            } => self.logits(ids, attention_bias, mix),
+            } => self.classify(ids, token_types, attention_bias, mix),
             Inputs::Images(_) => panic!("the transformer encoder takes token inputs, not images"),
         }
     }
@@ -331,6 +446,7 @@ mod tests {
             max_len: 12,
             pre_norm: false,
             dropout: 0.0,
+            pretrained: None,
         }
     }
 

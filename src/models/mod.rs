@@ -6,7 +6,10 @@
 pub mod dense;
 pub mod encoder;
 pub mod mlp;
+pub mod pretrained;
 pub mod resnet;
+
+use std::path::PathBuf;
 
 use burn::module::ParamId;
 use burn::prelude::*;
@@ -25,8 +28,9 @@ use crate::mk::{MixedKernels, MkInit};
 /// Layout version of the stored models' records (burn records of [`Model`]). The trained-model
 /// store keys on it, so a model stored in an older layout is trained again (bit-identically)
 /// instead of failing to load. 2: one `Mlp` type with plain or MK dense layers (was `Mlp` and
-/// `MkMlp`).
-pub const RECORD_VERSION: u32 = 2;
+/// `MkMlp`). 3: the encoder's optional token-type embeddings and LayerNorm epsilon
+/// (pre-trained checkpoints).
+pub const RECORD_VERSION: u32 = 3;
 
 /// A classifier the training loop can drive.
 pub trait Classifier<B: Backend>: Module<B> {
@@ -160,6 +164,17 @@ impl ModelSpec {
                     .collect();
                 format!("mlp-{}", widths.join("-"))
             }
+            ModelSpec::Transformer(EncoderSpec {
+                pretrained: Some(name),
+                max_len,
+                ..
+            }) => format!(
+                "pretrained-{}-len{max_len}",
+                name.trim_end_matches('/')
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or(name)
+            ),
             ModelSpec::Transformer(spec) => format!(
                 "transformer-{}x{}-h{}-ffn{}-len{}{}",
                 spec.layers,
@@ -188,7 +203,14 @@ impl ModelSpec {
     /// The same family with every hidden width multiplied by `factor` (the `wide` reference):
     /// MLP hidden layers; the Transformer's hidden size and feed-forward width (heads and
     /// depth unchanged).
+    ///
+    /// # Panics
+    /// On a pre-trained encoder, which has no wider twin: methods that need one are refused
+    /// for [`ModelSpec::pretrained`] specs.
     pub fn widened(&self, factor: usize) -> ModelSpec {
+        if let Some(name) = self.pretrained() {
+            panic!("the pre-trained encoder `{name}` has no {factor}-times wider twin");
+        }
         match self {
             ModelSpec::Mlp { hidden, bias } => ModelSpec::Mlp {
                 hidden: hidden.iter().map(|w| w * factor).collect(),
@@ -217,7 +239,32 @@ impl ModelSpec {
         matches!(self, ModelSpec::Transformer(_))
     }
 
-    /// A freshly initialised small model for `data`, drawn from `rng`.
+    /// The pre-trained checkpoint the model starts from, if any (`model.pretrained`).
+    pub fn pretrained(&self) -> Option<&str> {
+        match self {
+            ModelSpec::Transformer(spec) => spec.pretrained.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// Reads the pre-trained checkpoint, if the spec names one, from `dirs` (the run's data
+    /// directories, [`crate::data::search_dirs`]) or the Hub, and checks the spec against its
+    /// config. Call it before [`ModelSpec::build`] to get these errors as errors (and the
+    /// `--data-dir` lookup): `build` reads the checkpoint read here, or else looks it up in the
+    /// default data directories and panics on failure.
+    pub fn prepare(&self, dirs: &[PathBuf]) -> crate::Result<()> {
+        if let ModelSpec::Transformer(spec) = self
+            && let Some(name) = &spec.pretrained
+        {
+            let checkpoint = pretrained::load_cached(name, dirs)?;
+            pretrained::check_spec(spec, &checkpoint)?;
+        }
+        Ok(())
+    }
+
+    /// A freshly initialised small model for `data`, drawn from `rng`; a pre-trained encoder
+    /// is its checkpoint's with a fresh classification head drawn from `rng` (see
+    /// [`ModelSpec::prepare`]).
     pub fn build<B: Backend>(
         &self,
         data: &Examples,
@@ -230,9 +277,24 @@ impl ModelSpec {
                 let input = images.image_shape.iter().product();
                 Model::Mlp(Mlp::new(input, hidden, classes, *bias, rng, device))
             }
-            (ModelSpec::Transformer(spec), Examples::Text(text)) => {
-                Model::Encoder(Encoder::new(spec, text.vocab, classes, rng, device))
-            }
+            (ModelSpec::Transformer(spec), Examples::Text(text)) => match &spec.pretrained {
+                None => Model::Encoder(Encoder::new(spec, text.vocab, classes, rng, device)),
+                Some(name) => {
+                    let encoder = pretrained::load_cached(name, &crate::data::search_dirs(None))
+                        .and_then(|checkpoint| {
+                            Encoder::from_checkpoint(
+                                &checkpoint,
+                                spec,
+                                text.vocab,
+                                classes,
+                                rng,
+                                device,
+                            )
+                        })
+                        .unwrap_or_else(|e| panic!("model.pretrained: {e}"));
+                    Model::Encoder(encoder)
+                }
+            },
             (ModelSpec::Resnet(spec), Examples::Images(images)) => Model::ResNet(ResNet::new(
                 spec,
                 images.image_shape[0],
@@ -270,5 +332,109 @@ mod tests {
                 spec.family()
             );
         }
+    }
+
+    #[test]
+    fn encoder_specs_serialise_as_before_and_name_checkpoints() {
+        // Run ids hash this form: a from-scratch encoder's must not change.
+        let scratch: ModelSpec = serde_norway::from_str(
+            "{family: transformer, layers: 2, hidden: 128, heads: 4, ffn: 512, max_len: 64}",
+        )
+        .unwrap();
+        assert_eq!(
+            serde_json::to_string(&scratch).unwrap(),
+            r#"{"family":"transformer","layers":2,"hidden":128,"heads":4,"ffn":512,"max_len":64,"pre_norm":false,"dropout":0.0}"#
+        );
+        assert_eq!(scratch.pretrained(), None);
+
+        let pretrained: ModelSpec = serde_norway::from_str(
+            "{family: transformer, pretrained: all-MiniLM-L6-v2, max_len: 128}",
+        )
+        .unwrap();
+        assert_eq!(pretrained.pretrained(), Some("all-MiniLM-L6-v2"));
+        pretrained.validate().unwrap();
+        let json = serde_json::to_string(&pretrained).unwrap();
+        assert_eq!(
+            json,
+            r#"{"family":"transformer","max_len":128,"pre_norm":false,"dropout":0.0,"pretrained":"all-MiniLM-L6-v2"}"#
+        );
+        assert_eq!(
+            serde_json::from_str::<ModelSpec>(&json).unwrap(),
+            pretrained
+        );
+
+        let text = crate::data::TextDataset {
+            ids: Vec::new(),
+            lengths: Vec::new(),
+            second: Vec::new(),
+            max_len: 128,
+            labels: Vec::new(),
+            num_classes: 2,
+            vocab: 30522,
+        };
+        assert_eq!(
+            pretrained.label(&Examples::Text(text)),
+            "pretrained-all-MiniLM-L6-v2-len128"
+        );
+
+        // Sizes are required from scratch; a pre-trained BERT is post-norm.
+        let missing: ModelSpec =
+            serde_norway::from_str("{family: transformer, layers: 2, max_len: 64}").unwrap();
+        assert!(missing.validate().unwrap_err().contains("model.pretrained"));
+        let pre_norm: ModelSpec = serde_norway::from_str(
+            "{family: transformer, pretrained: x, max_len: 64, pre_norm: true}",
+        )
+        .unwrap();
+        assert!(pre_norm.validate().unwrap_err().contains("model.pre_norm"));
+    }
+
+    #[test]
+    fn a_pretrained_spec_builds_its_checkpoint() {
+        type B = crate::backend::TestBackend;
+        let dir = crate::data::test_data().join("bert-tiny-random");
+        let spec: ModelSpec = serde_norway::from_str(&format!(
+            "{{family: transformer, pretrained: '{}', max_len: 16}}",
+            dir.display()
+        ))
+        .unwrap();
+        spec.prepare(&[]).unwrap();
+        let text = crate::data::TextDataset {
+            ids: vec![2, 5, 9, 3],
+            lengths: vec![4],
+            second: vec![4],
+            max_len: 4,
+            labels: vec![1],
+            num_classes: 2,
+            vocab: 40,
+        };
+        let data = Examples::Text(text);
+        let build = |seed| {
+            spec.build::<B>(
+                &data,
+                &mut rand::SeedableRng::seed_from_u64(seed),
+                &Default::default(),
+            )
+        };
+        let Model::Encoder(encoder) = build(0) else {
+            panic!("an encoder");
+        };
+        assert_eq!(encoder.blocks.len(), 2);
+        assert!(encoder.token_type.is_some());
+        // The seed draws the head only: the same encoder body for every seed.
+        let (a, b) = (build(0), build(1));
+        let logits = |m: &Model<B>| -> Vec<f32> {
+            let (inputs, _) = data.batch::<B>(&[0], &Default::default());
+            m.forward(inputs, None).into_data().to_vec().unwrap()
+        };
+        assert_ne!(logits(&a), logits(&b));
+        assert_eq!(logits(&a), logits(&build(0)));
+
+        let wrong: ModelSpec = serde_norway::from_str(&format!(
+            "{{family: transformer, pretrained: '{}', max_len: 16, layers: 4}}",
+            dir.display()
+        ))
+        .unwrap();
+        let err = wrong.prepare(&[]).unwrap_err().to_string();
+        assert!(err.contains("model.layers = 4"), "{err}");
     }
 }
