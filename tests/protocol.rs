@@ -166,3 +166,41 @@ fn data_sizes_larger_than_the_data_are_errors_naming_both() {
     }
     assert!(runs(&results).is_empty(), "nothing trained");
 }
+
+#[test]
+fn two_shards_run_the_two_phases_and_store_every_run_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("tuned.yaml");
+    fs::write(&file, TUNED).unwrap();
+    let exp = file.to_str().unwrap();
+    let results = tmp.path().join("results");
+    let positions = |shard: &str| -> Vec<String> {
+        text(&reproduce(&["plan", exp, "--shard", shard], &results))
+            .0
+            .lines()
+            .map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
+            .collect()
+    };
+    let before = [positions("0/2"), positions("1/2")];
+    for phase in ["tune", "final"] {
+        for shard in ["0/2", "1/2"] {
+            let out = reproduce(
+                &[exp, "--phase", phase, "--shard", shard, "--quiet"],
+                &results,
+            );
+            assert!(out.status.success(), "{phase} {shard}: {}", text(&out).1);
+        }
+    }
+    let all = runs(&results);
+    assert_eq!(all.len(), 8, "4 tuning + 4 final runs, each once");
+    let mut ids: Vec<&str> = all.iter().map(|r| r.run_id.as_str()).collect();
+    ids.dedup();
+    assert_eq!(ids.len(), 8);
+    // Each shard owns the same positions before and after tuning, and they partition the plan.
+    assert_eq!([positions("0/2"), positions("1/2")], before);
+    assert_eq!(before[0].len() + before[1].len(), 8);
+    for shard in ["0/2", "1/2"] {
+        let listing = text(&reproduce(&["plan", exp, "--shard", shard], &results)).0;
+        assert!(listing.lines().all(|l| l.contains("stored")), "{listing}");
+    }
+}

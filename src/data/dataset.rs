@@ -477,6 +477,29 @@ mod tests {
     }
 
     #[test]
+    fn the_validation_slice_is_seeded_and_disjoint_from_the_rest() {
+        let data = Examples::Images(toy(50));
+        let ids = |e: &Examples| -> Vec<u8> {
+            let d = e.images().unwrap();
+            (0..d.len()).map(|i| d.pixels[i * 4]).collect()
+        };
+        let (held, rest) = data.hold_out(12, 7);
+        let (again, _) = data.hold_out(12, 7);
+        assert_eq!(ids(&held), ids(&again), "the same slice for every caller");
+        assert_eq!((held.len(), rest.len()), (12, 38));
+        let (held, rest) = (ids(&held), ids(&rest));
+        assert!(held.iter().all(|i| !rest.contains(i)), "never trained on");
+        let mut all: Vec<u8> = held.iter().chain(&rest).copied().collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..50).collect::<Vec<u8>>(), "every example once");
+        assert_ne!(
+            ids(&data.hold_out(12, 8).0),
+            held,
+            "the seed chooses the slice"
+        );
+    }
+
+    #[test]
     fn augmentation_crops_with_zero_padding_and_flips() {
         // One 1x3x3 image with distinct pixels; the normalisation is the identity on bytes.
         let data = ImageDataset {

@@ -327,7 +327,7 @@ mod tests {
             method_index: 0,
         };
         let specs = [spec("baseline", &stored[2]), spec("mk", &stored[0])];
-        let rows = planned_rows(&specs, &stored);
+        let rows = planned_rows(&specs, &[], &stored);
         let scores: Vec<f64> = rows.iter().map(|r| r.test_acc).collect();
         assert_eq!(scores, [0.4, 0.6]);
     }

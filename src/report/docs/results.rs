@@ -25,7 +25,12 @@ pub fn results_blocks(options: &DocsOptions) -> Result<Vec<Block>> {
         let path = experiment::locate(&name, &options.experiments_dir)?;
         let resolved = experiment::load(&path, profile, &[])?;
         let specs = planned_specs(&resolved.experiment);
-        let rows = planned_rows(&specs, &stored);
+        let tune_seeds = resolved
+            .experiment
+            .tune
+            .as_ref()
+            .map_or(&[][..], |t| &t.seeds[..]);
+        let rows = planned_rows(&specs, tune_seeds, &stored);
         let title = format!("{name} ({profile} profile)");
         let mut text = table::markdown(&title, &rows, specs.len());
         let about = resolved.experiment.description.trim();
@@ -108,10 +113,15 @@ fn planned_specs(experiment: &experiment::Experiment) -> Vec<RunSpec> {
     .collect()
 }
 
-/// The stored tuning rows of the planned (dataset, method, options, k), then the stored row of
-/// every planned final run, in plan order: the row recording the same dataset, method,
-/// options, k and seed (the newest when a rerun stored it twice).
-pub(super) fn planned_rows(specs: &[RunSpec], stored: &[RunRecord]) -> Vec<RunRecord> {
+/// The stored tuning rows of the planned (dataset, method, options, k) on the experiment's
+/// `tune_seeds`, then the stored row of every planned final run, in plan order: the row
+/// recording the same dataset, method, options, k and seed (the newest when a rerun stored it
+/// twice).
+pub(super) fn planned_rows(
+    specs: &[RunSpec],
+    tune_seeds: &[u64],
+    stored: &[RunRecord],
+) -> Vec<RunRecord> {
     let mut used: Vec<bool> = stored.iter().map(|r| r.role == "tune").collect();
     let groups: Vec<(&str, &str, String, i64)> = specs
         .iter()
@@ -121,6 +131,7 @@ pub(super) fn planned_rows(specs: &[RunSpec], stored: &[RunRecord]) -> Vec<RunRe
         .iter()
         .filter(|r| {
             r.role == "tune"
+                && tune_seeds.contains(&(r.seed as u64))
                 && groups.iter().any(|(dataset, method, options, k)| {
                     *dataset == r.dataset
                         && *method == r.method
