@@ -13,7 +13,7 @@ use super::hub::HubAccess;
 use crate::error::{Error, Result};
 
 /// Resolves `name`: a `tokenizer.json` or `vocab.txt` path, a folder holding one, a folder
-/// `<data dir>/<name>/`, or a Hub model repository (cache first, network if allowed).
+/// `<data dir>/<name>/` (for a Hub id `org/model` also `<data dir>/model/`), or a Hub model repository (cache first, network if allowed).
 pub fn load(name: &str, dirs: &[PathBuf], hub: &HubAccess) -> Result<Tokenizer> {
     let direct = PathBuf::from(name);
     let mut candidates = vec![
@@ -21,9 +21,16 @@ pub fn load(name: &str, dirs: &[PathBuf], hub: &HubAccess) -> Result<Tokenizer> 
         direct.join("tokenizer.json"),
         direct.join("vocab.txt"),
     ];
+    // A Hub id `org/model` is also looked for as `<data dir>/model/`, as checkpoints are.
+    let base = Path::new(name)
+        .file_name()
+        .map(PathBuf::from)
+        .filter(|b| b.as_os_str() != name);
     for dir in dirs {
-        candidates.push(dir.join(name).join("tokenizer.json"));
-        candidates.push(dir.join(name).join("vocab.txt"));
+        for folder in std::iter::once(dir.join(name)).chain(base.iter().map(|b| dir.join(b))) {
+            candidates.push(folder.join("tokenizer.json"));
+            candidates.push(folder.join("vocab.txt"));
+        }
     }
     if let Some(path) = candidates.iter().find(|p| p.is_file()) {
         return from_file(path);

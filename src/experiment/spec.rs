@@ -70,7 +70,7 @@ pub struct DatasetEntry {
     pub model: ModelSpec,
     pub recipe: Recipe,
     /// For text datasets: a `tokenizer.json`/`vocab.txt` path, a folder under a data dir, or a
-    /// Hub model name (default `bert-base-uncased`).
+    /// Hub model name (default: the pre-trained checkpoint's own, else `bert-base-uncased`).
     #[serde(default)]
     pub tokenizer: Option<String>,
     /// For ImageNet: the side images are resized to (default 224; Tiny ImageNet 64).
@@ -92,13 +92,17 @@ impl DatasetEntry {
         }
     }
 
-    /// How the dataset's text is tokenised (`None` for image datasets).
+    /// How the dataset's text is tokenised (`None` for image datasets). Without `tokenizer:`,
+    /// a pre-trained model's text is tokenised by its checkpoint's own tokenizer (the
+    /// `tokenizer.json` or `vocab.txt` beside its weights, found under the same name), any
+    /// other by `bert-base-uncased`.
     pub fn text_options(&self) -> Option<TextOptions> {
         match &self.model {
             ModelSpec::Transformer(spec) => Some(TextOptions {
                 tokenizer: self
                     .tokenizer
                     .clone()
+                    .or_else(|| spec.pretrained.clone())
                     .unwrap_or_else(|| "bert-base-uncased".into()),
                 max_len: spec.max_len,
             }),
@@ -327,6 +331,30 @@ impl Experiment {
                         "mlp` or `family: resnet"
                     }
                 ));
+            }
+        }
+        // Methods against the models of the entries they run on (e.g. what a pre-trained
+        // model cannot give: a wider twin, fresh copies of its kernels).
+        for (i, entry) in self.methods.iter().enumerate() {
+            for (j, dataset) in self.datasets.iter().enumerate() {
+                if entry
+                    .datasets
+                    .as_ref()
+                    .is_some_and(|only| !only.contains(&dataset.dataset))
+                {
+                    continue;
+                }
+                entry
+                    .method
+                    .spec()
+                    .validate_model(&dataset.model)
+                    .map_err(|e| {
+                        format!(
+                            "`methods[{i}]` ({}) on datasets.{j} ({}): {e}",
+                            entry.method.name(),
+                            dataset.dataset
+                        )
+                    })?;
             }
         }
         Ok(())

@@ -15,6 +15,7 @@ use super::mk::{LrCompensation, MajorityKernels};
 use super::{Method, MethodContext, MethodInfo, MethodOutput, MethodSpec, Role};
 use crate::error::Result;
 use crate::mk::{Mixing, MkInit};
+use crate::models::ModelSpec;
 use crate::train::MixingDraw;
 
 fn default_rho() -> f64 {
@@ -133,6 +134,10 @@ fn options_with_rho(mk: &MajorityKernels, rho: f64) -> serde_json::Value {
 }
 
 impl MethodSpec for AdvMajority {
+    fn validate_model(&self, model: &ModelSpec) -> std::result::Result<(), String> {
+        super::spec::refuse_independent_pretrained(self.init, model)
+    }
+
     fn info() -> MethodInfo {
         MethodInfo {
             figures: &["adversarial"],
@@ -172,6 +177,18 @@ impl Method for AdvMajority {
 }
 
 impl MethodSpec for AdvOnly {
+    fn validate_model(&self, model: &ModelSpec) -> std::result::Result<(), String> {
+        match model.pretrained() {
+            Some(name) => Err(format!(
+                "adv_only cannot start from the pre-trained checkpoint `{name}`: its copies must \
+                 differ (it refuses `init: identical`), and `init: {}` draws them afresh, \
+                 throwing away the loaded kernels; use adv_mj or mk with `init: identical`",
+                self.init.label()
+            )),
+            None => Ok(()),
+        }
+    }
+
     fn info() -> MethodInfo {
         MethodInfo {
             figures: &["adversarial"],

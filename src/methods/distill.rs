@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Method, MethodContext, MethodInfo, MethodOutput, MethodSpec, Role};
 use crate::error::Result;
-use crate::models::{Classifier, Model};
+use crate::models::{Classifier, Model, ModelSpec};
 use crate::train::StepHooks;
 
 /// Which models teach.
@@ -140,6 +140,15 @@ impl<B: AutodiffBackend> StepHooks<B> for DistillationLoss {
 }
 
 impl MethodSpec for DistilledEnsemble {
+    fn validate_model(&self, model: &ModelSpec) -> std::result::Result<(), String> {
+        match self.teacher {
+            TeacherKind::Wide => {
+                super::spec::refuse_wide_pretrained(model, "the teacher of `teacher: wide`")
+            }
+            TeacherKind::Ensemble => Ok(()),
+        }
+    }
+
     fn info() -> MethodInfo {
         MethodInfo::new(
             "k small models (or the wide model) distilled into a fresh small model",

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::{Method, MethodContext, MethodInfo, MethodOutput, MethodSpec, Role};
 use crate::error::Result;
 use crate::mk::{Mixing, MkInit};
+use crate::models::ModelSpec;
 use crate::train::{MixingDraw, StepHooks, Stream, recalibrate_batchnorm, stream_rng};
 
 /// Learning-rate compensation for the copies (docs/METHODS.md, "Majority kernels":
@@ -116,6 +117,10 @@ impl MajorityKernels {
 }
 
 impl MethodSpec for MajorityKernels {
+    fn validate_model(&self, model: &ModelSpec) -> std::result::Result<(), String> {
+        super::spec::refuse_independent_pretrained(self.init, model)
+    }
+
     fn info() -> MethodInfo {
         MethodInfo {
             claims_small_overhead: true,

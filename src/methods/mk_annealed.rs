@@ -16,6 +16,7 @@ use super::mk::{LrCompensation, MajorityKernels};
 use super::{Method, MethodContext, MethodInfo, MethodOutput, MethodSpec, Role};
 use crate::error::Result;
 use crate::mk::{Mixing, MkInit};
+use crate::models::ModelSpec;
 use crate::train::StepPosition;
 
 fn default_alpha_start() -> f64 {
@@ -75,6 +76,10 @@ impl AnnealedMk {
 }
 
 impl MethodSpec for AnnealedMk {
+    fn validate_model(&self, model: &ModelSpec) -> std::result::Result<(), String> {
+        super::spec::refuse_independent_pretrained(self.init, model)
+    }
+
     fn info() -> MethodInfo {
         MethodInfo {
             claims_small_overhead: true,

@@ -5,6 +5,7 @@ use burn::tensor::backend::AutodiffBackend;
 
 use super::{MethodContext, MethodOutput};
 use crate::error::Result;
+use crate::mk::MkInit;
 use crate::models::ModelSpec;
 
 /// What a method is for in the comparisons. Claims and figures find methods by role, never by
@@ -72,6 +73,13 @@ pub trait MethodSpec {
         Ok(())
     }
 
+    /// Checks the method against one dataset entry's model (at load time): methods that need
+    /// what a pre-trained model cannot give (a wider twin, fresh copies of its kernels) refuse
+    /// it here, with the reason.
+    fn validate_model(&self, _model: &ModelSpec) -> std::result::Result<(), String> {
+        Ok(())
+    }
+
     /// The architecture of the deployed model (the small model's, except for references such
     /// as `wide`).
     fn deployed_spec(&self, small: &ModelSpec, _k: usize) -> ModelSpec {
@@ -93,4 +101,36 @@ pub trait MethodSpec {
 /// deployed small model and its training log; the harness evaluates and stores the result.
 pub trait Method: MethodSpec {
     fn run<B: AutodiffBackend>(&self, ctx: &MethodContext<'_, B>) -> Result<MethodOutput<B>>;
+}
+
+/// Why a method that needs the `k`-times-wider twin of the small model refuses a pre-trained
+/// model, which has none (`what` says what the twin is for).
+pub(crate) fn refuse_wide_pretrained(
+    model: &ModelSpec,
+    what: &str,
+) -> std::result::Result<(), String> {
+    match model.pretrained() {
+        Some(name) => Err(format!(
+            "{what} is the k-times-wider model, and the pre-trained checkpoint `{name}` has no \
+             wider twin (its architecture is the checkpoint's)"
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Why MK copies drawn independently (`init: independent` / `independent_scaled`) are refused
+/// on a pre-trained model: they would replace the loaded kernels by fresh random ones.
+pub(crate) fn refuse_independent_pretrained(
+    init: MkInit,
+    model: &ModelSpec,
+) -> std::result::Result<(), String> {
+    match model.pretrained() {
+        Some(name) if init != MkInit::Identical => Err(format!(
+            "`init: {}` draws every copy afresh and would throw away the kernels loaded from the \
+             pre-trained checkpoint `{name}`; use `init: identical` (every copy starts from the \
+             loaded kernels)",
+            init.label()
+        )),
+        _ => Ok(()),
+    }
 }

@@ -14,6 +14,10 @@ use crate::models::ModelSpec;
 pub struct Wide {}
 
 impl MethodSpec for Wide {
+    fn validate_model(&self, model: &ModelSpec) -> std::result::Result<(), String> {
+        super::spec::refuse_wide_pretrained(model, "wide trains and deploys what")
+    }
+
     fn info() -> MethodInfo {
         MethodInfo::new(
             "the k-times-wider model trained normally (deployed size k-fold)",

@@ -10,6 +10,7 @@ pub mod pretrained;
 pub mod resnet;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use burn::module::ParamId;
 use burn::prelude::*;
@@ -251,15 +252,18 @@ impl ModelSpec {
     /// directories, [`crate::data::search_dirs`]) or the Hub, and checks the spec against its
     /// config. Call it before [`ModelSpec::build`] to get these errors as errors (and the
     /// `--data-dir` lookup): `build` reads the checkpoint read here, or else looks it up in the
-    /// default data directories and panics on failure.
-    pub fn prepare(&self, dirs: &[PathBuf]) -> crate::Result<()> {
+    /// default data directories and panics on failure. Returns the checkpoint (its
+    /// [`pretrained::Checkpoint::fingerprint`] identifies its content), `None` without one.
+    /// The runner calls it for every dataset entry when an experiment is loaded.
+    pub fn prepare(&self, dirs: &[PathBuf]) -> crate::Result<Option<Arc<pretrained::Checkpoint>>> {
         if let ModelSpec::Transformer(spec) = self
             && let Some(name) = &spec.pretrained
         {
             let checkpoint = pretrained::load_cached(name, dirs)?;
             pretrained::check_spec(spec, &checkpoint)?;
+            return Ok(Some(checkpoint));
         }
-        Ok(())
+        Ok(None)
     }
 
     /// A freshly initialised small model for `data`, drawn from `rng`; a pre-trained encoder

@@ -245,6 +245,10 @@ pub struct Checkpoint {
     pub report: LoadReport,
     /// Wall-clock time of [`Checkpoint::load`] (config, header, conversion of every tensor).
     pub load_time: Duration,
+    /// The checkpoint's content, hex: sha256 over the sha256 of `model.safetensors` and of
+    /// `config.json`. Computed once when it is read; run ids of experiments with a pre-trained
+    /// model depend on it (folded into the dataset entry's fingerprint by the runner).
+    pub fingerprint: String,
     params: HashMap<String, HostTensor>,
 }
 
@@ -391,6 +395,20 @@ fn float_values(view: &safetensors::tensor::TensorView<'_>) -> Option<Vec<f32>> 
     })
 }
 
+/// sha256 over `sha256(weights) || sha256(config.json)`, hex.
+fn content_fingerprint(config: &Path, weights: &[u8]) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    let config_bytes = std::fs::read(config).map_err(|e| Error::io(config, e))?;
+    let mut outer = Sha256::new();
+    outer.update(Sha256::digest(weights));
+    outer.update(Sha256::digest(&config_bytes));
+    Ok(outer
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
 /// `[rows, cols]` row-major values as `[cols, rows]`.
 fn transposed(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     let mut out = vec![0.0; values.len()];
@@ -413,6 +431,7 @@ impl Checkpoint {
         // Safety: the map is read-only and dropped before this returns; a checkpoint is not
         // modified while it is read (the shared data folder is read-only).
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+        let fingerprint = content_fingerprint(&files.config, &map)?;
         let tensors = SafeTensors::deserialize(&map)
             .map_err(|e| Error::data(path, format!("not a safetensors file: {e}")))?;
         // Task models (`BertForSequenceClassification`, ...) prefix the encoder's names with
@@ -501,6 +520,7 @@ impl Checkpoint {
             config,
             report,
             load_time: start.elapsed(),
+            fingerprint,
             params,
         })
     }

@@ -12,11 +12,16 @@ pub(super) struct Datasets<'a> {
     experiment: &'a Experiment,
     cache_dir: Option<PathBuf>,
     loaded: Vec<(String, LoadOptions, DataSplits)>,
+    /// The content fingerprint of each entry's pre-trained checkpoint (`None`: the model
+    /// starts from scratch).
+    checkpoints: Vec<Option<String>>,
 }
 
 impl<'a> Datasets<'a> {
-    /// Loads every entry of `experiment` (text is tokenised to the model's length); errors
-    /// name the experiment `file`.
+    /// Loads every entry of `experiment` (text is tokenised to the model's length) and reads
+    /// and checks each pre-trained checkpoint ([`crate::models::ModelSpec::prepare`], in the
+    /// same data directories), so that a missing or bad checkpoint fails here, before anything
+    /// trains; errors name the experiment `file` and the entry's key.
     pub fn load(
         experiment: &'a Experiment,
         file: &str,
@@ -24,6 +29,14 @@ impl<'a> Datasets<'a> {
         cache_dir: Option<PathBuf>,
     ) -> Result<Self> {
         let dirs = data::search_dirs(data_dir);
+        let mut checkpoints = Vec::with_capacity(experiment.datasets.len());
+        for (i, entry) in experiment.datasets.iter().enumerate() {
+            let checkpoint = entry
+                .model
+                .prepare(&dirs)
+                .map_err(|e| in_checkpoint(file, i, e))?;
+            checkpoints.push(checkpoint.map(|c| c.fingerprint.clone()));
+        }
         let mut loaded: Vec<(String, LoadOptions, DataSplits)> = Vec::new();
         for entry in &experiment.datasets {
             let load = entry.load_options(cache_dir.clone());
@@ -40,6 +53,7 @@ impl<'a> Datasets<'a> {
             experiment,
             cache_dir,
             loaded,
+            checkpoints,
         };
         // Sizes are checked against the data before anything trains.
         for (i, entry) in experiment.datasets.iter().enumerate() {
@@ -64,11 +78,39 @@ impl<'a> Datasets<'a> {
             .2
     }
 
-    /// The content fingerprint of every dataset entry, in order (part of the run ids).
+    /// The content fingerprint of every dataset entry, in order (part of the run ids): the
+    /// data's, and for an entry whose model is pre-trained also its checkpoint's content
+    /// (`<data>+pretrained:<checkpoint>`), so its runs are new when the checkpoint changes.
+    /// Entries without a checkpoint keep the data's fingerprint alone (their ids unchanged).
     pub fn fingerprints(&self) -> Vec<String> {
         (0..self.experiment.datasets.len())
-            .map(|i| self.splits(i).fingerprint.clone())
+            .map(|i| {
+                let data = &self.splits(i).fingerprint;
+                match &self.checkpoints[i] {
+                    None => data.clone(),
+                    Some(checkpoint) => format!("{data}+pretrained:{checkpoint}"),
+                }
+            })
             .collect()
+    }
+}
+
+/// An error reading dataset entry `index`'s pre-trained checkpoint names the experiment file
+/// and the key; usage errors stay usage errors (exit 2), missing or bad files data errors.
+fn in_checkpoint(file: &str, index: usize, error: Error) -> Error {
+    let key = format!("datasets.{index}.model.pretrained");
+    match error {
+        Error::Usage(message) => Error::config(file, format!("{key}: {message}")),
+        Error::MissingData(message) => Error::MissingData(format!("{file}: {key}: {message}")),
+        Error::Data { path, message } => Error::data(
+            path,
+            format!("{message} (the pre-trained checkpoint of {file}: {key})"),
+        ),
+        Error::Io { path, source } => Error::data(
+            path,
+            format!("{source} (the pre-trained checkpoint of {file}: {key})"),
+        ),
+        other => other,
     }
 }
 
@@ -77,5 +119,86 @@ fn in_entry(file: &str, dataset: &str, error: Error) -> Error {
     match error {
         Error::Usage(message) => Error::config(file, format!("dataset `{dataset}`: {message}")),
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    /// A data directory holding the GLUE fixtures and the tiny checkpoint as `name`, its last
+    /// weight byte changed when `tweak` (a tensor value: still a valid checkpoint).
+    fn data_dir(root: &Path, name: &str, tweak: bool) -> PathBuf {
+        let fixtures = data::test_data();
+        let dir = root.join("data");
+        std::fs::create_dir_all(&dir).unwrap();
+        for linked in ["glue_data", "bert-base-uncased"] {
+            let link = dir.join(linked);
+            if !link.exists() {
+                std::os::unix::fs::symlink(fixtures.join(linked), link).unwrap();
+            }
+        }
+        let checkpoint = dir.join(name);
+        std::fs::create_dir_all(&checkpoint).unwrap();
+        let source = fixtures.join("bert-tiny-random");
+        std::fs::copy(source.join("config.json"), checkpoint.join("config.json")).unwrap();
+        let mut weights = std::fs::read(source.join("model.safetensors")).unwrap();
+        if tweak {
+            *weights.last_mut().unwrap() ^= 1;
+        }
+        std::fs::write(checkpoint.join("model.safetensors"), weights).unwrap();
+        dir
+    }
+
+    fn experiment(model: &str) -> Experiment {
+        serde_norway::from_str(&format!(
+            "name: t
+datasets:
+  - dataset: sst2
+    tokenizer: bert-base-uncased
+    model: {model}
+    recipe: {{epochs: 1, batch_size: 8, optimizer: {{name: adamw, lr: 0.001}}}}
+methods: [baseline]
+k: [2]
+seeds: [0]
+"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_pretrained_entry_is_identified_by_its_checkpoint_bytes_and_others_by_data_alone() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = data_dir(tmp.path(), "tiny-a", false);
+        data_dir(tmp.path(), "tiny-b", true);
+        data_dir(tmp.path(), "tiny-c", false);
+
+        // From scratch: the data's fingerprint alone, as before checkpoints existed, so the
+        // run ids of every other experiment are unchanged.
+        let scratch = experiment(
+            "{family: transformer, layers: 1, hidden: 8, heads: 2, ffn: 16, max_len: 16}",
+        );
+        let loaded = Datasets::load(&scratch, "t.yaml", Some(dir.clone()), None).unwrap();
+        let data_only = loaded.splits(0).fingerprint.clone();
+        assert_eq!(loaded.fingerprints(), vec![data_only.clone()]);
+
+        let fingerprint = |name: &str| {
+            let e = experiment(&format!(
+                "{{family: transformer, pretrained: {name}, max_len: 16}}"
+            ));
+            let loaded = Datasets::load(&e, "t.yaml", Some(dir.clone()), None).unwrap();
+            assert_eq!(loaded.splits(0).fingerprint, data_only, "the same tokens");
+            loaded.fingerprints().remove(0)
+        };
+        let (a, b, c) = (
+            fingerprint("tiny-a"),
+            fingerprint("tiny-b"),
+            fingerprint("tiny-c"),
+        );
+        assert!(a.starts_with(&format!("{data_only}+pretrained:")), "{a}");
+        assert_ne!(a, b, "one weight byte changed");
+        assert_eq!(a, c, "the same bytes under another name");
     }
 }

@@ -136,6 +136,10 @@ fn trainable<B: AutodiffBackend>(model: Model<B::InnerBackend>) -> Model<B> {
 }
 
 impl MethodSpec for Submodular {
+    fn validate_model(&self, model: &ModelSpec) -> std::result::Result<(), String> {
+        super::spec::refuse_wide_pretrained(model, "the model submodular selection prunes")
+    }
+
     fn info() -> MethodInfo {
         MethodInfo::new(
             "the wide model pruned to n units per layer by facility-location selection, refitted, fine-tuned",
