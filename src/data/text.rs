@@ -76,12 +76,7 @@ impl TextDataset {
         indices: &[usize],
         device: &B::Device,
     ) -> (Tensor<B, 2, Int>, Tensor<B, 2>, Tensor<B, 1, Int>) {
-        let t = indices
-            .iter()
-            .map(|&i| self.lengths[i] as usize)
-            .max()
-            .unwrap_or(1)
-            .max(1);
+        let t = self.batch_width(indices);
         let mut ids = Vec::with_capacity(indices.len() * t);
         let mut bias = Vec::with_capacity(indices.len() * t);
         for &i in indices {
@@ -98,6 +93,17 @@ impl TextDataset {
         )
     }
 
+    /// Width of the batch at `indices`: its longest row (at least 1), so batches are padded
+    /// only as far as they need.
+    fn batch_width(&self, indices: &[usize]) -> usize {
+        indices
+            .iter()
+            .map(|&i| self.lengths[i] as usize)
+            .max()
+            .unwrap_or(1)
+            .max(1)
+    }
+
     /// The token types of the batch at `indices` (`[B, T]`, T as in [`TextDataset::batch`]):
     /// 1 on each row's second segment, 0 elsewhere (padding included); `None` when no row of
     /// the batch is a pair (every type 0).
@@ -109,12 +115,7 @@ impl TextDataset {
         if indices.iter().all(|&i| self.second[i] >= self.lengths[i]) {
             return None;
         }
-        let t = indices
-            .iter()
-            .map(|&i| self.lengths[i] as usize)
-            .max()
-            .unwrap_or(1)
-            .max(1);
+        let t = self.batch_width(indices);
         let mut types = Vec::with_capacity(indices.len() * t);
         for &i in indices {
             let (second, len) = (self.second[i] as usize, self.lengths[i] as usize);

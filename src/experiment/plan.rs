@@ -209,11 +209,7 @@ pub fn plan(
     let mut groups = Vec::new();
     for (dataset_index, entry) in experiment.datasets.iter().enumerate() {
         for (method_index, method) in experiment.methods.iter().enumerate() {
-            if method
-                .datasets
-                .as_ref()
-                .is_some_and(|only| !only.contains(&entry.dataset))
-            {
+            if !method.runs_on(&entry.dataset) {
                 continue;
             }
             for k in experiment.method_ks(method_index) {

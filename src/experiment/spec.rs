@@ -337,11 +337,7 @@ impl Experiment {
         // model cannot give: a wider twin, fresh copies of its kernels).
         for (i, entry) in self.methods.iter().enumerate() {
             for (j, dataset) in self.datasets.iter().enumerate() {
-                if entry
-                    .datasets
-                    .as_ref()
-                    .is_some_and(|only| !only.contains(&dataset.dataset))
-                {
+                if !entry.runs_on(&dataset.dataset) {
                     continue;
                 }
                 entry

@@ -89,6 +89,14 @@ fn list<T>(
 }
 
 impl MethodEntry {
+    /// Whether the entry runs on the experiment's dataset `name` (its `datasets:` list, or
+    /// every dataset without one).
+    pub fn runs_on(&self, name: &str) -> bool {
+        self.datasets
+            .as_ref()
+            .is_none_or(|only| only.iter().any(|d| d == name))
+    }
+
     /// Reads an entry: a method name, or a mapping with `name`, the method's options and the
     /// optional `datasets:` and `k:` restrictions.
     pub fn from_value(value: &Value) -> Result<Self, EntryError> {
