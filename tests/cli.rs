@@ -189,11 +189,17 @@ fn glue_smoke_profile_reports_each_tasks_metric() {
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");
     for (task, metric) in [("cola", "mcc"), ("sst2", "accuracy"), ("mrpc", "f1")] {
-        let rows: Vec<&str> = stdout
+        let (trivial, rows): (Vec<&str>, Vec<&str>) = stdout
             .lines()
             .filter(|l| l.starts_with(&format!("| {task} |")))
-            .collect();
+            .partition(|l| l.contains("*trivial: majority class of the training set"));
         assert_eq!(rows.len(), 3, "{stdout}");
+        assert_eq!(
+            trivial.len(),
+            1,
+            "the trivial reference above the rows: {stdout}"
+        );
+        assert!(trivial[0].contains(&format!("| *{metric} ")), "{stdout}");
         assert!(
             rows.iter().all(|r| r.contains(&format!("| {metric} "))),
             "{stdout}"

@@ -185,7 +185,8 @@ fn a_missing_or_unfit_checkpoint_is_a_named_error_at_load_time() {
         ),
         (
             "[adv_only]",
-            "adv_only cannot start from the pre-trained checkpoint `bert-tiny`",
+            "adv_only cannot start from the pre-trained checkpoint `bert-tiny` with `init: \
+             independent`",
         ),
     ] {
         let file = experiment(
@@ -199,4 +200,34 @@ fn a_missing_or_unfit_checkpoint_is_a_named_error_at_load_time() {
         assert!(stderr.contains(expected), "{methods}: {stderr}");
     }
     assert!(!results.join("tiny-bert").exists(), "nothing was written");
+}
+
+#[test]
+fn bench_times_a_pretrained_checkpoint_with_its_own_tokenizer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    checkpoint_in(&data);
+    let bench = |name: &str| {
+        command()
+            .args(["bench", "--family", "transformer", "--pretrained", name])
+            .args(["--max-len", "16", "--batch", "8", "--k", "2"])
+            .args(["--steps", "1", "--repeats", "1", "--no-save", "--data-dir"])
+            .arg(&data)
+            .output()
+            .expect("the binary runs")
+    };
+    let out = bench("bert-tiny");
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("pretrained-bert-tiny-len16"),
+        "the row names the checkpoint: {stdout}"
+    );
+    let missing = bench("no-such-bert");
+    let (_, stderr) = text(&missing);
+    assert!(!missing.status.success());
+    assert!(
+        stderr.contains("no-such-bert") && !stderr.contains("panicked"),
+        "a named error, not a panic: {stderr}"
+    );
 }

@@ -18,17 +18,23 @@ use crate::train::{
 use crate::with_backend;
 
 /// The Transformer that `bench --family transformer` times: `[layers, hidden, heads, ffn]`
-/// (`[2, 128, 4, 512]` is table4's quick encoder).
-pub fn bench_encoder(size: &[usize]) -> ModelSpec {
+/// (`[2, 128, 4, 512]` is table4's `scratch` encoder) at `max_len` tokens, or the pre-trained
+/// checkpoint `pretrained` (its own sizes) when given.
+pub fn bench_encoder(size: &[usize], max_len: usize, pretrained: Option<&str>) -> ModelSpec {
+    let size = if pretrained.is_some() {
+        &[0; 4][..]
+    } else {
+        size
+    };
     ModelSpec::Transformer(EncoderSpec {
         layers: size[0],
         hidden: size[1],
         heads: size[2],
         ffn: size[3],
-        max_len: 64,
+        max_len,
         pre_norm: false,
         dropout: 0.0,
-        pretrained: None,
+        pretrained: pretrained.map(str::to_string),
     })
 }
 
@@ -82,17 +88,17 @@ pub(super) fn family(
             },
         ),
         Family::Transformer => {
-            let model = bench_encoder(&options.encoder);
-            let max_len = match &model {
-                ModelSpec::Transformer(spec) => spec.max_len,
-                _ => unreachable!("bench_encoder is a transformer"),
-            };
+            let pretrained = options.pretrained.as_deref();
+            let model = bench_encoder(&options.encoder, options.max_len, pretrained);
+            // A checkpoint is read (and checked) before anything is timed; it tokenises with
+            // its own vocabulary, as in fine-tuning.
+            model.prepare(&data::search_dirs(options.data_dir.clone()))?;
             (
                 "sst2",
                 model,
                 Some(TextOptions {
-                    tokenizer: "bert-base-uncased".into(),
-                    max_len,
+                    tokenizer: pretrained.unwrap_or("bert-base-uncased").into(),
+                    max_len: options.max_len,
                 }),
                 OptimizerSpec::AdamW {
                     lr: 1e-4,

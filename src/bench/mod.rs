@@ -74,6 +74,11 @@ pub struct BenchOptions {
     pub resnet_stem: crate::models::Stem,
     /// Layers, hidden size, heads and FFN size of the encoder.
     pub encoder: Vec<usize>,
+    /// Longest sequence of the encoder's batches (padded to each batch's longest).
+    pub max_len: usize,
+    /// A pre-trained checkpoint to time instead of `encoder` (a folder, a name under the data
+    /// dirs or a Hub id, as `model.pretrained` in an experiment).
+    pub pretrained: Option<String>,
     pub batch_size: usize,
     pub ks: Vec<usize>,
     /// Timed steps per measurement (`None`: the family's default).
@@ -91,9 +96,13 @@ pub struct BenchOptions {
 
 /// Times baseline and MK training steps on real data and returns a printable report.
 pub fn run(options: &BenchOptions) -> Result<String> {
-    if options.steps == Some(0) || options.repeats == 0 || options.batch_size == 0 {
+    if options.steps == Some(0)
+        || options.repeats == 0
+        || options.batch_size == 0
+        || options.max_len == 0
+    {
         return Err(Error::Usage(
-            "bench: --steps, --repeats and --batch must be at least 1".into(),
+            "bench: --steps, --repeats, --batch and --max-len must be at least 1".into(),
         ));
     }
     if options.encoder.len() != 4

@@ -126,6 +126,14 @@ struct BenchArgs {
     /// all-MiniLM-L6-v2 size).
     #[arg(long, value_delimiter = ',', default_value = "2,128,4,512")]
     encoder: Vec<usize>,
+    /// Longest sequence of the transformer family's batches, in tokens (each batch is padded
+    /// to its longest sentence, as in training).
+    #[arg(long, default_value_t = 64)]
+    max_len: usize,
+    /// Time a pre-trained checkpoint's encoder instead of `--encoder` (e.g. `all-MiniLM-L6-v2`
+    /// under the data dir, or a Hub id), tokenised by its own tokenizer.
+    #[arg(long)]
+    pretrained: Option<String>,
     #[arg(long, default_value_t = 128)]
     batch: usize,
     /// Copies per kernel to compare against the plain model.
@@ -312,6 +320,8 @@ fn main() -> ExitCode {
                 resnet_widths: args.widths,
                 resnet_stem: args.stem.parse()?,
                 encoder: args.encoder,
+                max_len: args.max_len,
+                pretrained: args.pretrained,
                 batch_size: args.batch,
                 ks: args.k,
                 steps: args.steps,

@@ -41,10 +41,11 @@ pub struct AdvMajority {
 }
 
 /// Why `adv_only` refuses `init: identical` (its `validate` error).
-const IDENTICAL_REFUSED: &str = "adv_only refuses `init: identical`: from identical copies \
-    every dL/dp_i of a layer is equal, so the ascent never moves p from uniform, the copies stay \
-    identical and the run is uniform MK (with `lr_compensation: auto`, the baseline); use \
-    `init: independent` (the default) or `init: independent_scaled`";
+const IDENTICAL_REFUSED: &str = "adv_only refuses `init: identical` (and `perturbed(0)`): from \
+    identical copies every dL/dp_i of a layer is equal, so the ascent never moves p from uniform, \
+    the copies stay identical and the run is uniform MK (with `lr_compensation: auto`, the \
+    baseline); use `init: independent` (the default), `init: independent_scaled`, or \
+    `init: perturbed(s)` with s > 0";
 
 fn default_adv_only_init() -> MkInit {
     MkInit::Independent
@@ -162,7 +163,7 @@ impl MethodSpec for AdvMajority {
     }
 
     fn init_label(&self) -> Option<String> {
-        Some(self.init.label().into())
+        Some(self.init.label())
     }
 }
 
@@ -179,13 +180,14 @@ impl Method for AdvMajority {
 impl MethodSpec for AdvOnly {
     fn validate_model(&self, model: &ModelSpec) -> std::result::Result<(), String> {
         match model.pretrained() {
-            Some(name) => Err(format!(
-                "adv_only cannot start from the pre-trained checkpoint `{name}`: its copies must \
-                 differ (it refuses `init: identical`), and `init: {}` draws them afresh, \
-                 throwing away the loaded kernels; use adv_mj or mk with `init: identical`",
+            Some(name) if !matches!(self.init, MkInit::Perturbed(_)) => Err(format!(
+                "adv_only cannot start from the pre-trained checkpoint `{name}` with `init: {}`: \
+                 its copies must differ (it refuses `init: identical`) and must keep the loaded \
+                 kernels (independent copies are drawn afresh); use `init: perturbed(s)` (the \
+                 loaded kernels plus centred noise), or adv_mj / mk with `init: identical`",
                 self.init.label()
             )),
-            None => Ok(()),
+            _ => Ok(()),
         }
     }
 
@@ -204,7 +206,7 @@ impl MethodSpec for AdvOnly {
     }
 
     fn validate(&self, _k: usize) -> std::result::Result<(), String> {
-        if self.init == MkInit::Identical {
+        if matches!(self.init, MkInit::Identical) || self.init == MkInit::Perturbed(0.0) {
             return Err(IDENTICAL_REFUSED.into());
         }
         check_rho(self.rho)
@@ -215,7 +217,7 @@ impl MethodSpec for AdvOnly {
     }
 
     fn init_label(&self) -> Option<String> {
-        Some(self.init.label().into())
+        Some(self.init.label())
     }
 }
 

@@ -145,7 +145,7 @@ impl MethodSpec for MajorityKernels {
     }
 
     fn init_label(&self) -> Option<String> {
-        Some(self.init.label().into())
+        Some(self.init.label())
     }
 }
 

@@ -128,7 +128,7 @@ impl MethodSpec for AnnealedMk {
     }
 
     fn init_label(&self) -> Option<String> {
-        Some(self.init.label().into())
+        Some(self.init.label())
     }
 }
 

@@ -125,10 +125,10 @@ pub(crate) fn refuse_independent_pretrained(
     model: &ModelSpec,
 ) -> std::result::Result<(), String> {
     match model.pretrained() {
-        Some(name) if init != MkInit::Identical => Err(format!(
+        Some(name) if !init.keeps_the_kernel() => Err(format!(
             "`init: {}` draws every copy afresh and would throw away the kernels loaded from the \
              pre-trained checkpoint `{name}`; use `init: identical` (every copy starts from the \
-             loaded kernels)",
+             loaded kernels) or `init: perturbed(s)` (the loaded kernels plus centred noise)",
             init.label()
         )),
         _ => Ok(()),

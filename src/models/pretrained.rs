@@ -1033,20 +1033,56 @@ mod tests {
         Checkpoint::load("someone/no-such-bert", files).unwrap();
     }
 
+    /// The tiny checkpoint's encoder with a 2-class head (40-token vocabulary, length 16).
+    fn tiny_encoder(checkpoint: &Checkpoint, rng: &mut StdRng) -> Encoder<B> {
+        Encoder::<B>::from_checkpoint(
+            checkpoint,
+            &pretrained_spec("t", 16),
+            40,
+            2,
+            rng,
+            &Default::default(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn perturbed_copies_differ_yet_collapse_to_the_pretrained_model() {
+        let checkpoint = tiny();
+        let mut rng = StdRng::seed_from_u64(0);
+        let small = tiny_encoder(&checkpoint, &mut rng);
+        let mk = small.to_mk(3, MkInit::Perturbed(0.05), &mut rng);
+        let Dense::Mk(copies) = &mk.blocks[0].query else {
+            panic!("an MK query projection");
+        };
+        let loaded = checkpoint.param("blocks.0.query.weight").unwrap();
+        let theta: Vec<f32> = copies.theta.val().into_data().to_vec().unwrap();
+        let copies: Vec<&[f32]> = theta.chunks_exact(loaded.values.len()).collect();
+        assert!(
+            copies.iter().all(|c| *c != loaded.values),
+            "every copy is perturbed"
+        );
+        assert_ne!(copies[0], copies[1]);
+        let reference = json(&fixture("bert_tiny_reference.json"));
+        let (ids, types, bias) = reference_inputs(&reference);
+        let logits = |m: &Encoder<B>| -> Vec<f32> {
+            m.classify(ids.clone(), Some(types.clone()), bias.clone(), None)
+                .into_data()
+                .to_vec()
+                .unwrap()
+        };
+        let drift = max_abs_diff(&logits(&mk.collapse()), &logits(&small));
+        assert!(
+            drift < 1e-5,
+            "the copies' mean is the checkpoint: {drift:e}"
+        );
+    }
+
     #[test]
     fn majority_kernels_start_from_the_pretrained_kernels() {
         let checkpoint = tiny();
         let mut rng = StdRng::seed_from_u64(0);
-        let device = Default::default();
-        let small = Encoder::<B>::from_checkpoint(
-            &checkpoint,
-            &pretrained_spec("t", 16),
-            40,
-            2,
-            &mut rng,
-            &device,
-        )
-        .unwrap();
+        let small = tiny_encoder(&checkpoint, &mut rng);
         let k = 3;
         let mk = small.to_mk(k, MkInit::Identical, &mut rng);
         assert_eq!(mk.mk_layers(), 2 * 6);

@@ -31,13 +31,13 @@ mod series;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use render::{Entry, Figure, Kind, Panel, Series, XAxis};
+use render::{Entry, Figure, Kind, Panel, Reference, Series, XAxis};
 use series::{Curves, Split, read_curves, row_label, row_series, unique_labels};
 
 use super::table::groups;
 use crate::error::{Error, Result};
 use crate::methods::{self, Role};
-use crate::results::{ResultsDir, RunRecord};
+use crate::results::{ReferenceRecord, ResultsDir, RunRecord};
 
 /// Renders every figure of the named experiments (all experiment files when empty) into
 /// `plots_dir`; returns the list of files written.
@@ -83,7 +83,7 @@ fn experiment_figures(dir: &ResultsDir, name: &str, profile: &str) -> Result<Vec
         .filter(|r| r.role == "final")
         .collect();
     let curves = read_curves(dir, &runs)?;
-    Ok(figures(name, profile, &runs, &curves))
+    Ok(figures(name, profile, &runs, &curves, &dir.references()?))
 }
 
 fn is_baseline(method: &str) -> bool {
@@ -239,7 +239,13 @@ fn questions(rows: &[Row]) -> Vec<Question> {
 }
 
 /// Every figure of the final runs `runs` of experiment `name` (see the module docs).
-fn figures(name: &str, profile: &str, runs: &[RunRecord], curves: &Curves) -> Vec<Figure> {
+fn figures(
+    name: &str,
+    profile: &str,
+    runs: &[RunRecord],
+    curves: &Curves,
+    references: &[ReferenceRecord],
+) -> Vec<Figure> {
     let mut datasets: Vec<&str> = runs.iter().map(|r| r.dataset.as_str()).collect();
     datasets.sort();
     datasets.dedup();
@@ -265,6 +271,17 @@ fn figures(name: &str, profile: &str, runs: &[RunRecord], curves: &Curves) -> Ve
         let metric = &in_dataset[0].metric;
         let stem = format!("{name}-{profile}-{dataset}");
         let title = |what: &str| format!("{name}: {what}, {dataset}, {model} ({profile} profile)");
+        // The task's trivial score, drawn across the test panels (GLUE).
+        let task = Task {
+            metric,
+            reference: references
+                .iter()
+                .find(|r| r.dataset == dataset && r.metric == *metric)
+                .map(|r| Reference {
+                    label: "trivial (majority class)".into(),
+                    value: 100.0 * r.test_score,
+                }),
+        };
         for question in questions(&rows) {
             let figure = curves_figure(
                 format!("{stem}-{}", question.suffix),
@@ -273,7 +290,7 @@ fn figures(name: &str, profile: &str, runs: &[RunRecord], curves: &Curves) -> Ve
                 &rows,
                 &labels,
                 curves,
-                metric,
+                &task,
             );
             if !figure.drawn_labels().is_empty() {
                 out.push(figure);
@@ -282,6 +299,12 @@ fn figures(name: &str, profile: &str, runs: &[RunRecord], curves: &Curves) -> Ve
         out.extend(k_sweep(&stem, &title, &rows, &labels, metric));
     }
     out
+}
+
+/// What a dataset's figures plot: its task's metric, and its trivial score if one is stored.
+struct Task<'a> {
+    metric: &'a str,
+    reference: Option<Reference>,
 }
 
 /// The curves figure of `members` (indices into `rows`): test, train (and validation) score
@@ -293,8 +316,9 @@ fn curves_figure(
     rows: &[Row],
     labels: &[String],
     curves: &Curves,
-    metric: &str,
+    task: &Task,
 ) -> Figure {
+    let (metric, reference) = (task.metric, task.reference.as_ref());
     let entries: Vec<Entry> = members
         .iter()
         .map(|&i| Entry {
@@ -324,9 +348,11 @@ fn curves_figure(
             title: format!("{} {metric} over training", split.name()),
             y_label: format!("{} {metric} (%)", split.name()),
             series,
+            reference: reference.filter(|_| split == Split::Test).cloned(),
         });
     }
     panels.push(Panel::Dots {
+        reference: reference.cloned(),
         title: format!("deployed model: test {metric}"),
         y_label: format!("test {metric} (%), mean ± std over seeds"),
         dots: members
@@ -435,6 +461,7 @@ fn k_sweep(
             title: String::new(),
             y_label,
             series,
+            reference: None,
         }],
         notes: Vec::new(),
         deployed_points: false,
@@ -556,6 +583,7 @@ pub fn overhead_figure(bench_dir: &Path, plots_dir: &Path) -> Result<Vec<PathBuf
                 title: String::new(),
                 y_label: "step time ratio".into(),
                 series,
+                reference: None,
             }],
             notes: Vec::new(),
             deployed_points: false,
@@ -700,7 +728,7 @@ mod tests {
             })
             .collect();
         let curves = Curves::from([(run.run_id.clone(), Curve::new(points))]);
-        let figures = figures("t", "smoke", std::slice::from_ref(&run), &curves);
+        let figures = figures("t", "smoke", std::slice::from_ref(&run), &curves, &[]);
         let Panel::Lines { title, series, .. } = &figures[0].panels[2] else {
             panic!("a validation panel");
         };
@@ -782,7 +810,7 @@ mod tests {
     #[test]
     fn legend_labels_are_the_table_row_labels_and_unique_per_figure() {
         let runs = table5();
-        let figures = figures("table5", "smoke", &runs, &curves_of(&runs));
+        let figures = figures("table5", "smoke", &runs, &curves_of(&runs), &[]);
         let names: Vec<&str> = figures.iter().map(|f| f.name.as_str()).collect();
         assert_eq!(
             names,
@@ -862,7 +890,7 @@ mod tests {
                 ]
             })
             .collect();
-        let figures = figures("table2", "smoke", &runs, &curves_of(&runs));
+        let figures = figures("table2", "smoke", &runs, &curves_of(&runs), &[]);
         let names: Vec<&str> = figures.iter().map(|f| f.name.as_str()).collect();
         assert_eq!(
             names,

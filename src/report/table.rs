@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::fmt::Write;
 
 use super::stats::{Verdict, paired};
-use crate::results::RunRecord;
+use crate::results::{ReferenceRecord, RunRecord};
 
 /// Mean and sample standard deviation (n - 1); the deviation is `None` for one value.
 pub fn mean_std(values: &[f64]) -> (f64, Option<f64>) {
@@ -243,6 +243,25 @@ fn tuning_steps(row: &Row, tuning: &[RunRecord]) -> Option<f64> {
 /// Renders `runs` (in the order of the experiment's plan) as a markdown table. Tuning runs
 /// (`role` `tune`) among them are not rows: their steps are the rows' tuning cost.
 pub fn markdown(title: &str, all: &[RunRecord], planned: usize) -> String {
+    markdown_with_references(title, all, planned, &[])
+}
+
+/// The reference of `dataset` to show above its first row, if one is stored.
+fn reference_of<'r>(
+    references: &'r [ReferenceRecord],
+    dataset: &str,
+) -> Option<&'r ReferenceRecord> {
+    references.iter().find(|r| r.dataset == dataset)
+}
+
+/// [`markdown`], with each dataset's trivial reference (e.g. GLUE's majority class) as an
+/// italic row above the dataset's first row.
+pub fn markdown_with_references(
+    title: &str,
+    all: &[RunRecord],
+    planned: usize,
+    references: &[ReferenceRecord],
+) -> String {
     let (finals, tuning) = split_roles(all);
     let runs = &finals[..];
     let rows = group(runs);
@@ -257,8 +276,25 @@ pub fn markdown(title: &str, all: &[RunRecord], planned: usize) -> String {
         out,
         "|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
+    let mut previous: Option<&str> = None;
+    let mut shown_references = 0;
     for (row, &is_best) in rows.iter().zip(&best) {
         let first = row.first();
+        if previous != Some(first.dataset.as_str())
+            && let Some(reference) = reference_of(references, &first.dataset)
+        {
+            shown_references += 1;
+            let _ = writeln!(
+                out,
+                "| {} | — | *trivial: {}* | — | — | — | *{} {:.2}* | — | *{:.2}* | — | — | — | — | 0 | — | — | — |",
+                reference.dataset,
+                reference.rule,
+                reference.metric,
+                100.0 * reference.test_score,
+                100.0 * reference.test_acc,
+            );
+        }
+        previous = Some(&first.dataset);
         let score = cell(&row.values(|r| r.test_score), 100.0, 2);
         let score = if is_best {
             format!("**{} {score}**", first.metric)
@@ -311,6 +347,14 @@ pub fn markdown(title: &str, all: &[RunRecord], planned: usize) -> String {
             format!(", and {} tuning runs", tuning.len())
         }
     );
+    if shown_references > 0 {
+        let _ = writeln!(
+            out,
+            "Rows in italics: the trivial reference of the task, the training set's majority \
+             class (its label in brackets) predicted for every example of the whole test split; \
+             a method must beat it to have learned anything."
+        );
+    }
     let _ = writeln!(out, "{}", provenance(runs));
     out
 }
@@ -343,8 +387,14 @@ fn tex(text: &str) -> String {
         .replace('—', "--")
 }
 
-/// Renders `runs` as a LaTeX table (booktabs), the same rows and marks as [`markdown`].
-pub fn latex(title: &str, all: &[RunRecord], planned: usize) -> String {
+/// Renders `runs` as a LaTeX table (booktabs), the same rows and marks as
+/// [`markdown_with_references`], trivial references included.
+pub fn latex(
+    title: &str,
+    all: &[RunRecord],
+    planned: usize,
+    references: &[ReferenceRecord],
+) -> String {
     let (finals, tuning) = split_roles(all);
     let runs = &finals[..];
     let rows = group(runs);
@@ -366,6 +416,18 @@ pub fn latex(title: &str, all: &[RunRecord], planned: usize) -> String {
         let first = row.first();
         if previous.is_some_and(|p| p != first.dataset) {
             let _ = writeln!(out, "\\midrule");
+        }
+        if previous != Some(first.dataset.as_str())
+            && let Some(reference) = reference_of(references, &first.dataset)
+        {
+            let _ = writeln!(
+                out,
+                "{} & -- & \\textit{{trivial: {}}} & -- & -- & -- & {} \\textit{{{:.2}}} & -- & -- & 0 & -- \\\\",
+                tex(&reference.dataset),
+                tex(&reference.rule),
+                tex(&reference.metric),
+                100.0 * reference.test_score,
+            );
         }
         previous = Some(&first.dataset);
         let score = tex(&cell(&row.values(|r| r.test_score), 100.0, 2));
@@ -432,6 +494,48 @@ mod tests {
         assert!(
             table.contains("| mk |"),
             "options shared by every row are not repeated: {table}"
+        );
+    }
+
+    #[test]
+    fn a_stored_trivial_reference_is_an_italic_row_above_its_dataset() {
+        let runs = vec![record("baseline", 0, 0.90), record("mk", 0, 0.95)];
+        let reference = |dataset: &str| ReferenceRecord {
+            dataset: dataset.into(),
+            rule: "majority class of the training set (1)".into(),
+            metric: "f1".into(),
+            test_score: 0.8122,
+            test_acc: 0.6838,
+            data: "abc".into(),
+        };
+        let table = markdown_with_references("t", &runs, 2, &[reference("mnist")]);
+        let lines: Vec<&str> = table.lines().filter(|l| l.starts_with("| mnist")).collect();
+        assert_eq!(lines.len(), 3, "{table}");
+        assert!(
+            lines[0].contains("| *trivial: majority class of the training set (1)* |")
+                && lines[0].contains("| *f1 81.22* |")
+                && lines[0].contains("| *68.38* |"),
+            "{table}"
+        );
+        let columns = |line: &str| line.matches('|').count();
+        let header = table.lines().find(|l| l.starts_with("| dataset")).unwrap();
+        assert_eq!(columns(lines[0]), columns(header));
+        assert!(table.contains("Rows in italics: the trivial reference"));
+        // Another dataset's reference is not shown, and nothing is said about one.
+        let other = markdown_with_references("t", &runs, 2, &[reference("cola")]);
+        assert!(
+            !other.contains("trivial") && !other.contains("italics"),
+            "{other}"
+        );
+
+        let tex = latex("t", &runs, 2, &[reference("mnist")]);
+        let row = tex.lines().find(|l| l.contains("trivial")).unwrap();
+        assert!(row.contains("\\textit{trivial: majority class of the training set (1)}"));
+        assert!(row.contains("f1 \\textit{81.22}"), "{row}");
+        assert_eq!(
+            row.matches(" & ").count(),
+            10,
+            "11 columns as the header: {row}"
         );
     }
 
@@ -504,7 +608,7 @@ mod tests {
                 .lines()
                 .any(|l| l.contains("| wide |") && l.contains("**"))
         );
-        let tex = latex("t", &clear, 7);
+        let tex = latex("t", &clear, 7, &[]);
         assert!(tex.contains("\\textbf{94.00 $\\pm$ 1.00}"), "{tex}");
         assert!(tex.contains("\\toprule") && tex.contains("\\bottomrule"));
         // Higher mean, but not on every seed: not marked.

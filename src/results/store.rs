@@ -147,6 +147,25 @@ impl CurvePoint {
     }
 }
 
+table! {
+    /// A dataset's trivial reference: the score of predicting the training set's majority
+    /// class for every test example (for MRPC that is "always paraphrase"), so a table shows
+    /// what chance is beside the methods' scores.
+    #[derive(Debug, Clone, PartialEq)]
+    pub struct ReferenceRecord {
+        pub dataset: String,
+        /// How the constant prediction was chosen, e.g. `majority class of the training set (1)`.
+        pub rule: String,
+        /// The task's headline metric (`accuracy`, `mcc`, `f1`) and its value on the whole
+        /// test split, with the accuracy beside it.
+        pub metric: String,
+        pub test_score: f64,
+        pub test_acc: f64,
+        /// The content fingerprint of the data it was computed on.
+        pub data: String,
+    }
+}
+
 /// Age after which a temporary file in a results folder is a killed writer's leftover.
 const STALE_TEMP_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
 
@@ -259,6 +278,35 @@ impl ResultsDir {
             }
         }
         Ok(set_aside)
+    }
+
+    fn references_path(&self) -> PathBuf {
+        self.root.join("references.parquet")
+    }
+
+    /// The stored trivial references, one per dataset (none stored: empty).
+    pub fn references(&self) -> Result<Vec<ReferenceRecord>> {
+        let path = self.references_path();
+        if !path.is_file() {
+            return Ok(Vec::new());
+        }
+        ReferenceRecord::from_frame(&path, &read_frame(&path)?)
+    }
+
+    /// Stores `references`, replacing the stored ones of the same datasets and keeping the
+    /// others (a `--dataset` invocation computes its own datasets only).
+    pub fn store_references(&self, references: &[ReferenceRecord]) -> Result<()> {
+        let mut all: Vec<ReferenceRecord> = self
+            .references()?
+            .into_iter()
+            .filter(|old| references.iter().all(|new| new.dataset != old.dataset))
+            .collect();
+        all.extend(references.iter().cloned());
+        if all.is_empty() {
+            return Ok(());
+        }
+        all.sort_by(|a, b| a.dataset.cmp(&b.dataset));
+        write_frame(&self.references_path(), &mut ReferenceRecord::frame(&all)?)
     }
 
     /// Every stored run row, sorted by run id.
@@ -538,5 +586,29 @@ pub(crate) mod tests {
             }
         }
         eprintln!("{checked} stored run files read back exactly");
+    }
+
+    #[test]
+    fn references_round_trip_and_a_partial_update_keeps_the_other_datasets() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = ResultsDir::new(tmp.path(), "t", "quick");
+        assert!(dir.references().unwrap().is_empty(), "none stored yet");
+        let reference = |dataset: &str, score: f64| ReferenceRecord {
+            dataset: dataset.into(),
+            rule: "majority class of the training set (1)".into(),
+            metric: "f1".into(),
+            test_score: score,
+            test_acc: 0.68,
+            data: "abc".into(),
+        };
+        dir.store_references(&[reference("mrpc", 0.81), reference("cola", 0.0)])
+            .unwrap();
+        dir.store_references(&[reference("mrpc", 0.82)]).unwrap();
+        assert_eq!(
+            dir.references().unwrap(),
+            vec![reference("cola", 0.0), reference("mrpc", 0.82)]
+        );
+        dir.store_references(&[]).unwrap();
+        assert_eq!(dir.references().unwrap().len(), 2, "nothing new: kept");
     }
 }

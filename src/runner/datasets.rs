@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use crate::data::{self, DataSplits, LoadOptions};
 use crate::error::{Error, Result};
 use crate::experiment::Experiment;
+use crate::results::ReferenceRecord;
 
 /// The loaded splits of an experiment's dataset entries.
 pub(super) struct Datasets<'a> {
@@ -92,6 +93,36 @@ impl<'a> Datasets<'a> {
                 }
             })
             .collect()
+    }
+    /// The trivial reference of every text dataset of the experiment (the GLUE tasks, whose
+    /// metrics chance does not put at 1/classes): the training split's majority class scored
+    /// on the whole test split ([`crate::train::majority_class`]). One per dataset name; none
+    /// for an entry whose runs score a smaller seeded `test_subset` (another test set).
+    pub fn references(&self) -> Vec<ReferenceRecord> {
+        let mut references: Vec<ReferenceRecord> = Vec::new();
+        for (index, entry) in self.experiment.datasets.iter().enumerate() {
+            let splits = self.splits(index);
+            let subsetted = entry
+                .recipe
+                .test_subset
+                .is_some_and(|n| n < splits.test.len());
+            if splits.train.text().is_none()
+                || subsetted
+                || references.iter().any(|r| r.dataset == splits.name)
+            {
+                continue;
+            }
+            let (class, metrics) = crate::train::majority_class(&splits.train, &splits.test);
+            references.push(ReferenceRecord {
+                dataset: splits.name.clone(),
+                rule: format!("majority class of the training set ({class})"),
+                metric: splits.metric.name().to_string(),
+                test_score: metrics.score(splits.metric),
+                test_acc: metrics.accuracy,
+                data: splits.fingerprint.clone(),
+            });
+        }
+        references
     }
 }
 

@@ -34,6 +34,11 @@ pub(super) fn execute(resolved: &ResolvedExperiment, options: &RunOptions) -> Re
             path.display()
         );
     }
+    // The tasks' trivial references (labels only: cheap), refreshed with the data they were
+    // computed on; a report writes them only beside runs already stored.
+    if options.mode == Mode::Train || (options.mode == Mode::Report && dir.root().is_dir()) {
+        dir.store_references(&datasets.references())?;
+    }
     let fingerprints = datasets.fingerprints();
     let plan_now = || -> Result<Plan> {
         let scores = stored_validation_scores(&dir)?;

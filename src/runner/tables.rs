@@ -19,7 +19,9 @@ pub(super) fn render(
     let stored: Vec<RunRecord> = dir.runs()?;
     let (planned, earlier) = planned_runs(plan, &stored);
     let title = format!("{name} ({profile} profile)");
-    let mut markdown = table::markdown(&title, &planned, plan.finals.len());
+    let references = dir.references()?;
+    let mut markdown =
+        table::markdown_with_references(&title, &planned, plan.finals.len(), &references);
     if earlier > 0 {
         markdown.push_str(&format!(
             "{earlier} of these runs were stored by an earlier numerics version of the code (its \
@@ -32,7 +34,7 @@ pub(super) fn render(
         crate::atomic::write(&table_path, markdown.as_bytes())?;
         crate::atomic::write(
             &table_path.with_extension("tex"),
-            table::latex(&title, &planned, plan.finals.len()).as_bytes(),
+            table::latex(&title, &planned, plan.finals.len(), &references).as_bytes(),
         )?;
     }
     Ok(markdown)

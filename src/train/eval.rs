@@ -73,6 +73,25 @@ impl Metrics {
     }
 }
 
+/// The trivial reference of a task: the class most frequent in `train` (the smaller label on
+/// a tie) and the metrics of predicting it for every example of `test` (loss NaN: a constant
+/// prediction has no probabilities).
+pub fn majority_class(train: &Examples, test: &Examples) -> (Label, Metrics) {
+    let classes = train.num_classes().max(test.num_classes());
+    let mut counts = vec![0usize; classes];
+    for &label in train.labels() {
+        counts[label as usize] += 1;
+    }
+    let class = (0..classes)
+        .max_by(|&a, &b| counts[a].cmp(&counts[b]).then(b.cmp(&a)))
+        .unwrap_or(0) as Label;
+    let predictions = vec![class; test.len()];
+    (
+        class,
+        Metrics::from_predictions(&predictions, test.labels(), classes, f64::NAN),
+    )
+}
+
 /// Evaluates `model` in eval mode (mean kernels) on all of `data`, `batch` examples at a time.
 pub fn evaluate<B: Backend, M: Classifier<B>>(
     model: &M,
@@ -123,5 +142,32 @@ mod tests {
         let multi = Metrics::from_predictions(&[3, 1], &[3, 2], 10, 0.0);
         assert_eq!((multi.mcc, multi.f1), (None, None));
         assert!(multi.score(Metric::F1).is_nan());
+    }
+
+    fn text(labels: &[Label]) -> Examples {
+        Examples::Text(crate::data::TextDataset {
+            ids: vec![2; labels.len()],
+            lengths: vec![1; labels.len()],
+            second: vec![1; labels.len()],
+            max_len: 1,
+            labels: labels.to_vec(),
+            num_classes: 2,
+            vocab: 3,
+        })
+    }
+
+    #[test]
+    fn the_majority_class_reference_predicts_the_training_sets_commonest_label() {
+        // Train: three 1s, two 0s; test: tp = 2, fp = 2 for "always 1".
+        let (class, m) = majority_class(&text(&[1, 0, 1, 1, 0]), &text(&[1, 0, 0, 1]));
+        assert_eq!(class, 1);
+        assert_eq!(m.accuracy, 0.5);
+        assert_eq!(m.mcc, Some(0.0), "a constant prediction has MCC 0");
+        assert!((m.f1.unwrap() - 2.0 * 2.0 / (2.0 * 2.0 + 2.0)).abs() < 1e-12);
+        assert!(m.loss.is_nan());
+        // A tie goes to the smaller label; "always 0" has F1 0.
+        let (class, m) = majority_class(&text(&[1, 0]), &text(&[1, 0, 0]));
+        assert_eq!((class, m.f1), (0, Some(0.0)));
+        assert!((m.accuracy - 2.0 / 3.0).abs() < 1e-12);
     }
 }

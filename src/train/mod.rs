@@ -12,7 +12,7 @@ pub mod trainer;
 
 pub use batchnorm::recalibrate_batchnorm;
 pub use checkpoint::CheckpointDir;
-pub use eval::{Metrics, evaluate};
+pub use eval::{Metrics, evaluate, majority_class};
 pub use hooks::{MixingDraw, PlainStep, StepHooks, StepPosition};
 pub use log::{EvalPoint, TrainLog};
 // The recipe's optimiser, where experiment code looks for the recipe's parts.

@@ -32,7 +32,8 @@ pub fn results_blocks(options: &DocsOptions) -> Result<Vec<Block>> {
             .map_or(&[][..], |t| &t.seeds[..]);
         let rows = planned_rows(&specs, tune_seeds, &stored);
         let title = format!("{name} ({profile} profile)");
-        let mut text = table::markdown(&title, &rows, specs.len());
+        let mut text =
+            table::markdown_with_references(&title, &rows, specs.len(), &dir.references()?);
         let about = resolved.experiment.description.trim();
         let minutes = rows.iter().map(|r| r.wall_clock_s).sum::<f64>() / 60.0;
         let intro = format!(

@@ -107,6 +107,7 @@ pub enum Panel {
         title: String,
         y_label: String,
         series: Vec<Series>,
+        reference: Option<Reference>,
     },
     /// One dot ± 1 std per legend entry, with its value written above it (the deployed
     /// model's scores: the table's numbers, on a range fitted to them).
@@ -114,7 +115,72 @@ pub enum Panel {
         title: String,
         y_label: String,
         dots: Vec<(usize, Vec<f64>)>,
+        reference: Option<Reference>,
     },
+}
+
+/// A horizontal line across a panel at a score that is not a method's (a task's trivial
+/// reference), labelled on the panel, in the panel's y units.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reference {
+    pub label: String,
+    pub value: f64,
+}
+
+/// Draws `reference` as a dotted black line across the plotting area, its label and value
+/// written above the line's left end. The panel's range fits the methods' values, not the
+/// reference: one outside it is written at the panel's bottom or top edge instead
+/// ("below: ..."), so the differences between methods keep the panel's height.
+fn reference_line<DB: DrawingBackend>(
+    screen: &DrawingArea<DB, Shift>,
+    pixel: impl Fn(f64, f64) -> (f64, f64),
+    (x0, x1): (f64, f64),
+    (y0, y1): (f64, f64),
+    reference: &Reference,
+) -> Drawing {
+    let (left, _) = pixel(x0, y0);
+    let (right, _) = pixel(x1, y0);
+    let style = TextStyle::from((FONT, TICK_FONT).into_font()).color(&BLACK);
+    if !(y0..=y1).contains(&reference.value) {
+        let (side, y, pos) = if reference.value < y0 {
+            ("below", pixel(x0, y0).1 - 4.0, VPos::Bottom)
+        } else {
+            ("above", pixel(x0, y1).1 + 4.0, VPos::Top)
+        };
+        let text = format!("{side}: {} {:.2}", reference.label, reference.value);
+        return screen
+            .draw(&Text::new(
+                text,
+                (left.round() as i32 + 4, y.round() as i32),
+                style.pos(Pos::new(HPos::Left, pos)),
+            ))
+            .map_err(failed);
+    }
+    let y = pixel(x0, reference.value).1.round() as i32;
+    let mut x = left.round() as i32;
+    while x < right.round() as i32 {
+        let end = (x + 4).min(right.round() as i32);
+        screen
+            .draw(&PathElement::new(
+                vec![(x, y), (end, y)],
+                BLACK.stroke_width(2),
+            ))
+            .map_err(failed)?;
+        x += 9;
+    }
+    // The label's first word alone where the whole label does not fit (a narrow dots panel).
+    let mut text = format!("{}: {:.2}", reference.label, reference.value);
+    if text_width(&text, TICK_FONT) as f64 + 8.0 > right - left {
+        let word = reference.label.split_whitespace().next().unwrap_or("");
+        text = format!("{word}: {:.2}", reference.value);
+    }
+    screen
+        .draw(&Text::new(
+            text,
+            (left.round() as i32 + 4, y - 3),
+            style.pos(Pos::new(HPos::Left, VPos::Bottom)),
+        ))
+        .map_err(failed)
 }
 
 /// Panels with more lines than this are drawn without ±1 std bands (they would cover each
@@ -586,6 +652,7 @@ fn lines_panel<DB: DrawingBackend>(
     title: &str,
     y_label: &str,
     series: &[Series],
+    reference: Option<&Reference>,
 ) -> Drawing {
     let drawn: Vec<Line> = series
         .iter()
@@ -691,6 +758,9 @@ fn lines_panel<DB: DrawingBackend>(
         let (a, b) = plot.map_coordinate(&(x, y));
         (a as f64, b as f64)
     };
+    if let Some(reference) = reference {
+        reference_line(&screen, pixel, (x0, x1), (y0, y1), reference)?;
+    }
     let mut order: Vec<&Line> = drawn.iter().collect();
     order.sort_by_key(|l| layer(&look(figure, l.row), figure.entries[l.row].kind));
     for Line { row, points, last } in order {
@@ -726,6 +796,7 @@ fn dots_panel<DB: DrawingBackend>(
     title: &str,
     y_label: &str,
     dots: &[(usize, Vec<f64>)],
+    reference: Option<&Reference>,
 ) -> Drawing {
     let shown: Vec<(usize, f64, f64)> = dots
         .iter()
@@ -769,6 +840,13 @@ fn dots_panel<DB: DrawingBackend>(
         .map_err(failed)?;
     let plot = chart.plotting_area();
     let screen = plot.use_screen_coord();
+    if let Some(reference) = reference {
+        let pixel = |x: f64, y: f64| {
+            let (a, b) = plot.map_coordinate(&(x, y));
+            (a as f64, b as f64)
+        };
+        reference_line(&screen, pixel, (-0.6, n - 0.4), (y0, y1), reference)?;
+    }
     let spacing = plot.dim_in_pixel().0 as f64 / n.max(1.0);
     for (i, &(row, mean, std)) in shown.iter().enumerate() {
         let look = look(figure, row);
@@ -902,12 +980,14 @@ fn draw<DB: DrawingBackend>(
                 title,
                 y_label,
                 series,
-            } => lines_panel(&area, figure, title, y_label, series)?,
+                reference,
+            } => lines_panel(&area, figure, title, y_label, series, reference.as_ref())?,
             Panel::Dots {
                 title,
                 y_label,
                 dots,
-            } => dots_panel(&area, figure, title, y_label, dots)?,
+                reference,
+            } => dots_panel(&area, figure, title, y_label, dots, reference.as_ref())?,
         }
         x += w;
     }
