@@ -292,18 +292,26 @@ profiles: {smoke: {}}
         assert!(
             err.contains(&file.path().display().to_string())
                 && err.contains(
-                    "`methods[1]` (adv_only), k = 4: adv_only refuses `init: identical`: from \
-                     identical copies every dL/dp_i of a layer is equal, so the ascent never \
-                     moves p from uniform, the copies stay identical and the run is uniform MK \
-                     (with `lr_compensation: auto`, the baseline); use `init: independent` (the \
-                     default) or `init: independent_scaled`"
+                    "`methods[1]` (adv_only), k = 4: adv_only refuses `init: identical` (and \
+                     `perturbed(0)`): from identical copies every dL/dp_i of a layer is equal, \
+                     so the ascent never moves p from uniform, the copies stay identical and \
+                     the run is uniform MK (with `lr_compensation: auto`, the baseline); use \
+                     `init: independent` (the default), `init: independent_scaled`, or `init: \
+                     perturbed(s)` with s > 0"
                 ),
             "{err}"
         );
-        for init in ["independent", "independent_scaled"] {
+        for init in ["independent", "independent_scaled", "perturbed(0.01)"] {
             let set = format!("methods.1.init={init}");
             load(&[set.as_str()]).unwrap();
         }
+        let zero = load(&["methods.1.init=perturbed(0)"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            zero.contains("adv_only refuses `init: identical` (and `perturbed(0)`)"),
+            "{zero}"
+        );
         // The default is independent copies; adv_mj keeps accepting identical copies (its
         // random draw makes them differ after the first step).
         let experiment = load(&["methods.1=adv_only"]).unwrap().experiment;
