@@ -139,7 +139,7 @@ pub fn run(options: &BenchOptions) -> Result<String> {
             options.backend,
             slug(&stamp.machine)
         ));
-        crate::results::bench::write(&path, &rows)?;
+        crate::results::bench::merge(&path, &rows)?;
         out.push_str(&format!("\nwritten: {}\n", path.display()));
         if let Some(plots) = &options.plots_dir {
             for file in crate::report::plots::overhead_figure(dir, plots)? {

@@ -42,6 +42,25 @@ pub fn write(path: &Path, rows: &[BenchRecord]) -> Result<()> {
     write_frame(path, &mut BenchRecord::frame(rows)?)
 }
 
+/// Stores `rows` in `path` beside the rows already there: a model measured again (same family,
+/// model and batch) has all its rows replaced, so one line of ratios comes from one run; every
+/// other model's rows are kept (a one-family bench does not erase the others).
+pub fn merge(path: &Path, rows: &[BenchRecord]) -> Result<()> {
+    let same = |a: &BenchRecord, b: &BenchRecord| {
+        a.family == b.family && a.model == b.model && a.batch == b.batch
+    };
+    let mut all: Vec<BenchRecord> = if path.is_file() {
+        read(path)?
+            .into_iter()
+            .filter(|old| !rows.iter().any(|new| same(old, new)))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    all.extend(rows.iter().cloned());
+    write(path, &all)
+}
+
 /// Every row stored in `dir` (`*.parquet`, by file name); none when `dir` does not exist.
 pub fn stored(dir: &Path) -> Result<Vec<BenchRecord>> {
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -123,6 +142,30 @@ mod tests {
     }
 
     #[test]
+    fn a_bench_of_one_model_keeps_the_other_models_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("flex-test.parquet");
+        let encoder = |k: i64, mk_ms: f64| BenchRecord {
+            family: "transformer".into(),
+            model: "pretrained-t-len16".into(),
+            batch: 32,
+            mk_ms,
+            ..row(k)
+        };
+        merge(&path, &[row(1), row(4), encoder(4, 9.0)]).unwrap();
+        // The encoder again at another k: its old rows go, the MLP's stay.
+        merge(&path, &[encoder(2, 7.0)]).unwrap();
+        assert_eq!(read(&path).unwrap(), vec![row(1), row(4), encoder(2, 7.0)]);
+        // The same model at another batch is another line.
+        let at_64 = BenchRecord {
+            batch: 64,
+            ..encoder(2, 8.0)
+        };
+        merge(&path, std::slice::from_ref(&at_64)).unwrap();
+        assert_eq!(read(&path).unwrap().len(), 4);
+    }
+
+    #[test]
     fn the_stored_bench_files_read_back() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("results/bench");
         for row in stored(&dir).unwrap() {
@@ -136,6 +179,8 @@ mod tests {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReferenceRow {
     pub family: String,
+    /// The step's batch (`None` when the CSV has no `batch` column).
+    pub batch: Option<i64>,
     pub k: i64,
     pub baseline_ms: f64,
     pub mk_ms: f64,
@@ -170,6 +215,7 @@ pub fn reference_rows(path: &Path) -> Result<Vec<ReferenceRow>> {
     );
     let (torch, dtype) = (column("torch")?, column("dtype")?);
     let host = header.iter().position(|h| *h == "host");
+    let batch = header.iter().position(|h| *h == "batch");
     let mut rows = Vec::new();
     for (n, line) in lines.enumerate().filter(|(_, l)| !l.trim().is_empty()) {
         let fields: Vec<&str> = line.split(',').collect();
@@ -184,6 +230,7 @@ pub fn reference_rows(path: &Path) -> Result<Vec<ReferenceRow>> {
         };
         rows.push(ReferenceRow {
             family: field(family),
+            batch: batch.map(|i| number(i).map(|b| b as i64)).transpose()?,
             k: number(k)? as i64,
             baseline_ms: number(baseline)?,
             mk_ms: number(mk)?,

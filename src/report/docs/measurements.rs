@@ -14,6 +14,7 @@ struct BenchRow {
     model: String,
     dataset: String,
     optimizer: String,
+    batch: i64,
     k: i64,
     baseline_ms: f64,
     mk_ms: f64,
@@ -37,6 +38,7 @@ fn bench_rows(path: &Path) -> Result<Vec<BenchRow>> {
             model: r.model,
             dataset: r.dataset,
             optimizer: r.optimizer,
+            batch: r.batch,
             k: r.k,
             baseline_ms: r.baseline_ms,
             mk_ms: r.mk_ms,
@@ -168,17 +170,18 @@ pub fn measurements_blocks(bench_dir: &Path, plots_dir: &Path) -> Result<Vec<Blo
 /// table beside `ours`, the stored rows of its host.
 fn reference_table(path: &Path, ours: &[BenchRow], out: &mut String) -> Result<()> {
     let rows = crate::results::bench::reference_rows(path)?;
-    // family -> (reference baseline, k -> reference ratio); first seen order kept.
+    // family -> (batch, reference baseline, k -> reference ratio); first seen order kept.
+    type Reference = (Option<i64>, f64, BTreeMap<i64, f64>);
     let mut order: Vec<String> = Vec::new();
-    let mut reference: BTreeMap<String, (f64, BTreeMap<i64, f64>)> = BTreeMap::new();
+    let mut reference: BTreeMap<String, Reference> = BTreeMap::new();
     let (mut about, mut csv_host) = (String::new(), String::new());
     for row in rows {
         let entry = reference.entry(row.family.clone()).or_insert_with(|| {
             order.push(row.family.clone());
-            (0.0, BTreeMap::new())
+            (row.batch, 0.0, BTreeMap::new())
         });
-        entry.0 = row.baseline_ms;
-        entry.1.insert(row.k, row.mk_ms / row.baseline_ms);
+        entry.1 = row.baseline_ms;
+        entry.2.insert(row.k, row.mk_ms / row.baseline_ms);
         about = format!("PyTorch {} {}, host {}", row.torch, row.dtype, row.host);
         csv_host = row.host;
     }
@@ -187,7 +190,7 @@ fn reference_table(path: &Path, ours: &[BenchRow], out: &mut String) -> Result<(
     }
     let mut ks: Vec<i64> = reference
         .values()
-        .flat_map(|(_, by_k)| by_k.keys().copied())
+        .flat_map(|(_, _, by_k)| by_k.keys().copied())
         .collect();
     ks.sort_unstable();
     ks.dedup();
@@ -203,10 +206,18 @@ fn reference_table(path: &Path, ours: &[BenchRow], out: &mut String) -> Result<(
     out.push_str(&"---|".repeat(ks.len()));
     out.push('\n');
     for name in &order {
-        let (base, by_k) = &reference[name];
+        let (batch, base, by_k) = &reference[name];
+        // Our rows of the same family, host and (where the CSV says) batch; of several models
+        // of a family, the first stored.
         let mine: Vec<&BenchRow> = ours
             .iter()
             .filter(|r| r.family == *name && r.host == csv_host)
+            .filter(|r| batch.is_none_or(|b| b == r.batch))
+            .collect();
+        let first_model = mine.first().map(|r| r.model.clone());
+        let mine: Vec<&BenchRow> = mine
+            .into_iter()
+            .filter(|r| Some(&r.model) == first_model.as_ref())
             .collect();
         let ours_base = mine.first().map(|r| r.baseline_ms);
         let _ = write!(
