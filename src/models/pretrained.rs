@@ -733,6 +733,19 @@ mod tests {
         }
     }
 
+    /// The logits of `m` on the reference sentences ([`reference_inputs`]).
+    fn classify(
+        m: &Encoder<B>,
+        ids: &Tensor<B, 2, Int>,
+        types: &Tensor<B, 2, Int>,
+        bias: &Tensor<B, 2>,
+    ) -> Vec<f32> {
+        m.classify(ids.clone(), Some(types.clone()), bias.clone(), None)
+            .into_data()
+            .to_vec()
+            .unwrap()
+    }
+
     /// The inputs of a reference file: ids, token types, attention bias (`-1e4` on padding).
     fn reference_inputs(
         reference: &serde_json::Value,
@@ -1065,12 +1078,7 @@ mod tests {
         assert_ne!(copies[0], copies[1]);
         let reference = json(&fixture("bert_tiny_reference.json"));
         let (ids, types, bias) = reference_inputs(&reference);
-        let logits = |m: &Encoder<B>| -> Vec<f32> {
-            m.classify(ids.clone(), Some(types.clone()), bias.clone(), None)
-                .into_data()
-                .to_vec()
-                .unwrap()
-        };
+        let logits = |m: &Encoder<B>| classify(m, &ids, &types, &bias);
         let drift = max_abs_diff(&logits(&mk.collapse()), &logits(&small));
         assert!(
             drift < 1e-5,
@@ -1125,12 +1133,7 @@ mod tests {
         let (ids, types, bias) = reference_inputs(&reference);
         let deployed = mk.collapse();
         assert_eq!(deployed.num_params(), small.num_params());
-        let logits = |m: &Encoder<B>| -> Vec<f32> {
-            m.classify(ids.clone(), Some(types.clone()), bias.clone(), None)
-                .into_data()
-                .to_vec()
-                .unwrap()
-        };
+        let logits = |m: &Encoder<B>| classify(m, &ids, &types, &bias);
         assert_eq!(logits(&mk), logits(&deployed), "collapse is exact");
         let drift = max_abs_diff(&logits(&deployed), &logits(&small));
         assert!(drift < 1e-5, "deployed vs pre-trained logits: {drift:e}");
@@ -1234,12 +1237,7 @@ mod tests {
         assert_eq!(mk.mk_layers(), 6 * 6);
         assert_eq!(compare(&mk, &reference, stride), (hidden, pooled));
         let (ids, types, bias) = reference_inputs(&reference);
-        let logits = |m: &Encoder<B>| -> Vec<f32> {
-            m.classify(ids.clone(), Some(types.clone()), bias.clone(), None)
-                .into_data()
-                .to_vec()
-                .unwrap()
-        };
+        let logits = |m: &Encoder<B>| classify(m, &ids, &types, &bias);
         let deployed = mk.collapse();
         assert_eq!(logits(&mk), logits(&deployed), "collapse is exact");
         assert_eq!(deployed.num_params(), encoder.num_params());
