@@ -288,7 +288,7 @@ pub fn plan(
                         .is_some_and(|(p, _)| p.lr_multiplier == low || p.lr_multiplier == high),
             }
         });
-        for &seed in &experiment.seeds {
+        for &seed in experiment.seeds_for(group.dataset_index) {
             let at_recipe = spec(group, seed, Phase::Final, GridPoint::RECIPE);
             let mut legacy = at_recipe.clone();
             legacy.recipe.validation = None;
@@ -413,6 +413,62 @@ tune: {lr_multipliers: [2, 0.5, 1], seeds: [100]}
         assert_eq!(f.legacy.recipe.optimizer.lr(), 0.1);
         assert!(f.earlier_ids().contains(&f.legacy.id()));
         assert_eq!(f.tuning.as_ref().unwrap().choice.unwrap().1, 0.7);
+    }
+
+    #[test]
+    fn a_dataset_with_its_own_seeds_trains_those_and_keeps_the_run_ids() {
+        let two = TUNED.replace(
+            "methods:",
+            "  - dataset: cifar10\n    model: {family: resnet, blocks: [1], widths: [8]}\n    \
+             recipe: {epochs: 1, batch_size: 64, validation: 100, optimizer: {name: sgd, lr: 0.1}}\n\
+             methods:",
+        );
+        let five = two.replace(
+            "validation: 100, optimizer: {name: sgd, lr: 0.1}}\n  - dataset: cifar10",
+            "validation: 100, optimizer: {name: sgd, lr: 0.1}}\n    seeds: [0, 1, 2, 3, 4]\n  - dataset: cifar10",
+        );
+        let (two, five) = (experiment(&two), experiment(&five));
+        assert_eq!(five.seeds_for(0), [0, 1, 2, 3, 4]);
+        assert_eq!(five.seeds_for(1), [0, 1], "the experiment's seeds");
+        let data = ["mnist".to_string(), "cifar10".to_string()];
+        let seeds = |e: &Experiment, dataset: &str| -> Vec<u64> {
+            plan(e, &data, 3, &|_| None)
+                .finals
+                .iter()
+                .map(|f| &f.legacy)
+                .filter(|s| s.dataset == dataset && s.method == "baseline")
+                .map(|s| s.seed)
+                .collect()
+        };
+        assert_eq!(seeds(&five, "mnist"), [0, 1, 2, 3, 4]);
+        assert_eq!(seeds(&five, "cifar10"), [0, 1]);
+        // Seeds 0 and 1 are the same runs as without the field: stored runs are found.
+        let ids = |e: &Experiment| -> Vec<String> {
+            plan(e, &data, 3, &|_| None)
+                .finals
+                .iter()
+                .map(|f| f.legacy.id())
+                .collect()
+        };
+        let (before, after) = (ids(&two), ids(&five));
+        assert!(before.iter().all(|id| after.contains(id)));
+        assert_eq!(
+            after.len(),
+            before.len() + 3 * 3,
+            "3 more seeds x 3 mnist groups"
+        );
+        // A tuning seed may not be any dataset's final seed.
+        let mut clash = five.clone();
+        clash.datasets[0].seeds = Some(vec![0, 100]);
+        let err = clash.validate().unwrap_err();
+        assert!(err.contains("seed 100 is also a final seed"), "{err}");
+        clash.datasets[0].seeds = Some(vec![]);
+        assert!(
+            clash
+                .validate()
+                .unwrap_err()
+                .contains("datasets.0.seeds is empty")
+        );
     }
 
     #[test]

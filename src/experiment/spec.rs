@@ -79,6 +79,10 @@ pub struct DatasetEntry {
     /// Keep only the first `classes` classes (sorted class ids), e.g. for a quick profile.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub classes: Option<usize>,
+    /// This dataset's final seeds, instead of the experiment's `seeds` (e.g. 5 seeds for the
+    /// MNIST part of a table whose CIFAR-10 runs can afford 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seeds: Option<Vec<u64>>,
 }
 
 impl DatasetEntry {
@@ -234,6 +238,11 @@ pub fn load(path: &Path, profile: &str, overrides: &[String]) -> Result<Resolved
 }
 
 impl Experiment {
+    /// The final seeds of dataset entry `index`: its own `seeds`, else the experiment's.
+    pub fn seeds_for(&self, index: usize) -> &[u64] {
+        self.datasets[index].seeds.as_deref().unwrap_or(&self.seeds)
+    }
+
     /// The values of k method entry `index` runs at: the experiment's (those its `k:` allows)
     /// for methods that depend on k, else just 1.
     pub fn method_ks(&self, index: usize) -> Vec<usize> {
@@ -292,7 +301,9 @@ impl Experiment {
             }
         }
         if let Some(tune) = &self.tune {
-            tune.validate(&self.seeds)?;
+            let mut final_seeds = self.seeds.clone();
+            final_seeds.extend(self.datasets.iter().flat_map(|d| d.seeds.iter().flatten()));
+            tune.validate(&final_seeds)?;
             if let Some(i) = self
                 .datasets
                 .iter()
@@ -305,6 +316,12 @@ impl Experiment {
             }
         }
         for (i, entry) in self.datasets.iter().enumerate() {
+            if entry.seeds.as_ref().is_some_and(|s| s.is_empty()) {
+                return Err(format!(
+                    "datasets.{i}.seeds is empty: list at least one, or leave it out to use the \
+                     experiment's `seeds`"
+                ));
+            }
             if !DATASETS.contains(&entry.dataset.as_str()) {
                 return Err(format!(
                     "datasets.{i}.dataset: unknown dataset `{}`: expected one of {}",
