@@ -38,17 +38,31 @@ pub fn export(results: &Path, baselines: &Path, experiment: &str, profile: &str)
         )));
     }
     let target = baseline_dir(baselines, experiment, profile);
+    let parquet_names = |dir: &Path| -> Vec<std::ffi::OsString> {
+        std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "parquet"))
+            .map(|e| e.file_name())
+            .collect()
+    };
     for sub in ["runs", "curves"] {
         let from = source.root().join(sub);
-        let Ok(entries) = std::fs::read_dir(&from) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.extension().is_some_and(|e| e == "parquet") {
-                let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-                atomic::write(&target.join(sub).join(entry.file_name()), &bytes)?;
-            }
+        let names = parquet_names(&from);
+        for name in &names {
+            let path = from.join(name);
+            let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+            atomic::write(&target.join(sub).join(name), &bytes)?;
+        }
+        // The baselines mirror the results: runs the results no longer hold (superseded by a
+        // rerun) would otherwise stay beside their replacements.
+        for stale in parquet_names(&target.join(sub))
+            .into_iter()
+            .filter(|n| !names.contains(n))
+        {
+            let path = target.join(sub).join(stale);
+            std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
         }
     }
     let yaml = source.root().join("experiment.yaml");

@@ -448,9 +448,23 @@ fn claims_plots_baselines_and_compare_work_from_stored_runs() {
             ],
         )
     };
+    // A run stored there before (superseded since) is removed: the baselines mirror the results.
+    let stale = baselines.join("table5/smoke/runs/mnist-baseline-k1-s0-000000000000.parquet");
+    std::fs::create_dir_all(stale.parent().unwrap()).unwrap();
+    std::fs::write(&stale, b"superseded").unwrap();
     let out = with_baselines(&["baselines", "table5", "--profile", "smoke"]);
     assert!(out.status.success(), "{}", text(&out).1);
     assert!(baselines.join("table5/smoke/experiment.yaml").is_file());
+    assert!(
+        !stale.exists(),
+        "a run the results no longer hold stays in the baselines"
+    );
+    let copied =
+        |sub: &str, root: &std::path::Path| std::fs::read_dir(root.join(sub)).unwrap().count();
+    assert_eq!(
+        copied("table5/smoke/runs", &baselines),
+        copied("table5/smoke/runs", &results)
+    );
     let out = with_baselines(&[
         "compare",
         "--method",
