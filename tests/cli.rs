@@ -402,7 +402,8 @@ fn claims_plots_baselines_and_compare_work_from_stored_runs() {
     let (claims, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");
     assert!(
-        claims.contains("mk (identical) [dirichlet(1), k = 4] beats baseline")
+        claims
+            .contains("mk (identical, lr_compensation: auto) [dirichlet(1), k = 4] beats baseline")
             && claims.contains("too few seeds"),
         "{claims}"
     );
