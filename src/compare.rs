@@ -19,7 +19,7 @@ use crate::experiment::{self, Experiment};
 use crate::methods::MethodEntry;
 use crate::report::stats::{Verdict, paired};
 use crate::report::table;
-use crate::results::{ResultsDir, RunRecord};
+use crate::results::{ResultsDir, RunRecord, parquet_files};
 use crate::runner::{self, Mode, RunOptions};
 
 /// Where the stored baselines of `experiment` / `profile` live.
@@ -38,31 +38,21 @@ pub fn export(results: &Path, baselines: &Path, experiment: &str, profile: &str)
         )));
     }
     let target = baseline_dir(baselines, experiment, profile);
-    let parquet_names = |dir: &Path| -> Vec<std::ffi::OsString> {
-        std::fs::read_dir(dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter(|e| e.path().extension().is_some_and(|x| x == "parquet"))
-            .map(|e| e.file_name())
-            .collect()
-    };
     for sub in ["runs", "curves"] {
-        let from = source.root().join(sub);
-        let names = parquet_names(&from);
-        for name in &names {
-            let path = from.join(name);
-            let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-            atomic::write(&target.join(sub).join(name), &bytes)?;
+        let (from, into) = (source.root().join(sub), target.join(sub));
+        let sources = parquet_files(&from)?;
+        let names: Vec<_> = sources.iter().filter_map(|p| p.file_name()).collect();
+        for path in &sources {
+            let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+            atomic::write(&into.join(path.file_name().unwrap_or_default()), &bytes)?;
         }
         // The baselines mirror the results: runs the results no longer hold (superseded by a
         // rerun) would otherwise stay beside their replacements.
-        for stale in parquet_names(&target.join(sub))
+        for stale in parquet_files(&into)?
             .into_iter()
-            .filter(|n| !names.contains(n))
+            .filter(|p| p.file_name().is_some_and(|n| !names.contains(&n)))
         {
-            let path = target.join(sub).join(stale);
-            std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+            std::fs::remove_file(&stale).map_err(|e| Error::io(&stale, e))?;
         }
     }
     let yaml = source.root().join("experiment.yaml");

@@ -1,7 +1,7 @@
 //! Stored `reproduce bench` measurements: one parquet file per backend and machine (under
 //! `results/bench/`), a row per model family and k, read back for the overhead figure.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::schema::{Table, read_frame, table, write_frame};
 use crate::error::{Error, Result};
@@ -63,16 +63,8 @@ pub fn merge(path: &Path, rows: &[BenchRecord]) -> Result<()> {
 
 /// Every row stored in `dir` (`*.parquet`, by file name); none when `dir` does not exist.
 pub fn stored(dir: &Path) -> Result<Vec<BenchRecord>> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Ok(Vec::new());
-    };
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
-        .collect();
-    files.sort();
     let mut rows = Vec::new();
-    for path in files {
+    for path in super::parquet_files(dir)? {
         rows.extend(read(&path)?);
     }
     Ok(rows)

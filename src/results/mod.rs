@@ -9,4 +9,4 @@ pub mod schema;
 pub mod store;
 
 pub use models::ModelStore;
-pub use store::{CurvePoint, ReferenceRecord, ResultsDir, RunRecord};
+pub use store::{CurvePoint, ReferenceRecord, ResultsDir, RunRecord, parquet_files};

@@ -339,7 +339,8 @@ impl ResultsDir {
     }
 }
 
-fn parquet_files(dir: &Path) -> Result<Vec<PathBuf>> {
+/// The `*.parquet` files in `dir`, sorted; none when `dir` does not exist.
+pub fn parquet_files(dir: &Path) -> Result<Vec<PathBuf>> {
     if !dir.is_dir() {
         return Ok(Vec::new());
     }

@@ -209,15 +209,13 @@ fn reference_table(path: &Path, ours: &[BenchRow], out: &mut String) -> Result<(
         let (batch, base, by_k) = &reference[name];
         // Our rows of the same family, host and (where the CSV says) batch; of several models
         // of a family, the first stored.
+        let paired = |r: &&BenchRow| {
+            r.family == *name && r.host == csv_host && batch.is_none_or(|b| b == r.batch)
+        };
+        let first_model = ours.iter().find(paired).map(|r| &r.model);
         let mine: Vec<&BenchRow> = ours
             .iter()
-            .filter(|r| r.family == *name && r.host == csv_host)
-            .filter(|r| batch.is_none_or(|b| b == r.batch))
-            .collect();
-        let first_model = mine.first().map(|r| r.model.clone());
-        let mine: Vec<&BenchRow> = mine
-            .into_iter()
-            .filter(|r| Some(&r.model) == first_model.as_ref())
+            .filter(|r| paired(r) && Some(&r.model) == first_model)
             .collect();
         let ours_base = mine.first().map(|r| r.baseline_ms);
         let _ = write!(
