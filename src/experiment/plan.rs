@@ -246,7 +246,8 @@ pub fn plan(
     let mut tuning = Vec::new();
     let mut finals = Vec::new();
     for group in &groups {
-        let state = experiment.tune.as_ref().map(|tune| {
+        let tune = experiment.tune_for(group.dataset_index);
+        let state = tune.as_ref().map(|tune| {
             let mut stored = 0;
             let mut needed = 0;
             let scored: Vec<Scored> = tune
@@ -296,8 +297,7 @@ pub fn plan(
                 .as_ref()
                 .and_then(|s| s.choice)
                 .map(|(point, _)| point);
-            let alternatives: Vec<RunSpec> = experiment
-                .tune
+            let alternatives: Vec<RunSpec> = tune
                 .iter()
                 .flat_map(|tune| tune.grid())
                 .filter(|&point| Some(point) != chosen)
@@ -469,6 +469,64 @@ tune: {lr_multipliers: [2, 0.5, 1], seeds: [100]}
                 .unwrap_err()
                 .contains("datasets.0.seeds is empty")
         );
+    }
+
+    #[test]
+    fn a_dataset_with_its_own_grid_tunes_on_it_and_keeps_the_shared_points() {
+        let two = TUNED.replace(
+            "methods:",
+            "  - dataset: cifar10\n    model: {family: resnet, blocks: [1], widths: [8]}\n    \
+             recipe: {epochs: 1, batch_size: 64, validation: 100, optimizer: {name: sgd, lr: 0.1}}\n\
+             methods:",
+        );
+        let short = two.replace(
+            "optimizer: {name: sgd, lr: 0.1}}\nmethods:",
+            "optimizer: {name: sgd, lr: 0.1}}\n    lr_multipliers: [1, 2]\nmethods:",
+        );
+        let (two, short) = (experiment(&two), experiment(&short));
+        assert_eq!(short.tune_for(0).unwrap().lr_multipliers, [2.0, 0.5, 1.0]);
+        assert_eq!(short.tune_for(1).unwrap().lr_multipliers, [1.0, 2.0]);
+        assert_eq!(short.tune_for(1).unwrap().seeds, [100]);
+        let data = ["mnist".to_string(), "cifar10".to_string()];
+        let lrs = |e: &Experiment, dataset: &str| -> Vec<f64> {
+            plan(e, &data, 3, &|_| None)
+                .tuning
+                .iter()
+                .filter(|s| s.dataset == dataset && s.method == "baseline")
+                .map(|s| s.recipe.optimizer.lr())
+                .collect()
+        };
+        assert_eq!(lrs(&short, "mnist"), [0.05, 0.1, 0.2]);
+        assert_eq!(lrs(&short, "cifar10"), [0.1, 0.2]);
+        // The points both grids share are the same runs: stored tuning runs are found.
+        let ids = |e: &Experiment| -> Vec<String> {
+            plan(e, &data, 3, &|_| None)
+                .tuning
+                .iter()
+                .map(|s| s.id())
+                .collect()
+        };
+        let (all, fewer) = (ids(&two), ids(&short));
+        assert!(fewer.iter().all(|id| all.contains(id)));
+        assert_eq!(
+            fewer.len(),
+            all.len() - 3,
+            "one point fewer for 3 cifar10 groups"
+        );
+        // Bad grids name the dataset's key.
+        let mut bad = short.clone();
+        bad.datasets[1].lr_multipliers = Some(vec![]);
+        let err = bad.validate().unwrap_err();
+        assert!(err.contains("datasets.1.lr_multipliers is empty"), "{err}");
+        bad.datasets[1].lr_multipliers = Some(vec![-1.0]);
+        let err = bad.validate().unwrap_err();
+        assert!(
+            err.contains("datasets.1.lr_multipliers must be positive"),
+            "{err}"
+        );
+        bad.tune = None;
+        let err = bad.validate().unwrap_err();
+        assert!(err.contains("no `tune` block"), "{err}");
     }
 
     #[test]

@@ -83,6 +83,11 @@ pub struct DatasetEntry {
     /// MNIST part of a table whose CIFAR-10 runs can afford 3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seeds: Option<Vec<u64>>,
+    /// This dataset's learning-rate multipliers, instead of `tune.lr_multipliers` (e.g. a
+    /// shorter grid where a run takes minutes); the tuning seeds and weight decays stay the
+    /// experiment's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lr_multipliers: Option<Vec<f64>>,
 }
 
 impl DatasetEntry {
@@ -243,6 +248,18 @@ impl Experiment {
         self.datasets[index].seeds.as_deref().unwrap_or(&self.seeds)
     }
 
+    /// The tuning grid of dataset entry `index` (`None` when the experiment tunes nothing):
+    /// the experiment's `tune`, with the entry's own `lr_multipliers` where it has them.
+    pub fn tune_for(&self, index: usize) -> Option<TuneSpec> {
+        self.tune.as_ref().map(|tune| {
+            let mut tune = tune.clone();
+            if let Some(lrs) = &self.datasets[index].lr_multipliers {
+                tune.lr_multipliers = lrs.clone();
+            }
+            tune
+        })
+    }
+
     /// The values of k method entry `index` runs at: the experiment's (those its `k:` allows)
     /// for methods that depend on k, else just 1.
     pub fn method_ks(&self, index: usize) -> Vec<usize> {
@@ -304,6 +321,23 @@ impl Experiment {
             let mut final_seeds = self.seeds.clone();
             final_seeds.extend(self.datasets.iter().flat_map(|d| d.seeds.iter().flatten()));
             tune.validate(&final_seeds)?;
+            for index in 0..self.datasets.len() {
+                if self.datasets[index].lr_multipliers.is_some() {
+                    self.tune_for(index)
+                        .expect("the experiment tunes")
+                        .validate(&final_seeds)
+                        .map_err(|e| {
+                            e.replace(
+                                "`tune.lr_multipliers`",
+                                &format!("datasets.{index}.lr_multipliers"),
+                            )
+                            .replace(
+                                "`tune`",
+                                &format!("`tune` (datasets.{index}.lr_multipliers)"),
+                            )
+                        })?;
+                }
+            }
             if let Some(i) = self
                 .datasets
                 .iter()
@@ -316,6 +350,12 @@ impl Experiment {
             }
         }
         for (i, entry) in self.datasets.iter().enumerate() {
+            if entry.lr_multipliers.is_some() && self.tune.is_none() {
+                return Err(format!(
+                    "datasets.{i}.lr_multipliers is set but the experiment has no `tune` block: \
+                     add one (its seeds train the grid) or leave the key out"
+                ));
+            }
             if entry.seeds.as_ref().is_some_and(|s| s.is_empty()) {
                 return Err(format!(
                     "datasets.{i}.seeds is empty: list at least one, or leave it out to use the \
