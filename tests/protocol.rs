@@ -204,3 +204,48 @@ fn two_shards_run_the_two_phases_and_store_every_run_once() {
         assert!(listing.lines().all(|l| l.contains("stored")), "{listing}");
     }
 }
+
+#[test]
+fn plan_estimates_the_training_arithmetic_of_every_run_on_request() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("tuned.yaml");
+    fs::write(&file, TUNED).unwrap();
+    let exp = file.to_str().unwrap();
+    let results = tmp.path().join("results");
+    let plain = text(&reproduce(&["plan", exp], &results)).0;
+    assert!(!plain.contains("Estimated"), "the listing alone by default");
+    let out = reproduce(&["plan", exp, "--tflops", "0.001"], &results);
+    assert!(out.status.success(), "{}", text(&out).1);
+    let listing = text(&out).0;
+    assert!(listing.starts_with(&plain), "{listing}");
+    // MLP 784-16-10: 12 704 multiply-adds an example; 400 examples trained (the fixture's 500
+    // less the 100 held out), 2 epochs, 6 FLOPs a multiply-add: 60.98 MFLOP a run; 4 runs
+    // each (2 tuning, 2 final).
+    let row = |method: &str| {
+        listing
+            .lines()
+            .find(|l| l.contains(method))
+            .unwrap_or_else(|| panic!("{listing}"))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert_eq!(
+        row("baseline (methods[0])"),
+        "4 mnist baseline (methods[0]) 1 60.979 MFLOP 0.00"
+    );
+    assert!(row("mk (methods[1])").starts_with("4 mnist mk (methods[1]) 2 60.979 MFLOP"));
+    assert!(
+        listing.contains("total: 8 runs, 487.834 MFLOP, 0.0 hours at a sustained 0.001 TFLOP/s"),
+        "{listing}"
+    );
+    let refused = reproduce(&["plan", exp, "--tflops", "0"], &results);
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused)
+            .1
+            .contains("--tflops 0: expected a positive rate"),
+        "{}",
+        text(&refused).1
+    );
+}

@@ -29,8 +29,9 @@ struct Cli {
 enum Command {
     /// Render an experiment's table from stored runs only (trains nothing).
     Report(ExperimentArgs),
-    /// List every run of an experiment with its stable id and whether it is stored.
-    Plan(ExperimentArgs),
+    /// List every run of an experiment with its stable id and whether it is stored (`--cost`:
+    /// and the training arithmetic of its runs).
+    Plan(PlanArgs),
     /// Time training steps of majority kernels against the plain model (ratios from one run).
     Bench(BenchArgs),
     /// List the experiments and methods.
@@ -80,6 +81,20 @@ struct ExperimentArgs {
     /// Save a training checkpoint every N epochs (0: never); a killed run resumes from it.
     #[arg(long, default_value_t = 1, value_name = "N")]
     checkpoint_every: usize,
+}
+
+#[derive(Args, Clone)]
+struct PlanArgs {
+    #[command(flatten)]
+    experiment: ExperimentArgs,
+    /// Estimate each run's training arithmetic (FLOPs, from the architectures: an estimate,
+    /// not a measurement).
+    #[arg(long)]
+    cost: bool,
+    /// With the estimate, hours at this sustained rate in TFLOP/s (one measured on the
+    /// hardware that will run it, or an assumption); implies `--cost`.
+    #[arg(long, value_name = "R")]
+    tflops: Option<f64>,
 }
 
 #[derive(Args, Clone)]
@@ -271,6 +286,8 @@ fn base_run_options(
         shard: None,
         phase: None,
         checkpoint_every: 1,
+        estimate_cost: false,
+        tflops: None,
     })
 }
 
@@ -303,7 +320,18 @@ fn main() -> ExitCode {
             }
         }
         Command::Report(args) => run_options(args, Mode::Report).and_then(|o| runner::run(&o)),
-        Command::Plan(args) => run_options(args, Mode::Plan).and_then(|o| runner::run(&o)),
+        Command::Plan(args) => match args.tflops {
+            Some(rate) if !(rate.is_finite() && rate > 0.0) => Err(Error::Usage(format!(
+                "--tflops {rate}: expected a positive rate in TFLOP/s"
+            ))),
+            tflops => run_options(args.experiment, Mode::Plan)
+                .map(|o| RunOptions {
+                    estimate_cost: args.cost || tflops.is_some(),
+                    tflops,
+                    ..o
+                })
+                .and_then(|o| runner::run(&o)),
+        },
         Command::Bench(args) => backend(&args.common.backend).and_then(|backend| {
             let saved = (!args.no_save).then(|| (args.out_dir.clone(), args.plots_dir.clone()));
             let families = args

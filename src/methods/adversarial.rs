@@ -135,6 +135,16 @@ fn options_with_rho(mk: &MajorityKernels, rho: f64) -> serde_json::Value {
 }
 
 impl MethodSpec for AdvMajority {
+    /// A first forward/backward pass for dL/dp, then the update's.
+    fn training_passes(
+        &self,
+        small: &ModelSpec,
+        _k: usize,
+        epochs: usize,
+    ) -> Vec<(ModelSpec, f64)> {
+        vec![(small.clone(), 2.0 * epochs as f64)]
+    }
+
     fn validate_model(&self, model: &ModelSpec) -> std::result::Result<(), String> {
         super::spec::refuse_independent_pretrained(self.init, model)
     }
@@ -178,6 +188,16 @@ impl Method for AdvMajority {
 }
 
 impl MethodSpec for AdvOnly {
+    /// A first forward/backward pass for dL/dp, then the update's.
+    fn training_passes(
+        &self,
+        small: &ModelSpec,
+        _k: usize,
+        epochs: usize,
+    ) -> Vec<(ModelSpec, f64)> {
+        vec![(small.clone(), 2.0 * epochs as f64)]
+    }
+
     fn validate_model(&self, model: &ModelSpec) -> std::result::Result<(), String> {
         match model.pretrained() {
             Some(name) if !matches!(self.init, MkInit::Perturbed(_)) => Err(format!(

@@ -6,6 +6,7 @@ use serde::Deserialize;
 use super::baseline::train_small;
 use super::{Method, MethodContext, MethodInfo, MethodOutput, MethodSpec, Role};
 use crate::error::Result;
+use crate::models::ModelSpec;
 
 /// The small model trained `long_factor` times as many epochs, its schedule stretched.
 #[derive(Debug, Clone, Deserialize)]
@@ -32,6 +33,15 @@ impl MethodSpec for BaselineLong {
 
     fn options(&self) -> serde_json::Value {
         serde_json::json!({ "long_factor": self.long_factor })
+    }
+
+    fn training_passes(
+        &self,
+        small: &ModelSpec,
+        _k: usize,
+        epochs: usize,
+    ) -> Vec<(ModelSpec, f64)> {
+        vec![(small.clone(), (epochs * self.long_factor) as f64)]
     }
 
     fn validate(&self, _k: usize) -> std::result::Result<(), String> {

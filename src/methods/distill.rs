@@ -140,6 +140,17 @@ impl<B: AutodiffBackend> StepHooks<B> for DistillationLoss {
 }
 
 impl MethodSpec for DistilledEnsemble {
+    /// The teachers (k members, or the wide model), then the student (the teachers' logits
+    /// are computed once, a third of a pass each: left out).
+    fn training_passes(&self, small: &ModelSpec, k: usize, epochs: usize) -> Vec<(ModelSpec, f64)> {
+        let mut passes = match self.teacher {
+            TeacherKind::Ensemble => vec![(small.clone(), (k * epochs) as f64)],
+            TeacherKind::Wide => vec![(small.widened(k), epochs as f64)],
+        };
+        passes.push((small.clone(), epochs as f64));
+        passes
+    }
+
     fn validate_model(&self, model: &ModelSpec) -> std::result::Result<(), String> {
         match self.teacher {
             TeacherKind::Wide => {

@@ -86,6 +86,19 @@ pub trait MethodSpec {
         small.clone()
     }
 
+    /// The training a run does, for cost estimates (`reproduce plan`): each model trained,
+    /// with its epochs-equivalent passes over the training set (a pass: one forward and
+    /// backward of every example). Models a run reuses once trained (ensemble members, the
+    /// wide model) are counted in every run that needs them, as if not yet stored.
+    fn training_passes(
+        &self,
+        small: &ModelSpec,
+        _k: usize,
+        epochs: usize,
+    ) -> Vec<(ModelSpec, f64)> {
+        vec![(small.clone(), epochs as f64)]
+    }
+
     /// Mixing distribution label for the result columns, where it applies.
     fn mixing_label(&self, _k: usize) -> Option<String> {
         None

@@ -28,6 +28,10 @@ impl MethodSpec for Wide {
     fn deployed_spec(&self, small: &ModelSpec, k: usize) -> ModelSpec {
         small.widened(k)
     }
+
+    fn training_passes(&self, small: &ModelSpec, k: usize, epochs: usize) -> Vec<(ModelSpec, f64)> {
+        vec![(small.widened(k), epochs as f64)]
+    }
 }
 
 impl Method for Wide {

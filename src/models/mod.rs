@@ -5,6 +5,7 @@
 
 pub mod dense;
 pub mod encoder;
+pub mod flops;
 pub mod mlp;
 pub mod pretrained;
 pub mod resnet;
@@ -20,6 +21,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::data::Inputs;
 pub use dense::Dense;
 pub use encoder::{Encoder, EncoderSpec};
+pub use flops::InputShape;
 pub use mlp::Mlp;
 pub use resnet::{ResNet, ResNetSpec, Stem};
 

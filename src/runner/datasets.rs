@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use crate::data::{self, DataSplits, LoadOptions};
 use crate::error::{Error, Result};
 use crate::experiment::Experiment;
+use crate::models::ModelSpec;
 use crate::results::ReferenceRecord;
 
 /// The loaded splits of an experiment's dataset entries.
@@ -16,6 +17,8 @@ pub(super) struct Datasets<'a> {
     /// The content fingerprint of each entry's pre-trained checkpoint (`None`: the model
     /// starts from scratch).
     checkpoints: Vec<Option<String>>,
+    /// Each entry's model with a pre-trained encoder's sizes read from its checkpoint.
+    models: Vec<ModelSpec>,
 }
 
 impl<'a> Datasets<'a> {
@@ -31,11 +34,19 @@ impl<'a> Datasets<'a> {
     ) -> Result<Self> {
         let dirs = data::search_dirs(data_dir);
         let mut checkpoints = Vec::with_capacity(experiment.datasets.len());
+        let mut models = Vec::with_capacity(experiment.datasets.len());
         for (i, entry) in experiment.datasets.iter().enumerate() {
             let checkpoint = entry
                 .model
                 .prepare(&dirs)
                 .map_err(|e| in_checkpoint(file, i, e))?;
+            let mut model = entry.model.clone();
+            if let (ModelSpec::Transformer(spec), Some(checkpoint)) = (&mut model, &checkpoint) {
+                let config = &checkpoint.config;
+                (spec.layers, spec.hidden, spec.heads, spec.ffn) =
+                    (config.layers, config.hidden, config.heads, config.ffn);
+            }
+            models.push(model);
             checkpoints.push(checkpoint.map(|c| c.fingerprint.clone()));
         }
         let mut loaded: Vec<(String, LoadOptions, DataSplits)> = Vec::new();
@@ -55,6 +66,7 @@ impl<'a> Datasets<'a> {
             cache_dir,
             loaded,
             checkpoints,
+            models,
         };
         // Sizes are checked against the data before anything trains.
         for (i, entry) in experiment.datasets.iter().enumerate() {
@@ -77,6 +89,12 @@ impl<'a> Datasets<'a> {
             .find(|(n, o, _)| *n == entry.dataset && *o == load)
             .expect("loaded above")
             .2
+    }
+
+    /// Dataset entry `index`'s model, a pre-trained encoder's sizes filled in from its
+    /// checkpoint.
+    pub fn model(&self, index: usize) -> &ModelSpec {
+        &self.models[index]
     }
 
     /// The content fingerprint of every dataset entry, in order (part of the run ids): the

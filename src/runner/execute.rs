@@ -53,7 +53,17 @@ pub(super) fn execute(resolved: &ResolvedExperiment, options: &RunOptions) -> Re
     let owned = |position: usize| options.shard.is_none_or(|s| s.owns(position));
 
     if options.mode == Mode::Plan {
-        return Ok(plan_listing(&plan, &dir, &owned));
+        let mut listing = plan_listing(&plan, &dir, &owned);
+        if options.estimate_cost {
+            listing.push_str(&super::cost::estimate(
+                experiment,
+                &plan,
+                &datasets,
+                &owned,
+                options.tflops,
+            ));
+        }
+        return Ok(listing);
     }
 
     if options.mode == Mode::Train {

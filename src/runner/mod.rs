@@ -1,6 +1,7 @@
 //! Runs an experiment: resolves it, plans its runs, trains what is not stored yet (or only
 //! one shard of it), stores each run as it finishes, and renders the table from stored runs.
 
+mod cost;
 mod datasets;
 mod execute;
 mod record;
@@ -41,6 +42,10 @@ pub struct RunOptions {
     pub phase: Option<crate::experiment::Phase>,
     /// Save a checkpoint every this many epochs (0: never).
     pub checkpoint_every: usize,
+    /// Plan mode: follow the listing with the runs' estimated training arithmetic
+    /// ([`cost`]), also in hours at `tflops` (a sustained TFLOP/s) when given.
+    pub estimate_cost: bool,
+    pub tflops: Option<f64>,
 }
 
 /// Train and report, report only, or list the plan.

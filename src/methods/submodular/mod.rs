@@ -136,6 +136,15 @@ fn trainable<B: AutodiffBackend>(model: Model<B::InnerBackend>) -> Model<B> {
 }
 
 impl MethodSpec for Submodular {
+    /// The wide model, then the fine-tuning of the selected small model (the selection itself
+    /// is a forward pass over the calibration slice: left out).
+    fn training_passes(&self, small: &ModelSpec, k: usize, epochs: usize) -> Vec<(ModelSpec, f64)> {
+        vec![
+            (small.widened(k), epochs as f64),
+            (small.clone(), self.finetune_epochs as f64),
+        ]
+    }
+
     fn validate_model(&self, model: &ModelSpec) -> std::result::Result<(), String> {
         super::spec::refuse_wide_pretrained(model, "the model submodular selection prunes")
     }
