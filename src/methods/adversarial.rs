@@ -151,7 +151,7 @@ impl MethodSpec for AdvMajority {
 
     fn info() -> MethodInfo {
         MethodInfo {
-            figures: &["adversarial"],
+            figures: &["adversarial", "generalisation"],
             ..MethodInfo::new(
                 "adversarial MK: random draw, then an ascent step on the mixing coefficients",
                 Role::Proposed,

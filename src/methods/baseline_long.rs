@@ -24,6 +24,7 @@ impl MethodSpec for BaselineLong {
     fn info() -> MethodInfo {
         MethodInfo {
             uses_k: false,
+            figures: &["generalisation"],
             ..MethodInfo::new(
                 "the small model trained long_factor times longer",
                 Role::Competitor,

@@ -161,10 +161,13 @@ impl MethodSpec for DistilledEnsemble {
     }
 
     fn info() -> MethodInfo {
-        MethodInfo::new(
-            "k small models (or the wide model) distilled into a fresh small model",
-            Role::Competitor,
-        )
+        MethodInfo {
+            figures: &["generalisation"],
+            ..MethodInfo::new(
+                "k small models (or the wide model) distilled into a fresh small model",
+                Role::Competitor,
+            )
+        }
     }
 
     fn options(&self) -> serde_json::Value {

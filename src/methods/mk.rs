@@ -124,7 +124,7 @@ impl MethodSpec for MajorityKernels {
     fn info() -> MethodInfo {
         MethodInfo {
             claims_small_overhead: true,
-            figures: &["adversarial"],
+            figures: &["adversarial", "generalisation"],
             ..MethodInfo::new(
                 "majority kernels: k mixed copies per kernel, collapsed to the mean",
                 Role::Proposed,

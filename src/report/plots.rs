@@ -14,7 +14,9 @@
 //!   mixing, the initialisation (or otherwise), with that row;
 //! - `<experiment>-<profile>-<dataset>-<figure>`: for every extra figure methods name in their
 //!   registry facts (e.g. `adversarial`: `adv_only`, `adv_mj` and `mk`), when two or more of
-//!   them ran;
+//!   them ran; `generalisation` (`baseline_long`, `mk`, `adv_mj`, `distilled_ensemble`: the
+//!   analogue of the paper's figure 4.2) adds a panel of the generalisation gap, train minus
+//!   test score, over training;
 //! - `<experiment>-<profile>-<dataset>-accuracy-vs-k` and `-overhead-vs-k`: when a proposed
 //!   method ran at several k (the Table 5 sweep): test score, and step time over the
 //!   baseline's, against k.
@@ -38,6 +40,10 @@ use super::table::groups;
 use crate::error::{Error, Result};
 use crate::methods::{self, Role};
 use crate::results::{ReferenceRecord, ResultsDir, RunRecord};
+
+/// The extra figure whose curves add the generalisation gap (the paper's figure 4.2: "the
+/// generalization gap ... is better ... throughout training").
+const GENERALISATION: &str = "generalisation";
 
 /// Renders every figure of the named experiments (all experiment files when empty) into
 /// `plots_dir`; returns the list of files written.
@@ -291,6 +297,7 @@ fn figures(
                 &labels,
                 curves,
                 &task,
+                question.suffix == GENERALISATION,
             );
             if !figure.drawn_labels().is_empty() {
                 out.push(figure);
@@ -317,6 +324,7 @@ fn curves_figure(
     labels: &[String],
     curves: &Curves,
     task: &Task,
+    gap: bool,
 ) -> Figure {
     let (metric, reference) = (task.metric, task.reference.as_ref());
     let entries: Vec<Entry> = members
@@ -349,6 +357,14 @@ fn curves_figure(
             y_label: format!("{} {metric} (%)", split.name()),
             series,
             reference: reference.filter(|_| split == Split::Test).cloned(),
+        });
+    }
+    if gap {
+        panels.push(Panel::Lines {
+            title: format!("generalisation gap over training (train - test {metric})"),
+            y_label: format!("train - test {metric} (points)"),
+            series: lines(Split::Gap),
+            reference: None,
         });
     }
     panels.push(Panel::Dots {
@@ -896,9 +912,34 @@ mod tests {
             names,
             [
                 "table2-smoke-mnist-curves",
-                "table2-smoke-mnist-adversarial"
+                "table2-smoke-mnist-adversarial",
+                "table2-smoke-mnist-generalisation"
             ]
         );
+        // The figure 4.2 analogue (adv_mj and mk here, with the baseline) adds the gap panel:
+        // train minus test score over training, ending at the deployed models' gap.
+        let general = &figures[2];
+        assert!(
+            figures[..2]
+                .iter()
+                .all(|f| f.panels.iter().all(|p| !p.title().contains("gap")))
+        );
+        let gap = general.panels.iter().find(|p| p.title().contains("gap"));
+        let Some(Panel::Lines { title, series, .. }) = gap else {
+            panic!(
+                "no gap panel: {:?}",
+                general.panels.iter().map(Panel::title).collect::<Vec<_>>()
+            );
+        };
+        assert!(title.starts_with("generalisation gap"), "{title}");
+        assert_eq!(series.len(), 3, "baseline, adv_mj and mk");
+        for line in series {
+            for (_, values) in &line.points {
+                assert!(values.iter().all(|v| (v - 1.0).abs() < 1e-9), "{values:?}");
+            }
+            let (_, last) = line.last.as_ref().unwrap();
+            assert!(last.iter().all(|v| (v - 1.0).abs() < 1e-9), "{last:?}");
+        }
         for figure in &figures {
             assert!(
                 figure.drawn_labels().contains(&"baseline"),

@@ -119,6 +119,15 @@ pub enum Panel {
     },
 }
 
+impl Panel {
+    /// The panel's title.
+    pub fn title(&self) -> &str {
+        match self {
+            Panel::Lines { title, .. } | Panel::Dots { title, .. } => title,
+        }
+    }
+}
+
 /// A horizontal line across a panel at a score that is not a method's (a task's trivial
 /// reference), labelled on the panel, in the panel's y units.
 #[derive(Debug, Clone, PartialEq)]

@@ -16,6 +16,8 @@ pub enum Split {
     Test,
     Train,
     Validation,
+    /// Train minus test score: the generalisation gap.
+    Gap,
 }
 
 impl Split {
@@ -24,6 +26,7 @@ impl Split {
             Split::Test => "test",
             Split::Train => "train",
             Split::Validation => "validation",
+            Split::Gap => "generalisation gap",
         }
     }
 
@@ -33,6 +36,7 @@ impl Split {
             Split::Test => point.test_score,
             Split::Train => point.train_score,
             Split::Validation => point.validation_score,
+            Split::Gap => point.train_score - point.test_score,
         }
     }
 
@@ -42,6 +46,7 @@ impl Split {
             Split::Test => Some(run.test_score),
             Split::Train => Some(run.train_score),
             Split::Validation => run.validation_score,
+            Split::Gap => Some(run.train_score - run.test_score),
         }
     }
 }
