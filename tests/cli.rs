@@ -38,6 +38,17 @@ fn smoke_profile_trains_stores_and_resumes() {
         "{stdout}"
     );
     assert!(tmp.path().join("table1-smoke.md").is_file());
+    // The two MK entries on CIFAR-10 differ only in BatchNorm re-estimation after collapse:
+    // one trained, the other reused its training (the same log, to the step time).
+    let stored = majority_kernels::results::ResultsDir::new(tmp.path(), "table1", "smoke")
+        .runs()
+        .unwrap();
+    let mk: Vec<_> = stored
+        .iter()
+        .filter(|r| r.dataset == "cifar10" && r.method == "mk")
+        .collect();
+    assert_eq!(mk.len(), 2);
+    assert_eq!((mk[0].steps, mk[0].step_ms), (mk[1].steps, mk[1].step_ms));
 
     // Delete one run: the rerun trains exactly that one and reports the same table.
     let victim = std::fs::read_dir(&runs)

@@ -180,7 +180,8 @@ impl MethodSpec for AdvMajority {
 impl Method for AdvMajority {
     fn run<B: AutodiffBackend>(&self, ctx: &MethodContext<'_, B>) -> Result<MethodOutput<B>> {
         let (mixing, rho) = (self.mixing, self.rho);
-        self.as_mk().train_mk(ctx, |draw| {
+        let variant = serde_json::json!({"method": "adv_mj", "options": self.options()});
+        self.as_mk().train_mk(ctx, variant, |draw| {
             let p = mixing.draw_all(draw.layers, draw.k, draw.rng);
             ascend(&draw, p, rho)
         })
@@ -244,7 +245,8 @@ impl MethodSpec for AdvOnly {
 impl Method for AdvOnly {
     fn run<B: AutodiffBackend>(&self, ctx: &MethodContext<'_, B>) -> Result<MethodOutput<B>> {
         let rho = self.rho;
-        self.as_mk().train_mk(ctx, |draw| {
+        let variant = serde_json::json!({"method": "adv_only", "options": self.options()});
+        self.as_mk().train_mk(ctx, variant, |draw| {
             let uniform = vec![1.0 / draw.k as f32; draw.layers * draw.k];
             ascend(&draw, uniform, rho)
         })

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::{Method, MethodContext, MethodInfo, MethodOutput, MethodSpec, Role};
 use crate::error::Result;
 use crate::mk::{Mixing, MkInit};
-use crate::models::ModelSpec;
+use crate::models::{Model, ModelSpec};
 use crate::train::{MixingDraw, StepHooks, Stream, recalibrate_batchnorm, stream_rng};
 
 /// Learning-rate compensation for the copies (docs/METHODS.md, "Majority kernels":
@@ -66,9 +66,16 @@ impl MajorityKernels {
     /// Trains the MK twin of the seed's small model, each step's coefficients drawn by `draw`
     /// (MK's own draw, an adversarial one, a scheduled one...), and deploys it collapsed to
     /// the mean of its copies, BatchNorm re-estimated if asked.
+    ///
+    /// `variant` names the method and its options (`{"method": ..., "options": ...}`). Entries
+    /// of a model with BatchNorm that differ only in `bn_recalibration` train the same
+    /// trajectory, so they share it: the collapsed model and its log are kept in the run's
+    /// store of trained models, keyed by everything that determines the training, and the
+    /// second entry only re-estimates (or not) the BatchNorm statistics of the stored model.
     pub fn train_mk<B: AutodiffBackend>(
         &self,
         ctx: &MethodContext<'_, B>,
+        variant: serde_json::Value,
         draw: impl FnMut(MixingDraw<'_>) -> Vec<f32>,
     ) -> Result<MethodOutput<B>> {
         let small = ctx.small_model();
@@ -78,14 +85,29 @@ impl MajorityKernels {
             &mut stream_rng(ctx.seed, Stream::MkCopies),
         );
         let trained_params = model.num_params();
-        let compensate =
-            self.lr_compensation == LrCompensation::Auto && ctx.recipe.optimizer.is_sgd();
-        let mut hooks = MkHooks {
-            draw,
-            copy_grad_scale: if compensate { ctx.k as f32 } else { 1.0 },
+        let store = ctx.models.filter(|_| ctx.model.has_batchnorm());
+        let key = shared_training_key(ctx, variant);
+        let stored = match store {
+            Some(store) => store.load(&key, small.valid())?,
+            None => None,
         };
-        let (model, log) = ctx.train(model, &ctx.plain_settings(), &mut hooks, "mk")?;
-        let mut deployed = model.collapse();
+        let (mut deployed, log) = match stored {
+            Some((collapsed, log)) => (Model::from_inner(collapsed), log),
+            None => {
+                let compensate =
+                    self.lr_compensation == LrCompensation::Auto && ctx.recipe.optimizer.is_sgd();
+                let mut hooks = MkHooks {
+                    draw,
+                    copy_grad_scale: if compensate { ctx.k as f32 } else { 1.0 },
+                };
+                let (model, log) = ctx.train(model, &ctx.plain_settings(), &mut hooks, "mk")?;
+                let collapsed = model.collapse();
+                if let Some(store) = store {
+                    store.save(&key, &collapsed.valid(), &log)?;
+                }
+                (collapsed, log)
+            }
+        };
         recalibrate_batchnorm(
             &mut deployed,
             ctx.data.train,
@@ -102,6 +124,8 @@ impl MajorityKernels {
     }
 
     /// The options every MK variant records (its own are added to them).
+    ///
+    /// `bn_recalibration` is left out of [`MajorityKernels::train_mk`]'s shared training key.
     pub fn base_options(&self) -> serde_json::Value {
         let mut options = serde_json::json!({
             "mixing": self.mixing.to_string(),
@@ -114,6 +138,25 @@ impl MajorityKernels {
         }
         options
     }
+}
+
+/// What determines an MK training trajectory: the method and its options but
+/// `bn_recalibration` (applied after training), the architecture, recipe, k, seed and data.
+fn shared_training_key<B: AutodiffBackend>(
+    ctx: &MethodContext<'_, B>,
+    mut variant: serde_json::Value,
+) -> serde_json::Value {
+    if let Some(options) = variant
+        .get_mut("options")
+        .and_then(serde_json::Value::as_object_mut)
+    {
+        options.remove("bn_recalibration");
+    }
+    serde_json::json!({
+        "mk_training": variant, "model": ctx.model, "recipe": ctx.recipe, "k": ctx.k,
+        "seed": ctx.seed, "data": ctx.data_fingerprint,
+        "model_record": crate::models::RECORD_VERSION,
+    })
 }
 
 impl MethodSpec for MajorityKernels {
@@ -152,6 +195,9 @@ impl MethodSpec for MajorityKernels {
 impl Method for MajorityKernels {
     fn run<B: AutodiffBackend>(&self, ctx: &MethodContext<'_, B>) -> Result<MethodOutput<B>> {
         let mixing = self.mixing;
-        self.train_mk(ctx, |draw| mixing.draw_all(draw.layers, draw.k, draw.rng))
+        let variant = serde_json::json!({"method": "mk", "options": self.options()});
+        self.train_mk(ctx, variant, |draw| {
+            mixing.draw_all(draw.layers, draw.k, draw.rng)
+        })
     }
 }

@@ -134,7 +134,8 @@ impl MethodSpec for AnnealedMk {
 
 impl Method for AnnealedMk {
     fn run<B: AutodiffBackend>(&self, ctx: &MethodContext<'_, B>) -> Result<MethodOutput<B>> {
-        self.as_mk().train_mk(ctx, |draw| {
+        let variant = serde_json::json!({"method": "mk_annealed", "options": self.options()});
+        self.as_mk().train_mk(ctx, variant, |draw| {
             let alpha = self.alpha_at(&draw.position);
             Mixing::Dirichlet { alpha }.draw_all(draw.layers, draw.k, draw.rng)
         })

@@ -228,6 +228,11 @@ impl ModelSpec {
         }
     }
 
+    /// Whether the model has BatchNorm layers (whose statistics can be re-estimated).
+    pub fn has_batchnorm(&self) -> bool {
+        matches!(self, ModelSpec::Resnet(_))
+    }
+
     /// The family's name, as written in experiment files (`family:`).
     pub fn family(&self) -> &'static str {
         match self {

@@ -292,12 +292,11 @@ fn figures(
             let figure = curves_figure(
                 format!("{stem}-{}", question.suffix),
                 title(&question.what),
-                &question.rows,
+                &question,
                 &rows,
                 &labels,
                 curves,
                 &task,
-                question.suffix == GENERALISATION,
             );
             if !figure.drawn_labels().is_empty() {
                 out.push(figure);
@@ -314,18 +313,20 @@ struct Task<'a> {
     reference: Option<Reference>,
 }
 
-/// The curves figure of `members` (indices into `rows`): test, train (and validation) score
-/// over training, and the deployed test scores.
+/// The curves figure of the question's rows (indices into `rows`): test, train (and
+/// validation) score over training, the generalisation gap in the `generalisation` figure,
+/// and the deployed test scores.
 fn curves_figure(
     name: String,
     title: String,
-    members: &[usize],
+    question: &Question,
     rows: &[Row],
     labels: &[String],
     curves: &Curves,
     task: &Task,
-    gap: bool,
 ) -> Figure {
+    let members = &question.rows[..];
+    let gap = question.suffix == GENERALISATION;
     let (metric, reference) = (task.metric, task.reference.as_ref());
     let entries: Vec<Entry> = members
         .iter()

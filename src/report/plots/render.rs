@@ -121,6 +121,7 @@ pub enum Panel {
 
 impl Panel {
     /// The panel's title.
+    #[cfg(test)]
     pub fn title(&self) -> &str {
         match self {
             Panel::Lines { title, .. } | Panel::Dots { title, .. } => title,
