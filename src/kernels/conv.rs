@@ -226,15 +226,65 @@ fn im2col(s: &ConvShape, x: &[f32], col: &mut [f32], at: Columns) {
                     let src = &input[y * s.w..(y + 1) * s.w];
                     out[..first].fill(0.0);
                     out[end..].fill(0.0);
-                    if s.stride[1] == 1 {
-                        let start = (first as isize + offset) as usize;
-                        out[first..end].copy_from_slice(&src[start..start + end - first]);
-                    } else {
-                        for (ox, o) in out.iter_mut().enumerate().take(end).skip(first) {
-                            *o = src[((ox * s.stride[1]) as isize + offset) as usize];
-                        }
-                    }
+                    let start = ((first * s.stride[1]) as isize + offset) as usize;
+                    gather_strided(&mut out[first..end], &src[start..], s.stride[1]);
                 }
+            }
+        }
+    }
+}
+
+/// `out[i] = src[i * stride]` for every `i` of `out`. Stride 2 (the downsampling layers and
+/// the 7x7 stem) reads pairs and keeps the first of each: no bounds check per element, and
+/// the compiler turns it into vector shuffles, where the indexed loop it replaces gathered one
+/// float at a time.
+#[inline]
+fn gather_strided(out: &mut [f32], src: &[f32], stride: usize) {
+    let Some(last) = out.len().checked_sub(1) else {
+        return;
+    };
+    match stride {
+        1 => out.copy_from_slice(&src[..out.len()]),
+        2 => {
+            let (body, tail) = out.split_at_mut(last);
+            for (o, pair) in body.iter_mut().zip(src[..2 * last].chunks_exact(2)) {
+                *o = pair[0];
+            }
+            tail[0] = src[2 * last];
+        }
+        _ => {
+            for (o, v) in out
+                .iter_mut()
+                .zip(src[..stride * last + 1].iter().step_by(stride))
+            {
+                *o = *v;
+            }
+        }
+    }
+}
+
+/// `dst[i * stride] += src[i]` for every `i` of `src` (the adjoint of [`gather_strided`]).
+#[inline]
+fn scatter_add_strided(dst: &mut [f32], src: &[f32], stride: usize) {
+    let Some(last) = src.len().checked_sub(1) else {
+        return;
+    };
+    match stride {
+        1 => {
+            for (d, g) in dst[..src.len()].iter_mut().zip(src) {
+                *d += g;
+            }
+        }
+        2 => {
+            let (body, tail) = src.split_at(last);
+            for (pair, g) in dst[..2 * last].chunks_exact_mut(2).zip(body) {
+                pair[0] += g;
+            }
+            dst[2 * last] += tail[0];
+        }
+        _ => {
+            for (d, g) in dst[..stride * last + 1].iter_mut().step_by(stride).zip(src) {
+                *d += g;
             }
         }
     }
@@ -371,19 +421,8 @@ fn col2im(s: &ConvShape, col: &mut [f32], at: Columns, dx: &mut [f32]) {
                     };
                     let src = &row[oy * s.ow..(oy + 1) * s.ow];
                     let dst = &mut grad[y * s.w..(y + 1) * s.w];
-                    if s.stride[1] == 1 {
-                        let start = (first as isize + offset) as usize;
-                        for (d, g) in dst[start..start + end - first]
-                            .iter_mut()
-                            .zip(&src[first..end])
-                        {
-                            *d += g;
-                        }
-                    } else {
-                        for (ox, g) in src.iter().enumerate().take(end).skip(first) {
-                            dst[((ox * s.stride[1]) as isize + offset) as usize] += g;
-                        }
-                    }
+                    let start = ((first * s.stride[1]) as isize + offset) as usize;
+                    scatter_add_strided(&mut dst[start..], &src[first..end], s.stride[1]);
                 }
             }
         }
@@ -648,5 +687,74 @@ pub fn backward(s: &ConvShape, x: &[f32], weight: &[f32], dy: &[f32], wanted: Wa
         input: flipped_input_grad.or(dx),
         weight: weight_grad,
         bias: bias_grad,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{gather_strided, scatter_add_strided};
+
+    #[test]
+    fn strided_gather_and_scatter_match_the_indexed_loops() {
+        for stride in 1..=3 {
+            for len in 0..6 {
+                // The shortest source the row reads: its last element is `(len - 1) * stride`.
+                let src_len = (len.max(1) - 1) * stride + 1 + stride / 2;
+                let src: Vec<f32> = (0..src_len).map(|i| i as f32 * 0.5 - 1.0).collect();
+                let mut out = vec![f32::NAN; len];
+                gather_strided(&mut out, &src, stride);
+                let expected: Vec<f32> = (0..len).map(|i| src[i * stride]).collect();
+                assert_eq!(out, expected, "gather, stride {stride}, {len} outputs");
+
+                let grads: Vec<f32> = (0..len).map(|i| 1.0 + i as f32).collect();
+                let mut dst = vec![0.25_f32; src_len];
+                scatter_add_strided(&mut dst, &grads, stride);
+                let mut expected = vec![0.25_f32; src_len];
+                for (i, g) in grads.iter().enumerate() {
+                    expected[i * stride] += g;
+                }
+                assert_eq!(dst, expected, "scatter, stride {stride}, {len} gradients");
+            }
+        }
+    }
+
+    /// Times the stride-2 gather against the indexed loop it replaced, interleaved in one
+    /// process (`cargo test --release --lib strided_gather_speed -- --ignored --nocapture`).
+    #[test]
+    #[ignore = "a timing, not a check"]
+    fn strided_gather_speed() {
+        let (w, ow, rows) = (64usize, 32usize, 147 * 32 * 64);
+        let src: Vec<f32> = (0..w).map(|i| i as f32).collect();
+        let mut out = vec![0.0f32; ow];
+        let time = |f: &mut dyn FnMut()| {
+            let start = std::time::Instant::now();
+            for _ in 0..rows {
+                f();
+            }
+            start.elapsed().as_secs_f64()
+        };
+        let (mut old, mut new) = (Vec::new(), Vec::new());
+        for _ in 0..7 {
+            old.push(time(&mut || {
+                let src = std::hint::black_box(&src[..]);
+                for (ox, o) in out.iter_mut().enumerate().take(ow - 1).skip(1) {
+                    *o = src[((ox * 2) as isize - 1) as usize];
+                }
+                std::hint::black_box(&out);
+            }));
+            new.push(time(&mut || {
+                let src = std::hint::black_box(&src[..]);
+                gather_strided(&mut out[1..ow - 1], &src[1..], 2);
+                std::hint::black_box(&out);
+            }));
+        }
+        old.sort_by(f64::total_cmp);
+        new.sort_by(f64::total_cmp);
+        println!(
+            "stride-2 rows of {ow}: indexed {:.2} ms, pairs {:.2} ms (median of 7), ratio {:.2}",
+            old[3] * 1e3,
+            new[3] * 1e3,
+            old[3] / new[3]
+        );
     }
 }

@@ -94,8 +94,9 @@ pub(super) fn estimate(
     let mut out = String::from(
         "\nEstimated training cost (arithmetic of the architectures, not a measurement): 6 FLOPs \
          per multiply-add of a forward pass, per training example and pass; evaluation, \
-         normalisation, activations and the optimiser left out; teachers and wide models \
-         counted in every run that uses them, as if none were stored yet.\n",
+         normalisation, activations and the optimiser left out; trained models runs share \
+         (ensemble members, the wide model, the training of MK entries that differ only in \
+         bn_recalibration) counted in every run that uses them, as if none were stored yet.\n",
     );
     let _ = writeln!(
         out,
