@@ -323,19 +323,10 @@ impl Experiment {
             tune.validate(&final_seeds)?;
             for index in 0..self.datasets.len() {
                 if self.datasets[index].lr_multipliers.is_some() {
+                    let key = format!("datasets.{index}.lr_multipliers");
                     self.tune_for(index)
                         .expect("the experiment tunes")
-                        .validate(&final_seeds)
-                        .map_err(|e| {
-                            e.replace(
-                                "`tune.lr_multipliers`",
-                                &format!("datasets.{index}.lr_multipliers"),
-                            )
-                            .replace(
-                                "`tune`",
-                                &format!("`tune` (datasets.{index}.lr_multipliers)"),
-                            )
-                        })?;
+                        .validate_as(&final_seeds, &key, &format!("`tune` ({key})"))?;
                 }
             }
             if let Some(i) = self

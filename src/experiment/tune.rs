@@ -79,17 +79,28 @@ impl TuneSpec {
 
     /// Checks the values the types cannot; the message names the key.
     pub fn validate(&self, final_seeds: &[u64]) -> Result<(), String> {
+        self.validate_as(final_seeds, "`tune.lr_multipliers`", "`tune`")
+    }
+
+    /// [`TuneSpec::validate`], naming the multipliers `lr_key` and the grid `grid_key` in
+    /// messages (a dataset entry's own `lr_multipliers` merged into the experiment's grid).
+    pub fn validate_as(
+        &self,
+        final_seeds: &[u64],
+        lr_key: &str,
+        grid_key: &str,
+    ) -> Result<(), String> {
         if self.lr_multipliers.is_empty() {
-            return Err(
-                "`tune.lr_multipliers` is empty: list at least one (1 is the recipe's)".into(),
-            );
+            return Err(format!(
+                "{lr_key} is empty: list at least one (1 is the recipe's)"
+            ));
         }
         if let Some(m) = self
             .lr_multipliers
             .iter()
             .find(|m| !(m.is_finite() && **m > 0.0))
         {
-            return Err(format!("`tune.lr_multipliers` must be positive, got {m}"));
+            return Err(format!("{lr_key} must be positive, got {m}"));
         }
         if let Some(d) = self
             .weight_decays
@@ -111,7 +122,7 @@ impl TuneSpec {
         for point in self.grid() {
             if seen.contains(&point) {
                 return Err(format!(
-                    "`tune`: grid point {} is listed twice",
+                    "{grid_key}: grid point {} is listed twice",
                     point.label()
                 ));
             }

@@ -85,29 +85,25 @@ impl MajorityKernels {
             &mut stream_rng(ctx.seed, Stream::MkCopies),
         );
         let trained_params = model.num_params();
-        let store = ctx.models.filter(|_| ctx.model.has_batchnorm());
-        let key = shared_training_key(ctx, variant);
-        let stored = match store {
-            Some(store) => store.load(&key, small.valid())?,
-            None => None,
+        let train = || {
+            let compensate =
+                self.lr_compensation == LrCompensation::Auto && ctx.recipe.optimizer.is_sgd();
+            let mut hooks = MkHooks {
+                draw,
+                copy_grad_scale: if compensate { ctx.k as f32 } else { 1.0 },
+            };
+            let (model, log) = ctx.train(model, &ctx.plain_settings(), &mut hooks, "mk")?;
+            Ok((model.collapse().valid(), log))
         };
-        let (mut deployed, log) = match stored {
-            Some((collapsed, log)) => (Model::from_inner(collapsed), log),
-            None => {
-                let compensate =
-                    self.lr_compensation == LrCompensation::Auto && ctx.recipe.optimizer.is_sgd();
-                let mut hooks = MkHooks {
-                    draw,
-                    copy_grad_scale: if compensate { ctx.k as f32 } else { 1.0 },
-                };
-                let (model, log) = ctx.train(model, &ctx.plain_settings(), &mut hooks, "mk")?;
-                let collapsed = model.collapse();
-                if let Some(store) = store {
-                    store.save(&key, &collapsed.valid(), &log)?;
-                }
-                (collapsed, log)
-            }
+        // Only a model with BatchNorm has entries (`bn_recalibration`) to share it with.
+        let (collapsed, log) = if ctx.model.has_batchnorm() {
+            let (collapsed, log, _) =
+                ctx.stored_or_trained(&shared_training_key(ctx, variant), small.valid(), train)?;
+            (collapsed, log)
+        } else {
+            train()?
         };
+        let mut deployed = Model::<B>::from_inner(collapsed);
         recalibrate_batchnorm(
             &mut deployed,
             ctx.data.train,
@@ -140,8 +136,9 @@ impl MajorityKernels {
     }
 }
 
-/// What determines an MK training trajectory: the method and its options but
-/// `bn_recalibration` (applied after training), the architecture, recipe, k, seed and data.
+/// What determines an MK training trajectory: what determines any trained model
+/// ([`MethodContext::reuse_key`]), k, and the method with its options but `bn_recalibration`
+/// (applied after training).
 fn shared_training_key<B: AutodiffBackend>(
     ctx: &MethodContext<'_, B>,
     mut variant: serde_json::Value,
@@ -152,11 +149,10 @@ fn shared_training_key<B: AutodiffBackend>(
     {
         options.remove("bn_recalibration");
     }
-    serde_json::json!({
-        "mk_training": variant, "model": ctx.model, "recipe": ctx.recipe, "k": ctx.k,
-        "seed": ctx.seed, "data": ctx.data_fingerprint,
-        "model_record": crate::models::RECORD_VERSION,
-    })
+    let mut key = ctx.reuse_key(ctx.model, ctx.seed);
+    key["mk_training"] = variant;
+    key["k"] = ctx.k.into();
+    key
 }
 
 impl MethodSpec for MajorityKernels {

@@ -53,10 +53,6 @@ impl<B: AutodiffBackend> MethodContext<'_, B> {
     ) -> Result<(Model<B::InnerBackend>, TrainLog, bool)> {
         let mut settings = self.plain_settings();
         settings.seed = seed;
-        let key = serde_json::json!({
-            "model": spec, "recipe": self.recipe, "seed": seed, "data": self.data_fingerprint,
-            "model_record": crate::models::RECORD_VERSION,
-        });
         let fresh = || {
             spec.build::<B>(
                 self.data.train,
@@ -64,15 +60,39 @@ impl<B: AutodiffBackend> MethodContext<'_, B> {
                 self.device,
             )
         };
+        self.stored_or_trained(&self.reuse_key(spec, seed), fresh().valid(), || {
+            let (model, log) = self.train(fresh(), &settings, &mut PlainStep, phase)?;
+            Ok((model.valid(), log))
+        })
+    }
+
+    /// The key a model trained by this run's recipe is stored under: its architecture, the
+    /// recipe, `seed`, the data and the record layout (a caller adds what else determines
+    /// the training).
+    pub fn reuse_key(&self, spec: &ModelSpec, seed: u64) -> serde_json::Value {
+        serde_json::json!({
+            "model": spec, "recipe": self.recipe, "seed": seed, "data": self.data_fingerprint,
+            "model_record": crate::models::RECORD_VERSION,
+        })
+    }
+
+    /// The model stored under `key` (loaded into `fresh`, a model of its architecture) with
+    /// its log, else the one `train` returns, then stored under `key`; and whether this call
+    /// trained it. Without a store, `train` runs and nothing is kept.
+    pub fn stored_or_trained(
+        &self,
+        key: &serde_json::Value,
+        fresh: Model<B::InnerBackend>,
+        train: impl FnOnce() -> Result<(Model<B::InnerBackend>, TrainLog)>,
+    ) -> Result<(Model<B::InnerBackend>, TrainLog, bool)> {
         if let Some(store) = self.models
-            && let Some((model, log)) = store.load(&key, fresh().valid())?
+            && let Some((model, log)) = store.load(key, fresh)?
         {
             return Ok((model, log, false));
         }
-        let (model, log) = self.train(fresh(), &settings, &mut PlainStep, phase)?;
-        let model = model.valid();
+        let (model, log) = train()?;
         if let Some(store) = self.models {
-            store.save(&key, &model, &log)?;
+            store.save(key, &model, &log)?;
         }
         Ok((model, log, true))
     }

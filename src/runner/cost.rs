@@ -20,8 +20,7 @@ fn run_flops(experiment: &Experiment, datasets: &Datasets<'_>, run: &RunSpec) ->
     // by its pre-protocol spec, which holds out no validation slice. Only the learning rate
     // differs between the two.
     let recipe = &experiment.datasets[index].recipe;
-    let available = splits.train.len() - recipe.validation.unwrap_or(0).min(splits.train.len());
-    let examples = recipe.train_subset.unwrap_or(available).min(available) as f64;
+    let examples = recipe.trained_examples(splits.train.len()) as f64;
     let input = input_shape(datasets, index);
     let classes = splits.train.num_classes();
     let small = datasets.model(index);
@@ -75,21 +74,20 @@ pub(super) fn estimate(
         .enumerate()
         .filter(|(position, _)| owned(*position))
         .map(|(_, run)| run);
-    // Rows in plan order: (dataset, method index, k) -> (runs, FLOPs of each).
+    // Rows in plan order: (dataset, method index, k) -> (runs, FLOPs of each). The runs of a
+    // row differ only in seed and learning rate, so they cost the same.
     let mut rows: Vec<((usize, usize, usize), usize, f64)> = Vec::new();
-    let mut total = 0.0;
     for run in runs {
-        let flops = run_flops(experiment, datasets, run);
-        total += flops;
         let key = (run.dataset_index, run.method_index, run.k);
         match rows.iter_mut().find(|(k, ..)| *k == key) {
-            Some(row) => {
-                row.1 += 1;
-                row.2 = row.2.max(flops);
-            }
-            None => rows.push((key, 1, flops)),
+            Some(row) => row.1 += 1,
+            None => rows.push((key, 1, run_flops(experiment, datasets, run))),
         }
     }
+    let total: f64 = rows
+        .iter()
+        .map(|(_, count, flops)| *count as f64 * flops)
+        .sum();
     let hours = |flops: f64| tflops.map(|rate| flops / (rate * 1e12) / 3600.0);
     let mut out = String::from(
         "\nEstimated training cost (arithmetic of the architectures, not a measurement): 6 FLOPs \

@@ -88,7 +88,7 @@ impl Recipe {
             ));
         }
         let rest = train - validation;
-        let trained = self.train_subset.unwrap_or(rest);
+        let trained = self.trained_examples(train);
         let checks = [
             (
                 "recipe.train_subset",
@@ -121,6 +121,13 @@ impl Recipe {
             }
         }
         Ok(())
+    }
+
+    /// How many examples a run trains on out of a training split of `train`: `train_subset`
+    /// of what the validation slice leaves, else all of that.
+    pub fn trained_examples(&self, train: usize) -> usize {
+        let rest = train.saturating_sub(self.validation.unwrap_or(0));
+        self.train_subset.map_or(rest, |n| n.min(rest))
     }
 }
 
