@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::fmt::Write;
 
 use super::budget::{self, Fit, FitPoint};
+use super::reported;
 use super::stats::{Paired, Ratio, Verdict, gap_fraction, holm, paired};
 use super::table::{full_label, groups};
 use crate::error::{Error, Result};
@@ -433,29 +434,6 @@ fn step_time_claim(mut claim: Claim, runs: &[&RunRecord], baseline: &[&RunRecord
     claim
 }
 
-/// The experiment file's definition for `profile`, or `None` when it has no such profile or
-/// no longer loads (its claims then use the default configuration; the stored runs are still
-/// checked, with a warning naming the error).
-fn experiment_for(
-    name: &str,
-    experiments_dir: &std::path::Path,
-    profile: &str,
-) -> Result<Option<Experiment>> {
-    let path = crate::experiment::locate(name, experiments_dir)?;
-    match crate::experiment::load(&path, profile, &[]) {
-        Ok(resolved) => Ok(Some(resolved.experiment)),
-        Err(Error::Config { message, .. })
-            if message.starts_with(&format!("no profile `{profile}`")) =>
-        {
-            Ok(None)
-        }
-        Err(e) => {
-            eprintln!("warning: claims of `{name}` use the default claims configuration: {e}");
-            Ok(None)
-        }
-    }
-}
-
 /// Checks the claims of every named experiment (all experiment files when `names` is empty)
 /// from the runs and curves stored for `profile`, writes `claims-<profile>.md` beside the
 /// tables and returns it.
@@ -473,11 +451,12 @@ pub fn run(
     let mut all = Vec::new();
     for name in &names {
         let dir = ResultsDir::new(results_dir, name, profile);
-        let runs = dir.runs()?;
-        if runs.is_empty() {
+        let stored = dir.runs()?;
+        if stored.is_empty() {
             continue;
         }
-        let experiment = experiment_for(name, experiments_dir, profile)?;
+        let experiment = reported::experiment_for(name, experiments_dir, profile)?;
+        let runs = reported::reported_runs(&stored, experiment.as_ref());
         let evidence = Evidence::load(&dir, &runs, experiment.as_ref())?;
         all.extend(check_with(name, &runs, &evidence));
     }

@@ -1,6 +1,7 @@
 //! Figures rendered from stored parquet alone (plotters; PNG and SVG; text drawn with the
 //! embedded DejaVu Sans, so no system font is needed). Only the runs the tables report are
-//! drawn (`role` `final`; tuning runs never are).
+//! drawn (`role` `final`, those of the experiment's current plan: `report::reported`; tuning
+//! runs never are).
 //!
 //! For every experiment with stored runs of the profile, per dataset:
 //! - `<experiment>-<profile>-<dataset>-curves`: test and train score over training (and the
@@ -36,8 +37,10 @@ use std::path::{Path, PathBuf};
 use render::{Entry, Figure, Kind, Panel, Reference, Series, XAxis};
 use series::{Curves, Split, read_curves, row_label, row_series, unique_labels};
 
+use super::reported;
 use super::table::groups;
 use crate::error::{Error, Result};
+use crate::experiment::Experiment;
 use crate::methods::{self, Role};
 use crate::results::{ReferenceRecord, ResultsDir, RunRecord};
 
@@ -62,7 +65,12 @@ pub fn run(
     let mut written = Vec::new();
     for name in &names {
         let dir = ResultsDir::new(results_dir, name, profile);
-        for figure in experiment_figures(&dir, name, profile)? {
+        let experiment = if dir.root().join("runs").is_dir() {
+            reported::experiment_for(name, experiments_dir, profile)?
+        } else {
+            None
+        };
+        for figure in experiment_figures(&dir, name, profile, experiment.as_ref())? {
             written.extend(render::save(plots_dir, &figure)?);
         }
     }
@@ -81,10 +89,14 @@ pub fn run(
     Ok(out)
 }
 
-/// The figures of one experiment's stored runs (tuning runs left out).
-fn experiment_figures(dir: &ResultsDir, name: &str, profile: &str) -> Result<Vec<Figure>> {
-    let runs: Vec<RunRecord> = dir
-        .runs()?
+/// The figures of the runs one experiment's tables report (tuning runs left out).
+fn experiment_figures(
+    dir: &ResultsDir,
+    name: &str,
+    profile: &str,
+    experiment: Option<&Experiment>,
+) -> Result<Vec<Figure>> {
+    let runs: Vec<RunRecord> = reported::reported_runs(&dir.runs()?, experiment)
         .into_iter()
         .filter(|r| r.role == "final")
         .collect();
@@ -767,7 +779,7 @@ mod tests {
             ..run("mk", 0, 0.77)
         };
         dir.store(&tune, &[point(1, 10, 0.77, "epoch")]).unwrap();
-        let figures = experiment_figures(&dir, "t", "smoke").unwrap();
+        let figures = experiment_figures(&dir, "t", "smoke", None).unwrap();
         assert!(!figures.is_empty());
         for figure in &figures {
             for panel in &figure.panels {
@@ -1021,7 +1033,7 @@ mod tests {
             let runs = dir.runs().unwrap();
             let table = crate::report::table::markdown(name, &runs, runs.len());
             let finals: Vec<RunRecord> = runs.into_iter().filter(|r| r.role == "final").collect();
-            for figure in experiment_figures(&dir, name, "quick").unwrap() {
+            for figure in experiment_figures(&dir, name, "quick", None).unwrap() {
                 if !figure.deployed_points {
                     continue;
                 }

@@ -197,7 +197,9 @@ fn total_steps(r: &RunRecord) -> f64 {
 }
 
 /// The base learning rates of a row's runs (`—` for runs stored before the column existed).
-fn lr_cell(row: &Row) -> String {
+/// A single rate at the smallest or largest rate its tuning runs tried is marked `(grid
+/// bottom)` / `(grid top)`: the best value may lie beyond the grid.
+fn lr_cell(row: &Row, tuning: &[RunRecord]) -> String {
     let mut lrs: Vec<String> = row
         .runs
         .iter()
@@ -207,7 +209,27 @@ fn lr_cell(row: &Row) -> String {
         .collect();
     lrs.sort();
     lrs.dedup();
-    lrs.join(" / ")
+    let mut cell = lrs.join(" / ");
+    let tried: Vec<f64> = tuning_runs(row, tuning).filter_map(|r| r.lr).collect();
+    let (low, high) = tried
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &lr| {
+            (lo.min(lr), hi.max(lr))
+        });
+    let chosen: Vec<f64> = row.runs.iter().filter_map(|r| r.lr).collect();
+    if low < high && chosen.len() == row.runs.len() {
+        let at = |edge: f64| {
+            chosen
+                .iter()
+                .all(|&lr| (lr - edge).abs() <= 1e-9 * edge.abs())
+        };
+        if at(high) {
+            cell.push_str(" (grid top)");
+        } else if at(low) {
+            cell.push_str(" (grid bottom)");
+        }
+    }
+    cell
 }
 
 fn round_significant(value: f64, digits: i32) -> f64 {
@@ -223,20 +245,29 @@ fn split_roles(runs: &[RunRecord]) -> (Vec<RunRecord>, Vec<RunRecord>) {
     runs.iter().cloned().partition(|r| r.role != "tune")
 }
 
+/// The tuning runs of `row`'s (dataset, model, method, options, k): every grid point and
+/// tuning seed.
+fn tuning_runs<'t>(row: &Row, tuning: &'t [RunRecord]) -> impl Iterator<Item = &'t RunRecord> {
+    let first = row.first();
+    let (dataset, model, method, options, k) = (
+        first.dataset.clone(),
+        first.model.clone(),
+        first.method.clone(),
+        first.options.clone(),
+        first.k,
+    );
+    tuning.iter().filter(move |r| {
+        r.dataset == dataset
+            && r.model == model
+            && r.method == method
+            && r.options == options
+            && r.k == k
+    })
+}
+
 /// Steps of every tuning run of `row` (all grid points and tuning seeds, teachers included).
 fn tuning_steps(row: &Row, tuning: &[RunRecord]) -> Option<f64> {
-    let first = row.first();
-    let steps: Vec<f64> = tuning
-        .iter()
-        .filter(|r| {
-            r.dataset == first.dataset
-                && r.model == first.model
-                && r.method == first.method
-                && r.options == first.options
-                && r.k == first.k
-        })
-        .map(total_steps)
-        .collect();
+    let steps: Vec<f64> = tuning_runs(row, tuning).map(total_steps).collect();
     (!steps.is_empty()).then(|| steps.iter().sum())
 }
 
@@ -309,7 +340,7 @@ pub fn markdown_with_references(
             row.method_label(runs),
             row.k(),
             first.mixing.as_deref().unwrap_or("—"),
-            lr_cell(row),
+            lr_cell(row, &tuning),
             score,
             cell(
                 &row.values(|r| r.validation_score.unwrap_or(f64::NAN))
@@ -339,7 +370,8 @@ pub fn markdown_with_references(
          seeds (95% interval of the difference excludes 0); no row is bold without that support. \
          lr: the base learning rate the row trained at; with a `tune` block, the value chosen on the validation \
          score (a fixed held-out slice of the training set) of every grid point's tuning runs, whose steps are the \
-         tuning cost (all grid points and tuning seeds). {} of {planned} planned runs stored{}.",
+         tuning cost (all grid points and tuning seeds); \"(grid top)\" / \"(grid bottom)\": the chosen value is the \
+         largest / smallest the grid tried, so the best may lie beyond it. {} of {planned} planned runs stored{}.",
         runs.len(),
         if tuning.is_empty() {
             String::new()
@@ -444,7 +476,7 @@ pub fn latex(
             tex(&row.method_label(runs)),
             tex(&row.k()),
             tex(first.mixing.as_deref().unwrap_or("—")),
-            tex(&lr_cell(row)),
+            tex(&lr_cell(row, &tuning)),
             tex(&first.metric),
             score,
             tex(&cell(&row.values(|r| r.train_acc), 100.0, 2)),
@@ -536,6 +568,44 @@ mod tests {
             row.matches(" & ").count(),
             10,
             "11 columns as the header: {row}"
+        );
+    }
+
+    #[test]
+    fn a_learning_rate_chosen_at_the_edge_of_its_grid_is_marked() {
+        let tuned = |method: &str, lr: f64, role: &str, seed: i64| RunRecord {
+            lr: Some(lr),
+            role: role.into(),
+            ..record(method, seed, 0.9)
+        };
+        let mut runs = Vec::new();
+        for lr in [0.05, 0.1, 0.2] {
+            runs.push(tuned("baseline", lr, "tune", 100));
+            runs.push(tuned("mk", lr, "tune", 100));
+            runs.push(tuned("lr_over_k", lr, "tune", 100));
+        }
+        for seed in 0..2 {
+            runs.push(tuned("baseline", 0.2, "final", seed));
+            runs.push(tuned("mk", 0.05, "final", seed));
+            runs.push(tuned("lr_over_k", 0.1, "final", seed));
+        }
+        // Untuned: no grid, no mark.
+        runs.push(tuned("wide", 0.2, "final", 0));
+        let table = markdown("t", &runs, 7);
+        let line = |method: &str| {
+            table
+                .lines()
+                .find(|l| l.contains(&format!("| {method} |")))
+                .unwrap()
+                .to_string()
+        };
+        assert!(line("baseline").contains("| 0.2 (grid top) |"), "{table}");
+        assert!(line("mk").contains("| 0.05 (grid bottom) |"), "{table}");
+        assert!(line("lr_over_k").contains("| 0.1 |"), "{table}");
+        assert!(line("wide").contains("| 0.2 |"), "{table}");
+        assert!(
+            table.contains("\"(grid top)\""),
+            "the legend says what it means"
         );
     }
 

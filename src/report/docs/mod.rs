@@ -239,9 +239,9 @@ pub fn write_measurements(
 
 #[cfg(test)]
 mod tests {
-    use super::results::planned_rows;
     use super::*;
     use crate::experiment::RunSpec;
+    use crate::report::reported::planned_rows;
     use crate::results::RunRecord;
 
     fn block(name: &str, text: &str) -> Block {

@@ -6,9 +6,9 @@ use std::path::Path;
 
 use super::{Block, DocsOptions, folder_name};
 use crate::error::Result;
-use crate::experiment::{self, RunSpec};
-use crate::report::{claims, table};
-use crate::results::{ResultsDir, RunRecord};
+use crate::experiment;
+use crate::report::{claims, reported, table};
+use crate::results::ResultsDir;
 
 /// The blocks of `RESULTS.md`: every experiment's table, the claims, the figure list.
 pub fn results_blocks(options: &DocsOptions) -> Result<Vec<Block>> {
@@ -24,13 +24,8 @@ pub fn results_blocks(options: &DocsOptions) -> Result<Vec<Block>> {
         }
         let path = experiment::locate(&name, &options.experiments_dir)?;
         let resolved = experiment::load(&path, profile, &[])?;
-        let specs = planned_specs(&resolved.experiment);
-        let tune_seeds = resolved
-            .experiment
-            .tune
-            .as_ref()
-            .map_or(&[][..], |t| &t.seeds[..]);
-        let rows = planned_rows(&specs, tune_seeds, &stored);
+        let specs = reported::planned_specs(&resolved.experiment);
+        let rows = reported::reported_runs(&stored, Some(&resolved.experiment));
         let title = format!("{name} ({profile} profile)");
         let mut text =
             table::markdown_with_references(&title, &rows, specs.len(), &dir.references()?);
@@ -54,8 +49,8 @@ pub fn results_blocks(options: &DocsOptions) -> Result<Vec<Block>> {
             name: format!("{name}-{profile}"),
             text,
         });
-        let evidence = claims::Evidence::load(&dir, &stored, Some(&resolved.experiment))?;
-        all_claims.extend(claims::check_with(&name, &stored, &evidence));
+        let evidence = claims::Evidence::load(&dir, &rows, Some(&resolved.experiment))?;
+        all_claims.extend(claims::check_with(&name, &rows, &evidence));
         figures.extend(figure_files(
             &options.plots_dir,
             &format!("{name}-{profile}-"),
@@ -90,78 +85,6 @@ pub fn results_blocks(options: &DocsOptions) -> Result<Vec<Block>> {
         text: list,
     });
     Ok(blocks)
-}
-
-/// The plan of `experiment`, built without the data: every entry gets a placeholder
-/// fingerprint (the same for entries that load the same data), so the order and count are the
-/// plan's and only the ids differ.
-fn planned_specs(experiment: &experiment::Experiment) -> Vec<RunSpec> {
-    // The final runs' identities (dataset, method, options, k, seed) do not depend on tuning.
-    let fingerprints: Vec<String> = experiment
-        .datasets
-        .iter()
-        .map(|e| format!("{}:{:?}", e.dataset, e.load_options(None)))
-        .collect();
-    experiment::plan(
-        experiment,
-        &fingerprints,
-        crate::results::provenance::NUMERICS_VERSION,
-        &|_| None,
-    )
-    .finals
-    .into_iter()
-    .map(|run| run.legacy)
-    .collect()
-}
-
-/// The stored tuning rows of the planned (dataset, method, options, k) on the experiment's
-/// `tune_seeds`, then the stored row of every planned final run, in plan order: the row
-/// recording the same dataset, method, options, k and seed (the newest when a rerun stored it
-/// twice).
-pub(super) fn planned_rows(
-    specs: &[RunSpec],
-    tune_seeds: &[u64],
-    stored: &[RunRecord],
-) -> Vec<RunRecord> {
-    let mut used: Vec<bool> = stored.iter().map(|r| r.role == "tune").collect();
-    let groups: Vec<(&str, &str, String, i64)> = specs
-        .iter()
-        .map(|s| (&*s.dataset, &*s.method, s.options.to_string(), s.k as i64))
-        .collect();
-    let mut rows: Vec<RunRecord> = stored
-        .iter()
-        .filter(|r| {
-            r.role == "tune"
-                && tune_seeds.contains(&(r.seed as u64))
-                && groups.iter().any(|(dataset, method, options, k)| {
-                    *dataset == r.dataset
-                        && *method == r.method
-                        && *options == r.options
-                        && *k == r.k
-                })
-        })
-        .cloned()
-        .collect();
-    for spec in specs {
-        let options = spec.options.to_string();
-        let found = stored
-            .iter()
-            .enumerate()
-            .filter(|(i, r)| {
-                !used[*i]
-                    && r.dataset == spec.dataset
-                    && r.method == spec.method
-                    && r.options == options
-                    && r.k == spec.k as i64
-                    && r.seed == spec.seed as i64
-            })
-            .max_by_key(|(_, r)| r.finished_at);
-        if let Some((i, row)) = found {
-            used[i] = true;
-            rows.push(row.clone());
-        }
-    }
-    rows
 }
 
 /// The PNG figures in `plots_dir` whose names start with `prefix`, sorted.
