@@ -13,7 +13,7 @@ use majority_kernels::data::{self, Examples};
 use majority_kernels::methods::baseline::Baseline;
 use majority_kernels::methods::lr_over_k::LrOverK;
 use majority_kernels::methods::mk::{LrCompensation, MajorityKernels};
-use majority_kernels::methods::{Method, MethodContext};
+use majority_kernels::methods::{Method, MethodContext, MethodOutput};
 use majority_kernels::mk::{Mixing, MkInit};
 use majority_kernels::models::{Dense, Model, ModelSpec};
 use majority_kernels::train::{OptimizerSpec, Recipe, ScheduleKind, ScheduleSpec, TrainData};
@@ -45,16 +45,17 @@ fn recipe() -> Recipe {
         eval_train_subset: None,
         augment: None,
         label_smoothing: 0.0,
+        eval_every: 1,
     }
 }
 
-fn weights(
+fn run(
     method: &impl Method,
     bias: bool,
     recipe: &Recipe,
     train: &Examples,
     test: &Examples,
-) -> Vec<Vec<f32>> {
+) -> MethodOutput<B> {
     let progress = ProgressBar::hidden();
     let model = ModelSpec::Mlp {
         hidden: vec![48, 24],
@@ -77,8 +78,10 @@ fn weights(
         models: None,
         data_fingerprint: "test",
     };
-    let out = method.run::<B>(&ctx).unwrap();
-    assert_eq!(out.log.steps, 20);
+    method.run::<B>(&ctx).unwrap()
+}
+
+fn deployed_weights(out: MethodOutput<B>) -> Vec<Vec<f32>> {
     let Model::Mlp(deployed) = out.deployed else {
         panic!("an MLP experiment deploys an MLP")
     };
@@ -96,6 +99,18 @@ fn weights(
             std::iter::once(l.weight.val().into_data().to_vec().unwrap()).chain(bias)
         })
         .collect()
+}
+
+fn weights(
+    method: &impl Method,
+    bias: bool,
+    recipe: &Recipe,
+    train: &Examples,
+    test: &Examples,
+) -> Vec<Vec<f32>> {
+    let out = run(method, bias, recipe, train, test);
+    assert_eq!(out.log.steps, 20);
+    deployed_weights(out)
 }
 
 fn assert_close(a: &[Vec<f32>], b: &[Vec<f32>], what: &str) {
@@ -158,4 +173,28 @@ fn uniform_mk_with_auto_compensation_is_the_baseline() {
             &format!("uniform MK (auto) vs baseline, bias {bias}"),
         );
     }
+}
+
+#[test]
+fn evaluating_less_often_keeps_the_training_and_the_last_epochs_numbers() {
+    let (train, test) = mnist_slice();
+    let every = Recipe {
+        epochs: 3,
+        ..recipe()
+    };
+    let sparse = Recipe {
+        eval_every: 2,
+        ..every.clone()
+    };
+    let dense = run(&Baseline {}, true, &every, &train, &test);
+    let thin = run(&Baseline {}, true, &sparse, &train, &test);
+    let epochs = |out: &MethodOutput<B>| out.log.points.iter().map(|p| p.epoch).collect::<Vec<_>>();
+    assert_eq!(epochs(&dense), [1, 2, 3]);
+    // Every second epoch, and always the last.
+    assert_eq!(epochs(&thin), [2, 3]);
+    let (last_dense, last_thin) = (dense.log.points[2].clone(), thin.log.points[1].clone());
+    assert_eq!(last_dense.test.accuracy, last_thin.test.accuracy);
+    assert_eq!(last_dense.train.accuracy, last_thin.train.accuracy);
+    assert_eq!(dense.log.steps, thin.log.steps);
+    assert_eq!(deployed_weights(dense), deployed_weights(thin));
 }

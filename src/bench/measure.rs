@@ -177,6 +177,7 @@ fn measure<B: AutodiffBackend>(
         batch_size: options.batch_size,
         augment: None,
         label_smoothing: 0.0,
+        eval_every: 1,
         seed: 0,
     };
     let small =

@@ -4,7 +4,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::spec::Experiment;
-use super::tune::{GridPoint, Scored, choose};
+use super::tune::{GridPoint, Scored, choose, grid_edge};
 use crate::models::ModelSpec;
 use crate::train::Recipe;
 
@@ -275,18 +275,13 @@ pub fn plan(
                 })
                 .collect();
             let choice = choose(&scored);
-            let lrs = tune.lr_multipliers.iter().copied();
-            let (low, high) = (
-                lrs.clone().fold(f64::MAX, f64::min),
-                lrs.fold(0.0, f64::max),
-            );
             TuningState {
                 stored,
                 needed,
                 choice,
-                at_edge: tune.lr_multipliers.len() > 1
-                    && choice
-                        .is_some_and(|(p, _)| p.lr_multiplier == low || p.lr_multiplier == high),
+                at_edge: choice.is_some_and(|(p, _)| {
+                    grid_edge(&[p.lr_multiplier], &tune.lr_multipliers).is_some()
+                }),
             }
         });
         for &seed in experiment.seeds_for(group.dataset_index) {

@@ -158,9 +158,56 @@ pub fn choose(scored: &[Scored]) -> Option<(GridPoint, f64)> {
     best
 }
 
+/// Which end of its grid a chosen value lies at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GridEdge {
+    Bottom,
+    Top,
+}
+
+/// Whether every `chosen` value (e.g. the learning rates of a row's seeds) is the smallest or
+/// the largest value `tried`: the best value may then lie beyond the grid. `None` when the
+/// grid has one value or the choices are not all at one edge (equal within 1e-9 relative).
+pub fn grid_edge(chosen: &[f64], tried: &[f64]) -> Option<GridEdge> {
+    let (low, high) = tried
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
+            (lo.min(v), hi.max(v))
+        });
+    let all_at = |edge: f64| {
+        !chosen.is_empty()
+            && chosen
+                .iter()
+                .all(|&v| (v - edge).abs() <= 1e-9 * edge.abs())
+    };
+    if low >= high {
+        None
+    } else if all_at(high) {
+        Some(GridEdge::Top)
+    } else if all_at(low) {
+        Some(GridEdge::Bottom)
+    } else {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_choice_at_either_end_of_the_grid_is_an_edge() {
+        let grid = [0.5, 1.0, 2.0, 4.0];
+        assert_eq!(grid_edge(&[4.0, 4.0], &grid), Some(GridEdge::Top));
+        assert_eq!(grid_edge(&[0.5], &grid), Some(GridEdge::Bottom));
+        assert_eq!(grid_edge(&[1.0], &grid), None);
+        // Seeds that chose differently, no choice, or a one-point grid: no edge.
+        assert_eq!(grid_edge(&[0.5, 4.0], &grid), None);
+        assert_eq!(grid_edge(&[], &grid), None);
+        assert_eq!(grid_edge(&[1.0], &[1.0]), None);
+        // Learning rates computed as base x multiplier compare within rounding.
+        assert_eq!(grid_edge(&[0.1 * 3.0], &[0.1, 0.3]), Some(GridEdge::Top));
+    }
 
     fn spec(lrs: &[f64], decays: &[f64]) -> TuneSpec {
         TuneSpec {

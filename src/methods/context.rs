@@ -49,6 +49,7 @@ impl<B: AutodiffBackend> MethodContext<'_, B> {
             batch_size: self.recipe.batch_size,
             augment: self.recipe.augment,
             label_smoothing: self.recipe.label_smoothing,
+            eval_every: self.recipe.eval_every,
             seed: self.seed,
         }
     }

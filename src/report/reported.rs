@@ -25,7 +25,10 @@ pub fn experiment_for(
             Ok(None)
         }
         Err(e) => {
-            eprintln!("warning: `{name}` read without its experiment file: {e}");
+            eprintln!(
+                "warning: the experiment file of `{name}` cannot be read ({e}): every stored run \
+                 is reported, with the default claims configuration"
+            );
             Ok(None)
         }
     }
@@ -35,12 +38,21 @@ pub fn experiment_for(
 /// stored run when there is no experiment to plan.
 pub fn reported_runs(stored: &[RunRecord], experiment: Option<&Experiment>) -> Vec<RunRecord> {
     match experiment {
-        Some(experiment) => {
-            let tune_seeds = experiment.tune.as_ref().map_or(&[][..], |t| &t.seeds[..]);
-            planned_rows(&planned_specs(experiment), tune_seeds, stored)
-        }
+        Some(experiment) => planned_and_reported(stored, experiment).1,
         None => stored.to_vec(),
     }
+}
+
+/// The final runs `experiment` plans (built without the data, see [`planned_specs`]) and the
+/// runs of `stored` its tables report.
+pub fn planned_and_reported(
+    stored: &[RunRecord],
+    experiment: &Experiment,
+) -> (Vec<RunSpec>, Vec<RunRecord>) {
+    let specs = planned_specs(experiment);
+    let tune_seeds = experiment.tune.as_ref().map_or(&[][..], |t| &t.seeds[..]);
+    let rows = planned_rows(&specs, tune_seeds, stored);
+    (specs, rows)
 }
 
 /// The plan of `experiment`, built without the data: every entry gets a placeholder

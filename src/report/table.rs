@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use std::fmt::Write;
 
 use super::stats::{Verdict, paired};
+use crate::experiment::tune::{GridEdge, grid_edge};
 use crate::results::{ReferenceRecord, RunRecord};
 
 /// Mean and sample standard deviation (n - 1); the deviation is `None` for one value.
@@ -136,19 +137,22 @@ pub fn groups(runs: &[RunRecord]) -> Vec<(String, Vec<&RunRecord>)> {
 fn group(runs: &[RunRecord]) -> Vec<Row<'_>> {
     let mut rows: Vec<Row> = Vec::new();
     for run in runs {
-        let same = |r: &&RunRecord| {
-            r.dataset == run.dataset
-                && r.model == run.model
-                && r.method == run.method
-                && r.options == run.options
-                && r.k == run.k
-        };
-        match rows.iter_mut().find(|row| same(&row.runs[0])) {
+        match rows.iter_mut().find(|row| same_row(row.first(), run)) {
             Some(row) => row.runs.push(run),
             None => rows.push(Row { runs: vec![run] }),
         }
     }
     rows
+}
+
+/// Whether two runs belong to one row: the same dataset, model, method, options and k (seeds,
+/// learning rates and roles may differ).
+fn same_row(a: &RunRecord, b: &RunRecord) -> bool {
+    a.dataset == b.dataset
+        && a.model == b.model
+        && a.method == b.method
+        && a.options == b.options
+        && a.k == b.k
 }
 
 /// Rows marked best: in each dataset, among the rows at the smallest deployed size (k-fold
@@ -211,22 +215,12 @@ fn lr_cell(row: &Row, tuning: &[RunRecord]) -> String {
     lrs.dedup();
     let mut cell = lrs.join(" / ");
     let tried: Vec<f64> = tuning_runs(row, tuning).filter_map(|r| r.lr).collect();
-    let (low, high) = tried
-        .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &lr| {
-            (lo.min(lr), hi.max(lr))
-        });
     let chosen: Vec<f64> = row.runs.iter().filter_map(|r| r.lr).collect();
-    if low < high && chosen.len() == row.runs.len() {
-        let at = |edge: f64| {
-            chosen
-                .iter()
-                .all(|&lr| (lr - edge).abs() <= 1e-9 * edge.abs())
-        };
-        if at(high) {
-            cell.push_str(" (grid top)");
-        } else if at(low) {
-            cell.push_str(" (grid bottom)");
+    if chosen.len() == row.runs.len() {
+        match grid_edge(&chosen, &tried) {
+            Some(GridEdge::Top) => cell.push_str(" (grid top)"),
+            Some(GridEdge::Bottom) => cell.push_str(" (grid bottom)"),
+            None => {}
         }
     }
     cell
@@ -247,22 +241,9 @@ fn split_roles(runs: &[RunRecord]) -> (Vec<RunRecord>, Vec<RunRecord>) {
 
 /// The tuning runs of `row`'s (dataset, model, method, options, k): every grid point and
 /// tuning seed.
-fn tuning_runs<'t>(row: &Row, tuning: &'t [RunRecord]) -> impl Iterator<Item = &'t RunRecord> {
+fn tuning_runs<'t>(row: &Row<'t>, tuning: &'t [RunRecord]) -> impl Iterator<Item = &'t RunRecord> {
     let first = row.first();
-    let (dataset, model, method, options, k) = (
-        first.dataset.clone(),
-        first.model.clone(),
-        first.method.clone(),
-        first.options.clone(),
-        first.k,
-    );
-    tuning.iter().filter(move |r| {
-        r.dataset == dataset
-            && r.model == model
-            && r.method == method
-            && r.options == options
-            && r.k == k
-    })
+    tuning.iter().filter(move |r| same_row(first, r))
 }
 
 /// Steps of every tuning run of `row` (all grid points and tuning seeds, teachers included).

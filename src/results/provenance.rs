@@ -43,5 +43,13 @@ pub fn machine_description() -> String {
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
-    format!("{host} ({cpu}, {threads} threads)")
+    // Runs limited to fewer worker threads (`RAYON_NUM_THREADS`) say so: their step times are
+    // not those of the whole machine.
+    let workers = rayon::current_num_threads();
+    if workers == threads {
+        format!("{host} ({cpu}, {threads} threads)")
+    } else {
+        let plural = if workers == 1 { "" } else { "s" };
+        format!("{host} ({cpu}, {threads} threads, {workers} worker thread{plural})")
+    }
 }

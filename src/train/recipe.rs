@@ -36,10 +36,23 @@ pub struct Recipe {
     /// Label smoothing of the cross-entropy, in [0, 1) (0: none).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub label_smoothing: f64,
+    /// Evaluate the curves' train, validation and test accuracy every this many epochs (and
+    /// always after the last): evaluation can cost as much as training on small slices. The
+    /// table's numbers are the last epoch's either way. Left out of a run's identity when 1.
+    #[serde(default = "every_epoch", skip_serializing_if = "is_every_epoch")]
+    pub eval_every: usize,
 }
 
 fn is_zero(value: &f64) -> bool {
     *value == 0.0
+}
+
+fn every_epoch() -> usize {
+    1
+}
+
+fn is_every_epoch(value: &usize) -> bool {
+    *value == 1
 }
 
 impl Recipe {
@@ -50,6 +63,9 @@ impl Recipe {
         }
         if self.batch_size == 0 {
             return Err("recipe.batch_size must be at least 1".into());
+        }
+        if self.eval_every == 0 {
+            return Err("recipe.eval_every must be at least 1 (1: every epoch)".into());
         }
         if self.validation == Some(0) {
             return Err("recipe.validation must be at least 1 (omit it to hold out none)".into());
@@ -243,5 +259,33 @@ mod tests {
         };
         assert!((warm.factor(0, 100) - 0.1).abs() < 1e-12);
         assert_eq!(warm.factor(10, 100), 1.0);
+    }
+
+    const RECIPE: &str = "{epochs: 2, batch_size: 8, optimizer: {name: sgd, lr: 0.1}}";
+
+    #[test]
+    fn evaluation_every_epoch_is_the_default_and_left_out_of_the_identity() {
+        let recipe: Recipe = serde_norway::from_str(RECIPE).unwrap();
+        assert_eq!(recipe.eval_every, 1);
+        // Runs stored before the key existed keep their ids: the default is not serialised.
+        assert!(
+            !serde_json::to_string(&recipe)
+                .unwrap()
+                .contains("eval_every")
+        );
+        let sparse = Recipe {
+            eval_every: 5,
+            ..recipe.clone()
+        };
+        assert!(
+            serde_json::to_string(&sparse)
+                .unwrap()
+                .contains("\"eval_every\":5")
+        );
+        let never = Recipe {
+            eval_every: 0,
+            ..recipe
+        };
+        assert!(never.validate().unwrap_err().contains("recipe.eval_every"));
     }
 }

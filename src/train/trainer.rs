@@ -71,6 +71,8 @@ pub struct TrainSettings {
     /// Label smoothing of the cross-entropy (0: none).
     pub label_smoothing: f64,
     pub seed: u64,
+    /// Evaluate every this many epochs and after the last (the recipe's `eval_every`).
+    pub eval_every: usize,
 }
 
 /// The data a training run sees.
@@ -225,25 +227,18 @@ where
         }
         log.train_seconds += started.elapsed().as_secs_f64();
 
-        let eval_model = model.valid();
-        let point = EvalPoint {
-            epoch,
-            step: log.steps,
-            lr,
-            train: evaluate(&eval_model, data.train_eval, EVAL_BATCH, device),
-            test: evaluate(&eval_model, data.test, EVAL_BATCH, device),
-            validation: data
-                .validation
-                .map(|v| evaluate(&eval_model, v, EVAL_BATCH, device)),
-            train_seconds: log.train_seconds,
-        };
-        progress.set_message(format!(
-            "epoch {epoch}/{} train acc {:.2}% test acc {:.2}%",
-            settings.epochs,
-            100.0 * point.train.accuracy,
-            100.0 * point.test.accuracy
-        ));
-        log.points.push(point);
+        if epoch % settings.eval_every.max(1) == 0 || epoch == settings.epochs {
+            log.points
+                .push(eval_point(&model, data, epoch, lr, &log, device));
+            if let Some(point) = log.points.last() {
+                progress.set_message(format!(
+                    "epoch {epoch}/{} train acc {:.2}% test acc {:.2}%",
+                    settings.epochs,
+                    100.0 * point.train.accuracy,
+                    100.0 * point.test.accuracy
+                ));
+            }
+        }
 
         if let Some(ck) = checkpoint.filter(|c| {
             c.every_epochs > 0 && epoch % c.every_epochs == 0 && epoch < settings.epochs
@@ -268,6 +263,35 @@ where
         }
     }
     Ok((model, log))
+}
+
+/// The curves' point after `epoch`: the model in eval mode on the train-accuracy slice, the
+/// test set and the validation slice.
+fn eval_point<B, M>(
+    model: &M,
+    data: &TrainData<'_>,
+    epoch: usize,
+    lr: f64,
+    log: &TrainLog,
+    device: &B::Device,
+) -> EvalPoint
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B>,
+    M::InnerModule: Classifier<B::InnerBackend>,
+{
+    let eval_model = model.valid();
+    EvalPoint {
+        epoch,
+        step: log.steps,
+        lr,
+        train: evaluate(&eval_model, data.train_eval, EVAL_BATCH, device),
+        test: evaluate(&eval_model, data.test, EVAL_BATCH, device),
+        validation: data
+            .validation
+            .map(|v| evaluate(&eval_model, v, EVAL_BATCH, device)),
+        train_seconds: log.train_seconds,
+    }
 }
 
 /// The gradient of the batch loss (plain cross-entropy) with respect to the mixing

@@ -24,8 +24,7 @@ pub fn results_blocks(options: &DocsOptions) -> Result<Vec<Block>> {
         }
         let path = experiment::locate(&name, &options.experiments_dir)?;
         let resolved = experiment::load(&path, profile, &[])?;
-        let specs = reported::planned_specs(&resolved.experiment);
-        let rows = reported::reported_runs(&stored, Some(&resolved.experiment));
+        let (specs, rows) = reported::planned_and_reported(&stored, &resolved.experiment);
         let title = format!("{name} ({profile} profile)");
         let mut text =
             table::markdown_with_references(&title, &rows, specs.len(), &dir.references()?);
