@@ -107,6 +107,17 @@ fn a_killed_run_resumes_to_the_same_result() {
         stored(&interrupted, "killtest", "quick").is_empty(),
         "killed before storing"
     );
+    // The killed process's time in the loop counts in the run's wall clock: make it
+    // unmistakable (a day) in the checkpoint the run resumes from.
+    let states = state_files(&checkpoints);
+    assert!(!states.is_empty(), "a checkpoint's state.json");
+    for state in &states {
+        let mut json: serde_json::Value =
+            serde_json::from_str(&fs::read_to_string(state).unwrap()).unwrap();
+        assert!(json["wall_seconds"].as_f64().unwrap() > 0.0, "{json}");
+        json["wall_seconds"] = serde_json::json!(86_400.0);
+        fs::write(state, json.to_string()).unwrap();
+    }
 
     let resumed = reproduce(&[exp], &interrupted);
     let log = stderr(&resumed);
@@ -118,9 +129,34 @@ fn a_killed_run_resumes_to_the_same_result() {
         expected.iter().map(outcome).collect::<Vec<_>>()
     );
     assert!(
+        got[0].wall_clock_s > 86_400.0 && got[0].wall_clock_s < 86_400.0 + 120.0,
+        "the earlier process's time counts once: {}",
+        got[0].wall_clock_s
+    );
+    assert!(
         !checkpoints.exists() || fs::read_dir(&checkpoints).unwrap().count() == 0,
         "checkpoints removed once stored"
     );
+}
+
+/// Every checkpoint's `state.json` under `root`.
+fn state_files(root: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = fs::read_dir(root) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .flat_map(|e| {
+            let p = e.path();
+            if p.file_name().is_some_and(|n| n == "state.json") {
+                vec![p]
+            } else if p.is_dir() {
+                state_files(&p)
+            } else {
+                Vec::new()
+            }
+        })
+        .collect()
 }
 
 #[test]

@@ -58,7 +58,9 @@ table! {
         pub weight_decay: Option<f64> = Missing::Value(None),
         pub deployed_params: i64,
         pub trained_params: i64,
-        /// Whole run, evaluation included.
+        /// Whole run, evaluation included; a run resumed from a checkpoint adds the time the
+        /// earlier processes spent in its training loop (runs stored before that: only the
+        /// last process's).
         pub wall_clock_s: f64,
         /// Mean training step, evaluation excluded.
         pub step_ms: f64,

@@ -85,7 +85,8 @@ pub(super) fn run_record<B: AutodiffBackend>(
         weight_decay: Some(recipe.optimizer.weight_decay()),
         deployed_params: output.deployed.num_params() as i64,
         trained_params: output.trained_params as i64,
-        wall_clock_s: started.elapsed().as_secs_f64(),
+        // With a resumed run, the earlier processes' time in the loop counts too.
+        wall_clock_s: started.elapsed().as_secs_f64() + output.log.earlier_wall_seconds,
         step_ms: output.log.step_ms(),
         state_bytes: Some(memory::state_bytes(
             output.trained_params,

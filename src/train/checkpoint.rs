@@ -28,6 +28,10 @@ pub struct LoopState {
     pub steps: usize,
     pub train_seconds: f64,
     pub points: Vec<EvalPoint>,
+    /// Wall-clock seconds the loop had run up to this checkpoint, over every process that
+    /// trained it (0 in checkpoints written before the field existed).
+    #[serde(default)]
+    pub wall_seconds: f64,
 }
 
 pub(crate) const MODEL: &str = "model";

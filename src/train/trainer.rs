@@ -136,6 +136,7 @@ where
         log.train_seconds = state.train_seconds;
         log.points = state.points;
         log.resumed_after_epoch = state.epoch;
+        log.earlier_wall_seconds = state.wall_seconds;
         progress.set_position(log.steps as u64);
     }
 
@@ -163,6 +164,8 @@ where
             )
         })?;
     }
+    // This process's part of the loop's wall clock (checkpoints add the earlier ones').
+    let segment = Instant::now();
     'epochs: for epoch in log.resumed_after_epoch + 1..=settings.epochs {
         let mut order: Vec<usize> = (0..data.train.len()).collect();
         order.shuffle(&mut stream_rng_at(
@@ -248,6 +251,7 @@ where
                 steps: log.steps,
                 train_seconds: log.train_seconds,
                 points: log.points.clone(),
+                wall_seconds: log.earlier_wall_seconds + segment.elapsed().as_secs_f64(),
             };
             ck.save(&state, |folder| {
                 let failed = |e: burn::record::RecorderError| {
