@@ -16,7 +16,9 @@ use majority_kernels::methods::mk::{LrCompensation, MajorityKernels};
 use majority_kernels::methods::{Method, MethodContext, MethodOutput};
 use majority_kernels::mk::{Mixing, MkInit};
 use majority_kernels::models::{Dense, Model, ModelSpec};
-use majority_kernels::train::{OptimizerSpec, Recipe, ScheduleKind, ScheduleSpec, TrainData};
+use majority_kernels::train::{
+    CheckpointDir, OptimizerSpec, Recipe, ScheduleKind, ScheduleSpec, TrainData,
+};
 
 type B = Autodiff<DefaultCpu>;
 
@@ -56,6 +58,17 @@ fn run(
     train: &Examples,
     test: &Examples,
 ) -> MethodOutput<B> {
+    run_checkpointed(method, bias, recipe, train, test, None)
+}
+
+fn run_checkpointed(
+    method: &impl Method,
+    bias: bool,
+    recipe: &Recipe,
+    train: &Examples,
+    test: &Examples,
+    checkpoint: Option<CheckpointDir>,
+) -> MethodOutput<B> {
     let progress = ProgressBar::hidden();
     let model = ModelSpec::Mlp {
         hidden: vec![48, 24],
@@ -74,7 +87,7 @@ fn run(
         seed: 3,
         device: &Default::default(),
         progress: &progress,
-        checkpoint: None,
+        checkpoint,
         models: None,
         data_fingerprint: "test",
     };
@@ -197,4 +210,48 @@ fn evaluating_less_often_keeps_the_training_and_the_last_epochs_numbers() {
     assert_eq!(last_dense.train.accuracy, last_thin.train.accuracy);
     assert_eq!(dense.log.steps, thin.log.steps);
     assert_eq!(deployed_weights(dense), deployed_weights(thin));
+}
+
+#[test]
+fn a_run_resumed_after_an_epoch_it_did_not_evaluate_keeps_its_curve_and_weights() {
+    let (train, test) = mnist_slice();
+    let recipe = Recipe {
+        epochs: 4,
+        eval_every: 2,
+        ..recipe()
+    };
+    let whole = run(&Baseline {}, true, &recipe, &train, &test);
+    // Checkpoints every 3 epochs: the run leaves epoch 3's (not evaluated) behind; a second
+    // run resumes after it and trains epoch 4 only.
+    let tmp = tempfile::tempdir().unwrap();
+    let checkpoints = CheckpointDir {
+        dir: tmp.path().to_path_buf(),
+        every_epochs: 3,
+        clock: None,
+    };
+    run_checkpointed(
+        &Baseline {},
+        true,
+        &recipe,
+        &train,
+        &test,
+        Some(checkpoints.clone()),
+    );
+    let resumed = run_checkpointed(
+        &Baseline {},
+        true,
+        &recipe,
+        &train,
+        &test,
+        Some(checkpoints),
+    );
+    assert_eq!(resumed.log.resumed_after_epoch, 3);
+    let epochs = |out: &MethodOutput<B>| out.log.points.iter().map(|p| p.epoch).collect::<Vec<_>>();
+    assert_eq!(epochs(&whole), [2, 4]);
+    assert_eq!(epochs(&resumed), [2, 4]);
+    assert_eq!(
+        whole.log.points[1].test.accuracy,
+        resumed.log.points[1].test.accuracy
+    );
+    assert_eq!(deployed_weights(whole), deployed_weights(resumed));
 }

@@ -68,10 +68,7 @@ impl<B: AutodiffBackend> MethodContext<'_, B> {
         M: Classifier<B> + AutodiffModule<B>,
         M::InnerModule: Classifier<B::InnerBackend>,
     {
-        let checkpoint = self.checkpoint.as_ref().map(|c| CheckpointDir {
-            dir: c.dir.join(phase),
-            every_epochs: c.every_epochs,
-        });
+        let checkpoint = self.checkpoint.as_ref().map(|c| c.phase(phase));
         train(
             model,
             &self.data,

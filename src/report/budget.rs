@@ -5,7 +5,8 @@
 //! the baseline's fit had not saturated when training stopped: its final train accuracy is
 //! below the experiment's `claims.saturated_train_acc` and was still rising by at least
 //! `claims.rising_points` points over the last `claims.last_fraction` of training (mean over
-//! seeds of the per-epoch evaluations in the stored curves). Without a stored curve the rise
+//! seeds of the evaluations in the stored curves; from the last evaluation at or before that
+//! part's start when the recipe evaluates every few epochs). Without a stored curve the rise
 //! cannot be measured and a baseline below the threshold counts as not testable
 //! (docs/METHODS.md, "Claims and statistics").
 
@@ -16,8 +17,8 @@ use crate::error::Result;
 use crate::experiment::ClaimsConfig;
 use crate::results::ResultsDir;
 
-/// One per-epoch evaluation of a run: the training step it was taken at and the train
-/// accuracy (a fraction).
+/// One evaluation of a run (after every epoch, or every `eval_every` epochs): the training
+/// step it was taken at and the train accuracy (a fraction).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct FitPoint {
     pub epoch: i64,
@@ -33,6 +34,10 @@ pub struct Fit {
     /// Rise of the mean train accuracy over the last `last_fraction` of training, in points;
     /// `None` when it cannot be measured (no stored curve, or no evaluation that early).
     pub rise_points: Option<f64>,
+    /// The part of training the rise spans: from the last evaluation at or before the start
+    /// of the last `last_fraction`, so more than it when the recipe evaluates every few
+    /// epochs (`eval_every`).
+    pub rise_fraction: Option<f64>,
     /// Baseline seeds the figures are a mean over.
     pub seeds: usize,
     /// Whether the figures come from the stored curves (else from the run rows' final train
@@ -53,7 +58,7 @@ impl Fit {
                 ", {} points over the last {:.0}% of training",
                 // A rise that rounds to zero reads +0.00, whatever its sign.
                 format!("{rise:+.2}").replace("-0.00", "+0.00"),
-                100.0 * self.config.last_fraction
+                100.0 * self.rise_fraction.unwrap_or(self.config.last_fraction)
             ),
             None if self.from_curve => ", rise over the end of training not measurable".into(),
             None => String::new(),
@@ -80,9 +85,9 @@ impl Fit {
     }
 }
 
-/// Judges the baseline's fit from its seeds' per-epoch `curves` (any order; only epochs every
-/// curve has are used) or, when there are none, from the seeds' final train accuracies
-/// `final_accs`. `None` without either.
+/// Judges the baseline's fit from its seeds' evaluation `curves` (any order; only epochs
+/// every curve has are used) or, when there are none, from the seeds' final train
+/// accuracies `final_accs`. `None` without either.
 pub fn fit(curves: &[Vec<FitPoint>], final_accs: &[f64], config: &ClaimsConfig) -> Option<Fit> {
     let curves: Vec<&Vec<FitPoint>> = curves.iter().filter(|c| !c.is_empty()).collect();
     // Mean over seeds per epoch, over the epochs every seed's curve has.
@@ -100,14 +105,19 @@ pub fn fit(curves: &[Vec<FitPoint>], final_accs: &[f64], config: &ClaimsConfig) 
         .map(|&(step, sum, count)| (step, sum / count as f64))
         .filter(|(_, acc)| acc.is_finite())
         .collect();
-    let (final_train_acc, rise_points, seeds, from_curve) = match mean_curve.last() {
+    let (final_train_acc, rise, seeds, from_curve) = match mean_curve.last() {
         Some(&(last_step, last_acc)) => {
             let start = (1.0 - config.last_fraction) * last_step as f64;
             let reference = mean_curve
                 .iter()
                 .rev()
                 .find(|(step, _)| (*step as f64) <= start && *step < last_step);
-            let rise = reference.map(|(_, acc)| 100.0 * (last_acc - acc));
+            let rise = reference.map(|&(step, acc)| {
+                (
+                    100.0 * (last_acc - acc),
+                    1.0 - step as f64 / last_step as f64,
+                )
+            });
             (last_acc, rise, curves.len(), true)
         }
         None => {
@@ -123,6 +133,7 @@ pub fn fit(curves: &[Vec<FitPoint>], final_accs: &[f64], config: &ClaimsConfig) 
             (mean, None, finite.len(), false)
         }
     };
+    let (rise_points, rise_fraction) = (rise.map(|r| r.0), rise.map(|r| r.1));
     let saturated = final_train_acc >= config.saturated_train_acc;
     // Below the threshold, a fit that cannot be shown to have stopped rising counts as
     // still rising.
@@ -130,6 +141,7 @@ pub fn fit(curves: &[Vec<FitPoint>], final_accs: &[f64], config: &ClaimsConfig) 
     Some(Fit {
         final_train_acc,
         rise_points,
+        rise_fraction,
         seeds,
         from_curve,
         testable,
@@ -137,7 +149,7 @@ pub fn fit(curves: &[Vec<FitPoint>], final_accs: &[f64], config: &ClaimsConfig) 
     })
 }
 
-/// The per-epoch points of the stored curve of run `run_id` (`kind = epoch`; curve files
+/// The evaluation points of the stored curve of run `run_id` (`kind = epoch`; curve files
 /// written before the column existed hold epoch points only). `Ok(None)` when no curve is
 /// stored or it lacks the columns this needs; an unreadable file is an error.
 pub fn stored_curve(dir: &ResultsDir, run_id: &str) -> Result<Option<Vec<FitPoint>>> {
@@ -247,6 +259,31 @@ mod tests {
             ..config
         };
         assert!(fit(&[rising], &[], &lenient).unwrap().testable);
+    }
+
+    #[test]
+    fn with_sparse_evaluations_the_rise_spans_from_the_last_one_before_the_window() {
+        let config = ClaimsConfig::default();
+        // 40 epochs evaluated every 5 (`eval_every: 5`): the last 20% starts at epoch 32, so
+        // the rise runs from epoch 30, the last 25% of training, and says so.
+        let points: Vec<FitPoint> = [0.5, 0.7, 0.8, 0.86, 0.9, 0.93, 0.95, 0.96]
+            .iter()
+            .enumerate()
+            .map(|(i, &train_acc)| FitPoint {
+                epoch: 5 * (i as i64 + 1),
+                step: 50 * (i as i64 + 1),
+                train_acc,
+            })
+            .collect();
+        let fit = fit(&[points], &[], &config).unwrap();
+        assert!((fit.rise_points.unwrap() - 3.0).abs() < 1e-9, "{fit:?}");
+        assert!((fit.rise_fraction.unwrap() - 0.25).abs() < 1e-12, "{fit:?}");
+        assert!(
+            fit.describe()
+                .contains("+3.00 points over the last 25% of training"),
+            "{}",
+            fit.describe()
+        );
     }
 
     #[test]

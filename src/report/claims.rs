@@ -566,7 +566,7 @@ pub fn markdown(claims: &[Claim]) -> String {
          dataset's baseline had not fitted its training set: final train accuracy below the \
          experiment's `claims.saturated_train_acc` (default {:.0}%) and still rising by at least \
          `claims.rising_points` (default {}) points over the last `claims.last_fraction` \
-         (default {:.0}%) of training, mean over seeds of its per-epoch curve; without a stored \
+         (default {:.0}%) of training, mean over seeds of its curve's evaluations; without a stored \
          curve, below the threshold alone; the raw p is shown, uncorrected and unjudged. \
          *identity holds* / *identity fails*: a row equal to the baseline by construction (k = \
          1, or every coefficient 1/k with learning-rate compensation under SGD, from identical \

@@ -43,13 +43,48 @@ pub fn machine_description() -> String {
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
-    // Runs limited to fewer worker threads (`RAYON_NUM_THREADS`) say so: their step times are
-    // not those of the whole machine.
+    format!("{host} ({cpu}, {threads} threads)")
+}
+
+/// The machine as a training run's `machine` column names it: with its worker threads when
+/// `RAYON_NUM_THREADS` limits them, since its step times are then not the whole machine's.
+/// (Benchmark rows carry the thread count in a column of their own.)
+pub fn run_machine_description() -> String {
+    let machine = machine_description();
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let workers = rayon::current_num_threads();
     if workers == threads {
-        format!("{host} ({cpu}, {threads} threads)")
+        machine
     } else {
         let plural = if workers == 1 { "" } else { "s" };
-        format!("{host} ({cpu}, {threads} threads, {workers} worker thread{plural})")
+        let hardware = machine.strip_suffix(')').unwrap_or(&machine);
+        format!("{hardware}, {workers} worker thread{plural})")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_limited_to_fewer_worker_threads_says_so() {
+        let machine = machine_description();
+        let one = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap()
+            .install(run_machine_description);
+        if std::thread::available_parallelism().map_or(1, |n| n.get()) > 1 {
+            assert_eq!(
+                one,
+                format!("{}, 1 worker thread)", machine.strip_suffix(')').unwrap())
+            );
+        } else {
+            assert_eq!(one, machine);
+        }
+        // Benchmarks name the hardware alone (their rows count the threads).
+        assert!(!machine.contains("worker"));
     }
 }

@@ -59,8 +59,8 @@ table! {
         pub deployed_params: i64,
         pub trained_params: i64,
         /// Whole run, evaluation included; a run resumed from a checkpoint adds the time the
-        /// earlier processes spent in its training loop (runs stored before that: only the
-        /// last process's).
+        /// earlier processes had spent up to their last checkpoint (`train::RunClock`; runs
+        /// stored before 2026-12-02: only the last process's).
         pub wall_clock_s: f64,
         /// Mean training step, evaluation excluded.
         pub step_ms: f64,

@@ -14,7 +14,7 @@ use super::session::Session;
 use super::{Mode, RunOptions, tables};
 use crate::error::{Error, Result};
 use crate::experiment::{self, Phase, Plan, ResolvedExperiment, RunSpec};
-use crate::results::provenance::{self, NUMERICS_VERSION, machine_description};
+use crate::results::provenance::{self, NUMERICS_VERSION, run_machine_description};
 use crate::results::{ModelStore, ResultsDir};
 use crate::with_backend;
 
@@ -260,7 +260,7 @@ fn train_pending<B: AutodiffBackend>(
         stamp: Provenance {
             profile: resolved.profile.clone(),
             backend: format!("{} ({})", options.backend, B::name(&device)),
-            machine: machine_description(),
+            machine: run_machine_description(),
             commit: provenance::git_commit(),
         },
         device,

@@ -1,8 +1,6 @@
 //! The stored row of a finished run, assembled in one place from its spec, its method, the
 //! method's output and what the harness measured around it.
 
-use std::time::Instant;
-
 use burn::module::Module;
 use burn::tensor::backend::AutodiffBackend;
 
@@ -18,7 +16,7 @@ pub(super) struct Provenance {
     pub profile: String,
     /// The backend and its device, as `flex (cpu)`.
     pub backend: String,
-    /// The machine ([`provenance::machine_description`]).
+    /// The machine ([`provenance::run_machine_description`]).
     pub machine: String,
     pub commit: String,
 }
@@ -34,8 +32,8 @@ pub(super) struct Measured<'a> {
     pub final_validation: Option<Metrics>,
     /// The task's headline metric.
     pub metric: Metric,
-    /// When the run started.
-    pub started: Instant,
+    /// The run's wall clock, earlier processes of a resumed run included.
+    pub wall_clock_s: f64,
     pub peak_rss_bytes: Option<i64>,
 }
 
@@ -53,7 +51,7 @@ pub(super) fn run_record<B: AutodiffBackend>(
         final_test,
         final_validation,
         metric,
-        started,
+        wall_clock_s,
         peak_rss_bytes,
     } = measured;
     let recipe = &spec.recipe;
@@ -85,8 +83,7 @@ pub(super) fn run_record<B: AutodiffBackend>(
         weight_decay: Some(recipe.optimizer.weight_decay()),
         deployed_params: output.deployed.num_params() as i64,
         trained_params: output.trained_params as i64,
-        // With a resumed run, the earlier processes' time in the loop counts too.
-        wall_clock_s: started.elapsed().as_secs_f64() + output.log.earlier_wall_seconds,
+        wall_clock_s,
         step_ms: output.log.step_ms(),
         state_bytes: Some(memory::state_bytes(
             output.trained_params,

@@ -2,7 +2,7 @@
 //! deployed model, and storing the result.
 
 use std::io::IsTerminal;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use burn::tensor::backend::AutodiffBackend;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -14,7 +14,7 @@ use crate::error::Result;
 use crate::experiment::RunSpec;
 use crate::methods::{MethodContext, MethodEntry};
 use crate::results::{CurvePoint, ModelStore, ResultsDir, memory};
-use crate::train::{CheckpointDir, EvalPoint, TrainData, evaluate, subset_seed};
+use crate::train::{CheckpointDir, EvalPoint, RunClock, TrainData, evaluate, subset_seed};
 
 /// Salt of the validation slice's seed (drawn from seed 0 whatever the run's seed).
 const VALIDATION_SALT: u64 = 4;
@@ -43,7 +43,8 @@ impl<B: AutodiffBackend> Session<'_, B> {
         index: usize,
         total: usize,
     ) -> Result<()> {
-        let started = Instant::now();
+        let checkpoint_dir = self.dir.root().join("checkpoints").join(spec.id());
+        let clock = RunClock::start(&checkpoint_dir)?;
         let recipe = &spec.recipe;
         // Data slices are seeded by the experiment seed so every method sees the same examples.
         let subset = |data: &Examples, n: Option<usize>, salt: u64| match n {
@@ -66,8 +67,9 @@ impl<B: AutodiffBackend> Session<'_, B> {
         let progress = self.progress_bar(spec, index, total);
         let method = &self.methods[spec.method_index].method;
         let checkpoint = CheckpointDir {
-            dir: self.dir.root().join("checkpoints").join(spec.id()),
+            dir: checkpoint_dir,
             every_epochs: self.options.checkpoint_every,
+            clock: Some(clock.clone()),
         };
         let ctx = MethodContext::<B> {
             data: TrainData {
@@ -109,7 +111,7 @@ impl<B: AutodiffBackend> Session<'_, B> {
                 final_test,
                 final_validation,
                 metric: splits.metric,
-                started,
+                wall_clock_s: clock.seconds(),
                 peak_rss_bytes,
             },
             &self.stamp,

@@ -32,9 +32,6 @@ pub struct TrainLog {
     pub diverged: bool,
     /// The epoch training resumed after (0 when it started fresh).
     pub resumed_after_epoch: usize,
-    /// Wall-clock seconds earlier processes spent in this loop before the checkpoint it
-    /// resumed from (0 when it started fresh): a run's wall clock is this plus its own.
-    pub earlier_wall_seconds: f64,
     /// Steps spent training the teachers or ensemble members this run needed (0 when they
     /// were reused from earlier runs): the method's cost beyond its own steps.
     pub teacher_steps: usize,

@@ -11,7 +11,7 @@ pub mod step;
 pub mod trainer;
 
 pub use batchnorm::recalibrate_batchnorm;
-pub use checkpoint::CheckpointDir;
+pub use checkpoint::{CheckpointDir, RunClock};
 pub use eval::{Metrics, evaluate, majority_class};
 pub use hooks::{MixingDraw, PlainStep, StepHooks, StepPosition};
 pub use log::{EvalPoint, TrainLog};

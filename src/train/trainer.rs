@@ -95,7 +95,7 @@ const EVAL_BATCH: usize = 1000;
 type Recorder = BinFileRecorder<FullPrecisionSettings>;
 
 /// Trains `model` as `settings` say, each step shaped by `hooks`, evaluating the eval-mode
-/// model after every epoch.
+/// model after every `eval_every` epochs and after the last.
 ///
 /// With `checkpoint`, the loop first resumes from the latest checkpoint there, and saves one
 /// every `every_epochs` epochs; the result is the same as an uninterrupted run's.
@@ -136,7 +136,6 @@ where
         log.train_seconds = state.train_seconds;
         log.points = state.points;
         log.resumed_after_epoch = state.epoch;
-        log.earlier_wall_seconds = state.wall_seconds;
         progress.set_position(log.steps as u64);
     }
 
@@ -164,8 +163,6 @@ where
             )
         })?;
     }
-    // This process's part of the loop's wall clock (checkpoints add the earlier ones').
-    let segment = Instant::now();
     'epochs: for epoch in log.resumed_after_epoch + 1..=settings.epochs {
         let mut order: Vec<usize> = (0..data.train.len()).collect();
         order.shuffle(&mut stream_rng_at(
@@ -230,17 +227,16 @@ where
         }
         log.train_seconds += started.elapsed().as_secs_f64();
 
+        // `max(1)`: a library caller's 0 means every epoch (recipes reject it).
         if epoch % settings.eval_every.max(1) == 0 || epoch == settings.epochs {
-            log.points
-                .push(eval_point(&model, data, epoch, lr, &log, device));
-            if let Some(point) = log.points.last() {
-                progress.set_message(format!(
-                    "epoch {epoch}/{} train acc {:.2}% test acc {:.2}%",
-                    settings.epochs,
-                    100.0 * point.train.accuracy,
-                    100.0 * point.test.accuracy
-                ));
-            }
+            let point = eval_point(&model, data, epoch, lr, &log, device);
+            progress.set_message(format!(
+                "epoch {epoch}/{} train acc {:.2}% test acc {:.2}%",
+                settings.epochs,
+                100.0 * point.train.accuracy,
+                100.0 * point.test.accuracy
+            ));
+            log.points.push(point);
         }
 
         if let Some(ck) = checkpoint.filter(|c| {
@@ -251,7 +247,6 @@ where
                 steps: log.steps,
                 train_seconds: log.train_seconds,
                 points: log.points.clone(),
-                wall_seconds: log.earlier_wall_seconds + segment.elapsed().as_secs_f64(),
             };
             ck.save(&state, |folder| {
                 let failed = |e: burn::record::RecorderError| {
