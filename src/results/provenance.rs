@@ -40,10 +40,14 @@ pub fn machine_description() -> String {
                 .map(|m| m.trim().to_string())
         })
         .unwrap_or_else(|| std::env::consts::ARCH.into());
-    let threads = std::thread::available_parallelism()
+    format!("{host} ({cpu}, {} threads)", hardware_threads())
+}
+
+/// The threads the machine offers this process.
+fn hardware_threads() -> usize {
+    std::thread::available_parallelism()
         .map(|n| n.get())
-        .unwrap_or(1);
-    format!("{host} ({cpu}, {threads} threads)")
+        .unwrap_or(1)
 }
 
 /// The machine as a training run's `machine` column names it: with its worker threads when
@@ -51,11 +55,8 @@ pub fn machine_description() -> String {
 /// (Benchmark rows carry the thread count in a column of their own.)
 pub fn run_machine_description() -> String {
     let machine = machine_description();
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
     let workers = rayon::current_num_threads();
-    if workers == threads {
+    if workers == hardware_threads() {
         machine
     } else {
         let plural = if workers == 1 { "" } else { "s" };
@@ -76,7 +77,7 @@ mod tests {
             .build()
             .unwrap()
             .install(run_machine_description);
-        if std::thread::available_parallelism().map_or(1, |n| n.get()) > 1 {
+        if hardware_threads() > 1 {
             assert_eq!(
                 one,
                 format!("{}, 1 worker thread)", machine.strip_suffix(')').unwrap())

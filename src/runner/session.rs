@@ -14,7 +14,7 @@ use crate::error::Result;
 use crate::experiment::RunSpec;
 use crate::methods::{MethodContext, MethodEntry};
 use crate::results::{CurvePoint, ModelStore, ResultsDir, memory};
-use crate::train::{CheckpointDir, EvalPoint, RunClock, TrainData, evaluate, subset_seed};
+use crate::train::{CheckpointDir, EvalPoint, RunClock, TrainData, evaluate_point, subset_seed};
 
 /// Salt of the validation slice's seed (drawn from seed 0 whatever the run's seed).
 const VALIDATION_SALT: u64 = 4;
@@ -94,13 +94,10 @@ impl<B: AutodiffBackend> Session<'_, B> {
         progress.finish_and_clear();
 
         // The table reports the deployed small model, evaluated here, not the method's own log.
-        let final_train =
-            evaluate::<B::InnerBackend, _>(&output.deployed, &train_eval, 1000, &self.device);
-        let final_test =
-            evaluate::<B::InnerBackend, _>(&output.deployed, &test, 1000, &self.device);
-        let final_validation = validation
-            .as_ref()
-            .map(|v| evaluate::<B::InnerBackend, _>(&output.deployed, v, 1000, &self.device));
+        let scored =
+            evaluate_point::<B::InnerBackend, _>(&output.deployed, &ctx.data, &self.device);
+        let (final_train, final_test, final_validation) =
+            (scored.train, scored.test, scored.validation);
         let record = run_record(
             spec,
             method.spec(),
@@ -129,10 +126,8 @@ impl<B: AutodiffBackend> Session<'_, B> {
             epoch: last.map_or(0, |p| p.epoch),
             step: output.log.steps,
             lr: last.map_or(0.0, |p| p.lr),
-            train: final_train,
-            test: final_test,
-            validation: final_validation,
             train_seconds: output.log.train_seconds,
+            ..scored
         };
         curve.push(CurvePoint {
             kind: "deployed".into(),

@@ -20,6 +20,6 @@ pub use crate::optim::OptimizerSpec;
 pub use recipe::{Recipe, ScheduleKind, ScheduleSpec};
 pub use step::MkStep;
 pub use trainer::{
-    Stream, TrainData, TrainSettings, mixing_gradient, stream_rng, stream_rng_at, subset_seed,
-    train,
+    Stream, TrainData, TrainSettings, evaluate_point, mixing_gradient, stream_rng, stream_rng_at,
+    subset_seed, train,
 };

@@ -229,7 +229,13 @@ where
 
         // `max(1)`: a library caller's 0 means every epoch (recipes reject it).
         if epoch % settings.eval_every.max(1) == 0 || epoch == settings.epochs {
-            let point = eval_point(&model, data, epoch, lr, &log, device);
+            let point = EvalPoint {
+                epoch,
+                step: log.steps,
+                lr,
+                train_seconds: log.train_seconds,
+                ..evaluate_point(&model.valid(), data, device)
+            };
             progress.set_message(format!(
                 "epoch {epoch}/{} train acc {:.2}% test acc {:.2}%",
                 settings.epochs,
@@ -264,32 +270,24 @@ where
     Ok((model, log))
 }
 
-/// The curves' point after `epoch`: the model in eval mode on the train-accuracy slice, the
-/// test set and the validation slice.
-fn eval_point<B, M>(
+/// The eval-mode `model` scored on the run's train-accuracy slice, test set and validation
+/// slice, as a curve point before training (epoch 0, step 0); points taken later set their
+/// position over it (`EvalPoint { epoch, ..evaluate_point(..) }`).
+pub fn evaluate_point<B: Backend, M: Classifier<B>>(
     model: &M,
     data: &TrainData<'_>,
-    epoch: usize,
-    lr: f64,
-    log: &TrainLog,
     device: &B::Device,
-) -> EvalPoint
-where
-    B: AutodiffBackend,
-    M: AutodiffModule<B>,
-    M::InnerModule: Classifier<B::InnerBackend>,
-{
-    let eval_model = model.valid();
+) -> EvalPoint {
     EvalPoint {
-        epoch,
-        step: log.steps,
-        lr,
-        train: evaluate(&eval_model, data.train_eval, EVAL_BATCH, device),
-        test: evaluate(&eval_model, data.test, EVAL_BATCH, device),
+        epoch: 0,
+        step: 0,
+        lr: 0.0,
+        train: evaluate(model, data.train_eval, EVAL_BATCH, device),
+        test: evaluate(model, data.test, EVAL_BATCH, device),
         validation: data
             .validation
-            .map(|v| evaluate(&eval_model, v, EVAL_BATCH, device)),
-        train_seconds: log.train_seconds,
+            .map(|v| evaluate(model, v, EVAL_BATCH, device)),
+        train_seconds: 0.0,
     }
 }
 

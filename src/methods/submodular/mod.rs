@@ -26,7 +26,7 @@ use serde::Deserialize;
 use super::{Method, MethodContext, MethodInfo, MethodOutput, MethodSpec, Role};
 use crate::error::{Error, Result};
 use crate::models::{Inputs, Model, ModelSpec};
-use crate::train::{EvalPoint, PlainStep, evaluate, subset_seed};
+use crate::train::{PlainStep, evaluate_point, subset_seed};
 
 mod mlp;
 mod resnet;
@@ -188,18 +188,7 @@ impl Method for Submodular {
             unreachable!("MLP and ResNet data are images")
         };
         let pruned = self.prune(ctx, wide, images)?;
-        let before = EvalPoint {
-            epoch: 0,
-            step: 0,
-            lr: 0.0,
-            train: evaluate(&pruned, ctx.data.train_eval, 1000, ctx.device),
-            test: evaluate(&pruned, ctx.data.test, 1000, ctx.device),
-            validation: ctx
-                .data
-                .validation
-                .map(|v| evaluate(&pruned, v, 1000, ctx.device)),
-            train_seconds: 0.0,
-        };
+        let before = evaluate_point(&pruned, &ctx.data, ctx.device);
         let mut settings = ctx.plain_settings();
         settings.epochs = self.finetune_epochs;
         let small = trainable::<B>(pruned.clone());
