@@ -47,6 +47,10 @@ fn default_ridge() -> f64 {
     1e-3
 }
 
+fn default_finetune_lr_factor() -> f64 {
+    1.0
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Submodular {
@@ -56,6 +60,11 @@ pub struct Submodular {
     /// Epochs of fine-tuning after selection (0: none).
     #[serde(default = "default_finetune_epochs")]
     pub finetune_epochs: usize,
+    /// Fine-tuning learning rate as a fraction of the run's: a short schedule restarted at the
+    /// full rate knocks a converged ResNet out of its minimum with no steps left to recover
+    /// (docs/METHODS.md, "Submodular selection", step 5).
+    #[serde(default = "default_finetune_lr_factor")]
+    pub finetune_lr_factor: f64,
     /// Ridge term of the least-squares refit, relative to the mean diagonal.
     #[serde(default = "default_ridge")]
     pub ridge: f64,
@@ -157,12 +166,27 @@ impl MethodSpec for Submodular {
     }
 
     fn options(&self) -> serde_json::Value {
-        serde_json::json!({ "calibration": self.calibration, "finetune_epochs": self.finetune_epochs, "ridge": self.ridge })
+        let mut options = serde_json::json!({
+            "calibration": self.calibration,
+            "finetune_epochs": self.finetune_epochs,
+            "ridge": self.ridge,
+        });
+        // Left out at its default so that runs stored before the option keep their ids.
+        if self.finetune_lr_factor != default_finetune_lr_factor() {
+            options["finetune_lr_factor"] = self.finetune_lr_factor.into();
+        }
+        options
     }
 
     fn validate(&self, _k: usize) -> std::result::Result<(), String> {
         if self.calibration == 0 {
             return Err("calibration must be at least 1".into());
+        }
+        if !(self.finetune_lr_factor.is_finite() && self.finetune_lr_factor > 0.0) {
+            return Err(format!(
+                "finetune_lr_factor must be a positive number, got {}",
+                self.finetune_lr_factor
+            ));
         }
         Ok(())
     }
@@ -191,6 +215,7 @@ impl Method for Submodular {
         let before = evaluate_point(&pruned, &ctx.data, ctx.device);
         let mut settings = ctx.plain_settings();
         settings.epochs = self.finetune_epochs;
+        settings.optimizer = settings.optimizer.scaled(self.finetune_lr_factor, 1.0);
         let small = trainable::<B>(pruned.clone());
         let trained_params = small.num_params();
         let (deployed, mut log) = if self.finetune_epochs > 0 {
@@ -236,7 +261,8 @@ mod tests {
 
     /// Runs `submodular` on a small slice of the dataset's fixture, with and without
     /// fine-tuning, and checks that fine-tuning moves every tensor of the pruned model (the
-    /// weights, not only BatchNorm statistics) and changes its loss.
+    /// weights, not only BatchNorm statistics) and changes its loss, and that
+    /// `finetune_lr_factor` scales how far the weights move.
     fn fine_tuning_moves_the_pruned_model(dataset: &str, model: &str) {
         let splits = data::load(dataset, &[test_data()], &Default::default()).unwrap();
         let (train, test) = (splits.train.subset(64, 0), splits.test.subset(32, 1));
@@ -263,13 +289,15 @@ mod tests {
             models: None,
             data_fingerprint: "test",
         };
-        let method = |finetune_epochs| Submodular {
+        let method = |finetune_epochs, finetune_lr_factor| Submodular {
             calibration: 32,
             finetune_epochs,
+            finetune_lr_factor,
             ridge: 1e-3,
         };
-        let pruned = method(0).run::<B>(&ctx).unwrap();
-        let tuned = method(1).run::<B>(&ctx).unwrap();
+        let pruned = method(0, 1.0).run::<B>(&ctx).unwrap();
+        let tuned = method(1, 1.0).run::<B>(&ctx).unwrap();
+        let gently = method(1, 0.01).run::<B>(&ctx).unwrap();
         let (first, last) = (&tuned.log.points[0], tuned.log.points.last().unwrap());
         eprintln!(
             "{dataset}: train loss {} -> {}, test accuracy {} -> {} after {} fine-tuning steps",
@@ -298,6 +326,38 @@ mod tests {
             first.train.loss, last.train.loss,
             "{dataset}: fine-tuning changes the loss"
         );
+        // The classifier's weight and bias, the last tensors visited (BatchNorm running
+        // statistics move with the data whatever the rate): the gentle fine-tuning's steps
+        // are a hundredth of the full one's.
+        let moved = |model: &Model<Inner>| -> f64 {
+            let after = floats(model);
+            let n = after.len();
+            (n - 2..n)
+                .flat_map(|i| before[i].iter().zip(&after[i]))
+                .map(|(x, y)| f64::from((x - y).abs()))
+                .sum()
+        };
+        let (full, gentle) = (moved(&tuned.deployed), moved(&gently.deployed));
+        assert!(
+            gentle < 0.05 * full,
+            "{dataset}: finetune_lr_factor 0.01 moved the weights {gentle}, factor 1 {full}"
+        );
+    }
+
+    #[test]
+    fn finetune_lr_factor_is_left_out_of_the_options_at_its_default_and_must_be_positive() {
+        let parse = |yaml: &str| serde_norway::from_str::<Submodular>(yaml).unwrap();
+        let default = parse("{calibration: 512}");
+        assert_eq!(default.finetune_lr_factor, 1.0);
+        assert!(default.options().get("finetune_lr_factor").is_none());
+        let gentle = parse("{finetune_lr_factor: 0.1}");
+        assert_eq!(gentle.options()["finetune_lr_factor"], 0.1);
+        for bad in ["0", "-1", ".nan"] {
+            let err = parse(&format!("{{finetune_lr_factor: {bad}}}"))
+                .validate(2)
+                .unwrap_err();
+            assert!(err.contains("finetune_lr_factor"), "{err}");
+        }
     }
 
     #[test]
