@@ -200,7 +200,9 @@ def mnist(data_dir, n):
 
 
 def cifar10(cache_dir, n):
-    files = sorted(glob.glob(os.path.join(cache_dir, "cifar10-32-*.mkimg")), key=os.path.getmtime)
+    # The largest cache is the full dataset's: the tests write small fixture caches beside it,
+    # often newer.
+    files = sorted(glob.glob(os.path.join(cache_dir, "cifar10-32-*.mkimg")), key=os.path.getsize)
     if not files:
         raise SystemExit(f"no CIFAR-10 cache in {cache_dir}: run `reproduce bench --family resnet` "
                          "once (it decodes the shared JPEGs into the cache)")
@@ -212,6 +214,8 @@ def cifar10(cache_dir, n):
         labels = torch.frombuffer(bytearray(f.read(2 * train)), dtype=torch.int16)[:n].long()
         f.read(2 * test)
         c, h, w = header["image_shape"]
+        if train < n:
+            raise SystemExit(f"{files[-1]}: {train} training images, the benchmark needs {n}")
         pixels = torch.frombuffer(bytearray(f.read(n * c * h * w)), dtype=torch.uint8)
     x = pixels.view(n, c, h, w).float() / 255.0
     mean = torch.tensor([0.4914, 0.4822, 0.4465]).view(1, 3, 1, 1)
