@@ -549,6 +549,43 @@ tune: {lr_multipliers: [2, 0.5, 1], seeds: [100]}
     ];
 
     #[test]
+    fn submodular_ids_keep_the_default_fine_tuning_rate_out_and_pin_the_factor() {
+        // Table 2's stored `submodular` runs are found by these ids: a factor of 1 (the
+        // default) must serialise as no key at all, and 0.1 as one fixed form.
+        let ids = |entry: &str| -> Vec<String> {
+            let text = TUNED
+                .replace("tune: {lr_multipliers: [2, 0.5, 1], seeds: [100]}", "")
+                .replace("validation: 100, ", "")
+                .replace(
+                    "[baseline, {name: mk, mixing: uniform}]",
+                    &format!("[{entry}]"),
+                );
+            plan(&experiment(&text), &["data".into()], 3, &|_| None)
+                .finals
+                .iter()
+                .take(1)
+                .map(|f| f.spec.as_ref().unwrap().id())
+                .collect()
+        };
+        let plain = ids("{name: submodular, finetune_epochs: 10}");
+        assert_eq!(
+            ids("{name: submodular, finetune_epochs: 10, finetune_lr_factor: 1}"),
+            plain
+        );
+        let tenth = ids("{name: submodular, finetune_epochs: 10, finetune_lr_factor: 0.1}");
+        assert_ne!(tenth, plain);
+        assert_eq!(
+            (plain[0].as_str(), tenth[0].as_str()),
+            PINNED_SUBMODULAR_IDS
+        );
+    }
+
+    const PINNED_SUBMODULAR_IDS: (&str, &str) = (
+        "mnist-submodular-k2-s0-53bb46513a62",
+        "mnist-submodular-k2-s0-de3781877770",
+    );
+
+    #[test]
     fn without_tuning_final_runs_keep_their_ids() {
         let untuned = TUNED.replace("tune: {lr_multipliers: [2, 0.5, 1], seeds: [100]}", "");
         let untuned = untuned.replace("validation: 100, ", "");
