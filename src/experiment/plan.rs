@@ -338,6 +338,14 @@ seeds: [0, 1]
 tune: {lr_multipliers: [2, 0.5, 1], seeds: [100]}
 "#;
 
+    /// `TUNED` without its `tune` block and validation slice: the ids stored before tuning
+    /// existed.
+    fn untuned() -> String {
+        TUNED
+            .replace("tune: {lr_multipliers: [2, 0.5, 1], seeds: [100]}", "")
+            .replace("validation: 100, ", "")
+    }
+
     fn experiment(text: &str) -> Experiment {
         let experiment: Experiment = serde_norway::from_str(text).unwrap();
         experiment.validate().unwrap();
@@ -528,8 +536,7 @@ tune: {lr_multipliers: [2, 0.5, 1], seeds: [100]}
     fn run_ids_of_untuned_experiments_are_pinned() {
         // Written down once: a change of the spec's serialised form (a new field without
         // `skip_serializing_if`, a renamed key) would orphan every stored run.
-        let untuned = TUNED.replace("tune: {lr_multipliers: [2, 0.5, 1], seeds: [100]}", "");
-        let untuned = untuned.replace("validation: 100, ", "");
+        let untuned = untuned();
         let plan = plan(&experiment(&untuned), &["data".into()], 3, &|_| None);
         let ids: Vec<String> = plan
             .finals
@@ -554,13 +561,10 @@ tune: {lr_multipliers: [2, 0.5, 1], seeds: [100]}
         // serialise as no key at all, so runs stored before the option existed keep their
         // ids, and 0.1 (Table 2's recipe) as one fixed form.
         let ids = |entry: &str| -> Vec<String> {
-            let text = TUNED
-                .replace("tune: {lr_multipliers: [2, 0.5, 1], seeds: [100]}", "")
-                .replace("validation: 100, ", "")
-                .replace(
-                    "[baseline, {name: mk, mixing: uniform}]",
-                    &format!("[{entry}]"),
-                );
+            let text = untuned().replace(
+                "[baseline, {name: mk, mixing: uniform}]",
+                &format!("[{entry}]"),
+            );
             plan(&experiment(&text), &["data".into()], 3, &|_| None)
                 .finals
                 .iter()
@@ -589,8 +593,7 @@ tune: {lr_multipliers: [2, 0.5, 1], seeds: [100]}
 
     #[test]
     fn without_tuning_final_runs_keep_their_ids() {
-        let untuned = TUNED.replace("tune: {lr_multipliers: [2, 0.5, 1], seeds: [100]}", "");
-        let untuned = untuned.replace("validation: 100, ", "");
+        let untuned = untuned();
         let plan = plan(&experiment(&untuned), &["data".into()], 3, &|_| None);
         assert!(plan.tuning.is_empty());
         for f in &plan.finals {
