@@ -248,6 +248,19 @@ def train_steps(model, batches, opt, device, dtype, k, dirichlet):
     return (time.perf_counter() - start) / len(batches)
 
 
+def cpu_model():
+    """The CPU's model name as `reproduce bench` records it (/proc/cpuinfo's "model name"),
+    so the docs pair this CSV with our rows of the same machine, not only the same host name."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--family", default="mlp,resnet,transformer")
@@ -337,7 +350,7 @@ def main():
                              mk_ms=round(statistics.median(per_k[k]), 4),
                              ratio=round(statistics.median(per_k[k]) / base, 4),
                              torch=torch.__version__, host=socket.gethostname(),
-                             cpu=platform.processor() or platform.machine()))
+                             cpu=cpu_model()))
     print(f"PyTorch {torch.__version__}, {args.device}, {args.dtype}, "
           f"{torch.get_num_threads()} threads, batch {args.batch}, median of {args.repeats}\n")
     print("| family | k | baseline ms/step | mk ms/step | ratio |\n|---|---:|---:|---:|---:|")

@@ -76,14 +76,19 @@ pub fn read(path: &Path) -> Result<Vec<BenchRecord>> {
 }
 
 /// Every row stored in `dir` as `(label, k, ratio)`, the label naming family, model, backend
-/// and machine (the host part of its description).
+/// and machine: host and CPU model, since machines may share a host name (`vm`).
 pub fn stored_ratios(dir: &Path) -> Result<Vec<(String, i64, f64)>> {
     Ok(stored(dir)?
         .into_iter()
         .map(|r| {
-            let host = r.device.split(" (").next().unwrap_or_default();
+            // `host (CPU model, N threads)` -> `host, CPU model`
+            let machine = r
+                .device
+                .rsplit_once(", ")
+                .map_or(r.device.as_str(), |(machine, _threads)| machine)
+                .replacen(" (", ", ", 1);
             (
-                format!("{} {} ({}, {host})", r.family, r.model, r.backend),
+                format!("{} {} ({}, {machine})", r.family, r.model, r.backend),
                 r.k,
                 r.ratio,
             )
@@ -126,8 +131,8 @@ mod tests {
         assert_eq!(
             stored_ratios(dir.path()).unwrap(),
             vec![
-                ("mlp mlp-784-8-10 (flex, testhost)".to_string(), 1, 1.5),
-                ("mlp mlp-784-8-10 (flex, testhost)".to_string(), 4, 3.0),
+                ("mlp mlp-784-8-10 (flex, testhost, cpu)".to_string(), 1, 1.5),
+                ("mlp mlp-784-8-10 (flex, testhost, cpu)".to_string(), 4, 3.0),
             ]
         );
         assert!(stored(&dir.path().join("absent")).unwrap().is_empty());
@@ -181,6 +186,9 @@ pub struct ReferenceRow {
     pub dtype: String,
     /// The machine it ran on (empty when the CSV has no `host` column).
     pub host: String,
+    /// Its CPU model (empty when the CSV has no `cpu` column; older CSVs hold the
+    /// architecture, e.g. `x86_64`).
+    pub cpu: String,
 }
 
 /// The rows of a reference CSV; errors name the file, the missing column or the bad line.
@@ -207,6 +215,7 @@ pub fn reference_rows(path: &Path) -> Result<Vec<ReferenceRow>> {
     );
     let (torch, dtype) = (column("torch")?, column("dtype")?);
     let host = header.iter().position(|h| *h == "host");
+    let cpu = header.iter().position(|h| *h == "cpu");
     let batch = header.iter().position(|h| *h == "batch");
     let mut rows = Vec::new();
     for (n, line) in lines.enumerate().filter(|(_, l)| !l.trim().is_empty()) {
@@ -229,6 +238,7 @@ pub fn reference_rows(path: &Path) -> Result<Vec<ReferenceRow>> {
             torch: field(torch),
             dtype: field(dtype),
             host: host.map(field).unwrap_or_default(),
+            cpu: cpu.map(field).unwrap_or_default(),
         });
     }
     Ok(rows)

@@ -23,6 +23,8 @@ struct BenchRow {
     /// Everything else that says where and how it was measured.
     setting: String,
     host: String,
+    /// The machine's description, `host (CPU model, N threads)`.
+    device: String,
 }
 
 fn bench_rows(path: &Path) -> Result<Vec<BenchRow>> {
@@ -34,6 +36,7 @@ fn bench_rows(path: &Path) -> Result<Vec<BenchRow>> {
                 r.device, r.backend, r.threads, r.batch, r.repeats, r.git_commit
             ),
             host: r.device.split(" (").next().unwrap_or_default().to_string(),
+            device: r.device,
             family: r.family,
             model: r.model,
             dataset: r.dataset,
@@ -152,8 +155,9 @@ pub fn measurements_blocks(bench_dir: &Path, plots_dir: &Path) -> Result<Vec<Blo
     if !csvs.is_empty() {
         let mut text = String::from(
             "## Against PyTorch on the same machine\n\nThe CSVs of \
-             `benches/reference/pytorch_step.py` beside the stored rows of the same host \
-             (family and k matched); ratio = MK step / baseline step.\n\n",
+             `benches/reference/pytorch_step.py` beside the stored rows of the same machine \
+             (host name and CPU model; family and k matched); ratio = MK step / baseline \
+             step.\n\n",
         );
         for path in &csvs {
             reference_table(path, &all, &mut text)?;
@@ -174,7 +178,7 @@ fn reference_table(path: &Path, ours: &[BenchRow], out: &mut String) -> Result<(
     type Reference = (Option<i64>, f64, BTreeMap<i64, f64>);
     let mut order: Vec<String> = Vec::new();
     let mut reference: BTreeMap<String, Reference> = BTreeMap::new();
-    let (mut about, mut csv_host) = (String::new(), String::new());
+    let (mut about, mut csv_host, mut csv_cpu) = (String::new(), String::new(), String::new());
     for row in rows {
         let entry = reference.entry(row.family.clone()).or_insert_with(|| {
             order.push(row.family.clone());
@@ -183,10 +187,15 @@ fn reference_table(path: &Path, ours: &[BenchRow], out: &mut String) -> Result<(
         entry.1 = row.baseline_ms;
         entry.2.insert(row.k, row.mk_ms / row.baseline_ms);
         about = format!("PyTorch {} {}, host {}", row.torch, row.dtype, row.host);
+        if !generic_cpu(&row.cpu) {
+            let _ = write!(about, " ({})", row.cpu);
+        }
         csv_host = row.host;
+        csv_cpu = row.cpu;
     }
-    if ours.iter().all(|r| r.host != csv_host) {
-        about.push_str(" (no stored rows of ours on that host)");
+    let same_machine = |r: &BenchRow| same_machine(r, &csv_host, &csv_cpu);
+    if !ours.iter().any(same_machine) {
+        about.push_str(" (no stored rows of ours on that machine)");
     }
     let mut ks: Vec<i64> = reference
         .values()
@@ -210,7 +219,7 @@ fn reference_table(path: &Path, ours: &[BenchRow], out: &mut String) -> Result<(
         // Our rows of the same family, host and (where the CSV says) batch; of several models
         // of a family, the first stored.
         let paired = |r: &&BenchRow| {
-            r.family == *name && r.host == csv_host && batch.is_none_or(|b| b == r.batch)
+            r.family == *name && same_machine(r) && batch.is_none_or(|b| b == r.batch)
         };
         let first_model = ours.iter().find(paired).map(|r| &r.model);
         let mine: Vec<&BenchRow> = ours
@@ -236,4 +245,92 @@ fn reference_table(path: &Path, ours: &[BenchRow], out: &mut String) -> Result<(
     }
     out.push('\n');
     Ok(())
+}
+
+/// Whether a CSV's `cpu` names only the architecture (older CSVs; Python's
+/// `platform.machine()`), not the CPU model.
+fn generic_cpu(cpu: &str) -> bool {
+    matches!(
+        cpu.trim(),
+        "" | "x86_64" | "amd64" | "AMD64" | "i386" | "i686" | "aarch64" | "arm64"
+    )
+}
+
+/// Whether our stored row ran on the CSV's machine: the same host name and, where the CSV
+/// names a CPU model, the same model (several machines may share a host name such as `vm`).
+fn same_machine(row: &BenchRow, host: &str, cpu: &str) -> bool {
+    row.host == host && (generic_cpu(cpu) || row.device.starts_with(&format!("{host} ({cpu},")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::results::bench::{BenchRecord, write};
+
+    fn record(device: &str, baseline_ms: f64) -> BenchRecord {
+        BenchRecord {
+            family: "mlp".into(),
+            model: "mlp-784-8-10".into(),
+            dataset: "mnist".into(),
+            optimizer: "sgd-momentum".into(),
+            batch: 128,
+            k: 4,
+            baseline_ms,
+            mk_ms: 2.0 * baseline_ms,
+            ratio: 2.0,
+            first_step_s: 0.1,
+            steps: 3,
+            repeats: 1,
+            backend: "flex".into(),
+            device: device.into(),
+            threads: 2,
+            git_commit: "unknown".into(),
+            finished_at: 0,
+        }
+    }
+
+    #[test]
+    fn a_reference_csv_pairs_with_the_rows_of_its_cpu_when_machines_share_a_host_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let bench = dir.path().join("bench");
+        std::fs::create_dir_all(&bench).unwrap();
+        write(
+            &bench.join("flex-vm-amd.parquet"),
+            &[record("vm (AMD EPYC, 2 threads)", 3.25)],
+        )
+        .unwrap();
+        write(
+            &bench.join("flex-vm-intel.parquet"),
+            &[record("vm (Intel(R) Xeon(R) Processor, 2 threads)", 7.75)],
+        )
+        .unwrap();
+        let header = "family,batch,k,dtype,device,threads,baseline_ms,mk_ms,ratio,torch,host,cpu";
+        let csv =
+            |cpu: &str| format!("{header}\nmlp,128,4,fp32,cpu,2,5.0,7.5,1.5,2.15.0,vm,{cpu}\n");
+        let reference_block = |cpu: &str| {
+            std::fs::write(bench.join("pytorch.csv"), csv(cpu)).unwrap();
+            let blocks = measurements_blocks(&bench, dir.path()).unwrap();
+            blocks
+                .into_iter()
+                .find(|b| b.name == "bench-reference")
+                .unwrap()
+                .text
+        };
+        let amd = reference_block("AMD EPYC");
+        assert!(
+            amd.contains("| mlp | 3.25 | 5.00 | 0.65 | 2.000 / 1.500 |"),
+            "{amd}"
+        );
+        assert!(amd.contains("host vm (AMD EPYC)"), "{amd}");
+        let intel = reference_block("Intel(R) Xeon(R) Processor");
+        assert!(intel.contains("| mlp | 7.75 | 5.00 | 1.55 |"), "{intel}");
+        let elsewhere = reference_block("Ampere Altra");
+        assert!(elsewhere.contains("| mlp | — | 5.00 | — |"), "{elsewhere}");
+        assert!(
+            elsewhere.contains("no stored rows of ours on that machine"),
+            "{elsewhere}"
+        );
+        // An older CSV naming only the architecture pairs by host name, as before.
+        assert!(reference_block("x86_64").contains("| mlp | 3.25 |"));
+    }
 }
