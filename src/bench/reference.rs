@@ -77,6 +77,7 @@ pub(super) fn against(path: &Path, rows: &[BenchRecord]) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::results::bench::sample_row;
 
     #[test]
     fn reference_rows_are_matched_by_family_and_k() {
@@ -90,23 +91,14 @@ mod tests {
         )
         .unwrap();
         let row = BenchRecord {
-            family: "mlp".into(),
             model: "mlp-784-512-512-10".into(),
-            dataset: "mnist".into(),
-            optimizer: "sgd-momentum".into(),
             batch: 128,
-            k: 4,
-            baseline_ms: 2.0,
             mk_ms: 2.5,
             ratio: 1.25,
             first_step_s: 0.0,
             steps: 1,
-            repeats: 1,
-            backend: "flex".into(),
             device: "vm (x86_64, 2 threads)".into(),
-            threads: 2,
-            git_commit: "unknown".into(),
-            finished_at: 0,
+            ..sample_row(4)
         };
         let table = against(&csv, &[row]).unwrap();
         assert!(

@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use super::provenance::machine_parts;
 use super::schema::{Table, read_frame, table, write_frame};
 use crate::error::{Error, Result};
 
@@ -81,12 +82,10 @@ pub fn stored_ratios(dir: &Path) -> Result<Vec<(String, i64, f64)>> {
     Ok(stored(dir)?
         .into_iter()
         .map(|r| {
-            // `host (CPU model, N threads)` -> `host, CPU model`
-            let machine = r
-                .device
-                .rsplit_once(", ")
-                .map_or(r.device.as_str(), |(machine, _threads)| machine)
-                .replacen(" (", ", ", 1);
+            let machine = match machine_parts(&r.device) {
+                (host, "") => host.to_string(),
+                (host, cpu) => format!("{host}, {cpu}"),
+            };
             (
                 format!("{} {} ({}, {machine})", r.family, r.model, r.backend),
                 r.k,
@@ -96,36 +95,38 @@ pub fn stored_ratios(dir: &Path) -> Result<Vec<(String, i64, f64)>> {
         .collect())
 }
 
+/// A stored row for tests: the MLP on `testhost` at `k`, baseline 2 ms, MK `2 + k` ms.
+#[cfg(test)]
+pub(crate) fn sample_row(k: i64) -> BenchRecord {
+    BenchRecord {
+        family: "mlp".into(),
+        model: "mlp-784-8-10".into(),
+        dataset: "mnist".into(),
+        optimizer: "sgd-momentum".into(),
+        batch: 32,
+        k,
+        baseline_ms: 2.0,
+        mk_ms: 2.0 + k as f64,
+        ratio: (2.0 + k as f64) / 2.0,
+        first_step_s: 0.1,
+        steps: 3,
+        repeats: 1,
+        backend: "flex".into(),
+        device: "testhost (cpu, 2 threads)".into(),
+        threads: 2,
+        git_commit: "unknown".into(),
+        finished_at: 0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn row(k: i64) -> BenchRecord {
-        BenchRecord {
-            family: "mlp".into(),
-            model: "mlp-784-8-10".into(),
-            dataset: "mnist".into(),
-            optimizer: "sgd-momentum".into(),
-            batch: 32,
-            k,
-            baseline_ms: 2.0,
-            mk_ms: 2.0 + k as f64,
-            ratio: (2.0 + k as f64) / 2.0,
-            first_step_s: 0.1,
-            steps: 3,
-            repeats: 1,
-            backend: "flex".into(),
-            device: "testhost (cpu, 2 threads)".into(),
-            threads: 2,
-            git_commit: "unknown".into(),
-            finished_at: 0,
-        }
-    }
-
     #[test]
     fn bench_rows_round_trip_through_parquet() {
         let dir = tempfile::tempdir().unwrap();
-        let rows = vec![row(1), row(4)];
+        let rows = vec![sample_row(1), sample_row(4)];
         write(&dir.path().join("flex-test.parquet"), &rows).unwrap();
         assert_eq!(stored(dir.path()).unwrap(), rows);
         assert_eq!(
@@ -147,12 +148,15 @@ mod tests {
             model: "pretrained-t-len16".into(),
             batch: 32,
             mk_ms,
-            ..row(k)
+            ..sample_row(k)
         };
-        merge(&path, &[row(1), row(4), encoder(4, 9.0)]).unwrap();
+        merge(&path, &[sample_row(1), sample_row(4), encoder(4, 9.0)]).unwrap();
         // The encoder again at another k: its old rows go, the MLP's stay.
         merge(&path, &[encoder(2, 7.0)]).unwrap();
-        assert_eq!(read(&path).unwrap(), vec![row(1), row(4), encoder(2, 7.0)]);
+        assert_eq!(
+            read(&path).unwrap(),
+            vec![sample_row(1), sample_row(4), encoder(2, 7.0)]
+        );
         // The same model at another batch is another line.
         let at_64 = BenchRecord {
             batch: 64,

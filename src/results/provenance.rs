@@ -43,6 +43,14 @@ pub fn machine_description() -> String {
     format!("{host} ({cpu}, {} threads)", hardware_threads())
 }
 
+/// The host name and CPU model of a [`machine_description`], `host (CPU model, N threads)`;
+/// the CPU is empty for a description of another form.
+pub fn machine_parts(description: &str) -> (&str, &str) {
+    let (host, rest) = description.split_once(" (").unwrap_or((description, ""));
+    let cpu = rest.rsplit_once(", ").map_or("", |(cpu, _threads)| cpu);
+    (host, cpu)
+}
+
 /// The threads the machine offers this process.
 fn hardware_threads() -> usize {
     std::thread::available_parallelism()
@@ -87,5 +95,21 @@ mod tests {
         }
         // Benchmarks name the hardware alone (their rows count the threads).
         assert!(!machine.contains("worker"));
+    }
+
+    #[test]
+    fn a_machine_description_splits_into_host_and_cpu_model() {
+        assert_eq!(
+            machine_parts("vm (Intel(R) Xeon(R) Processor, 2 threads)"),
+            ("vm", "Intel(R) Xeon(R) Processor")
+        );
+        assert_eq!(
+            machine_parts("vm (AMD EPYC, 2 threads)"),
+            ("vm", "AMD EPYC")
+        );
+        assert_eq!(machine_parts("bare-host"), ("bare-host", ""));
+        let machine = machine_description();
+        let (host, cpu) = machine_parts(&machine);
+        assert!(!host.is_empty() && !cpu.is_empty(), "{host} / {cpu}");
     }
 }

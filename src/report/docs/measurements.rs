@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::{Block, folder_name};
 use crate::error::Result;
+use crate::results::provenance::machine_parts;
 
 /// One stored bench row, as the docs show it.
 struct BenchRow {
@@ -23,30 +24,34 @@ struct BenchRow {
     /// Everything else that says where and how it was measured.
     setting: String,
     host: String,
-    /// The machine's description, `host (CPU model, N threads)`.
-    device: String,
+    cpu: String,
 }
 
 fn bench_rows(path: &Path) -> Result<Vec<BenchRow>> {
     Ok(crate::results::bench::read(path)?
         .into_iter()
-        .map(|r| BenchRow {
-            setting: format!(
-                "machine {}, backend {}, {} worker threads, batch {}, median of {} repeats, code {}",
-                r.device, r.backend, r.threads, r.batch, r.repeats, r.git_commit
-            ),
-            host: r.device.split(" (").next().unwrap_or_default().to_string(),
-            device: r.device,
-            family: r.family,
-            model: r.model,
-            dataset: r.dataset,
-            optimizer: r.optimizer,
-            batch: r.batch,
-            k: r.k,
-            baseline_ms: r.baseline_ms,
-            mk_ms: r.mk_ms,
-            first_step_s: r.first_step_s,
-            steps: r.steps,
+        .map(|r| {
+            let (host, cpu) = machine_parts(&r.device);
+            let (host, cpu) = (host.to_string(), cpu.to_string());
+            BenchRow {
+                setting: format!(
+                    "machine {}, backend {}, {} worker threads, batch {}, median of {} repeats, \
+                     code {}",
+                    r.device, r.backend, r.threads, r.batch, r.repeats, r.git_commit
+                ),
+                host,
+                cpu,
+                family: r.family,
+                model: r.model,
+                dataset: r.dataset,
+                optimizer: r.optimizer,
+                batch: r.batch,
+                k: r.k,
+                baseline_ms: r.baseline_ms,
+                mk_ms: r.mk_ms,
+                first_step_s: r.first_step_s,
+                steps: r.steps,
+            }
         })
         .collect())
 }
@@ -259,33 +264,22 @@ fn generic_cpu(cpu: &str) -> bool {
 /// Whether our stored row ran on the CSV's machine: the same host name and, where the CSV
 /// names a CPU model, the same model (several machines may share a host name such as `vm`).
 fn same_machine(row: &BenchRow, host: &str, cpu: &str) -> bool {
-    row.host == host && (generic_cpu(cpu) || row.device.starts_with(&format!("{host} ({cpu},")))
+    row.host == host && (generic_cpu(cpu) || row.cpu == cpu)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::results::bench::{BenchRecord, write};
+    use crate::results::bench::{BenchRecord, sample_row, write};
 
     fn record(device: &str, baseline_ms: f64) -> BenchRecord {
         BenchRecord {
-            family: "mlp".into(),
-            model: "mlp-784-8-10".into(),
-            dataset: "mnist".into(),
-            optimizer: "sgd-momentum".into(),
             batch: 128,
-            k: 4,
             baseline_ms,
             mk_ms: 2.0 * baseline_ms,
             ratio: 2.0,
-            first_step_s: 0.1,
-            steps: 3,
-            repeats: 1,
-            backend: "flex".into(),
             device: device.into(),
-            threads: 2,
-            git_commit: "unknown".into(),
-            finished_at: 0,
+            ..sample_row(4)
         }
     }
 
