@@ -94,7 +94,7 @@ fn compare<L: Module<B>>(
                 &batch,
                 |b, &batch| {
                     b.iter(|| {
-                        let kernels = step.mix(layer, &p);
+                        let kernels = step.mix_now(layer, &p);
                         let grads = mk(layer, batch, &kernels).backward();
                         std::hint::black_box(step.kernel_gradients(&kernels, &grads))
                     })

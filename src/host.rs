@@ -70,18 +70,20 @@ pub fn mix<B: Backend>(theta: Tensor<B, 2>, p: &[f32]) -> Result<Vec<f32>, Tenso
         let [k, n] = theta.dims();
         let buffer = flex::take(theta)?;
         let copies: &[f32] = buffer.storage();
-        let mut out = vec![0.0f32; n];
-        out.par_chunks_mut(CHUNK)
+        let mut out = Vec::with_capacity(n);
+        out.spare_capacity_mut()[..n]
+            .par_chunks_mut(CHUNK)
             .enumerate()
             .for_each(|(c, chunk)| {
                 let start = c * CHUNK;
                 for (i, &p_i) in p.iter().enumerate().take(k) {
                     let row = &copies[i * n + start..i * n + start + chunk.len()];
-                    for (o, &t) in chunk.iter_mut().zip(row) {
-                        *o += p_i * t;
-                    }
+                    mix_into(i, p_i, chunk, row);
                 }
             });
+        // SAFETY: the chunks cover all n values and `mix_into` wrote each (k >= 1).
+        assert!(k >= 1 && !p.is_empty(), "mixing needs at least one copy");
+        unsafe { out.set_len(n) };
         Ok(out)
     }
     #[cfg(not(feature = "flex"))]
@@ -89,6 +91,33 @@ pub fn mix<B: Backend>(theta: Tensor<B, 2>, p: &[f32]) -> Result<Vec<f32>, Tenso
         let _ = p;
         Err(theta)
     }
+}
+
+/// Adds copy `i`'s term `p_i theta_i` to a mixed kernel's values: written as `0 + p_0 theta_0`
+/// for the first copy (the sum of a zeroed buffer, bit for bit, without zeroing it), added
+/// for the others. The one summation order every mixing path shares.
+#[inline]
+fn mix_into(i: usize, p_i: f32, out: &mut [std::mem::MaybeUninit<f32>], row: &[f32]) {
+    if i == 0 {
+        for (o, &t) in out.iter_mut().zip(row) {
+            o.write(0.0 + p_i * t);
+        }
+    } else {
+        for (o, &t) in out.iter_mut().zip(row) {
+            // SAFETY: copy 0 wrote every value of `out` before.
+            let o = unsafe { o.assume_init_mut() };
+            *o += p_i * t;
+        }
+    }
+}
+
+/// The next step's kernel, mixed inside an update pass from the updated copies, while each is
+/// in cache: `sum_i p_i theta_i` (the mix of the next step reads no copy again).
+pub struct MixAhead<'a> {
+    /// The next step's coefficients of this kernel (length k).
+    pub p: &'a [f32],
+    /// Receives the n values.
+    pub out: &'a mut Vec<f32>,
 }
 
 /// Runs `update(copies, gradient)` on the host buffers of `theta` (`[k, n]`, updated in place)
@@ -122,11 +151,14 @@ pub fn update_in_place<B: Backend>(
 }
 
 /// Applies `f(i, j_start, theta_chunk, state_chunks...)` over row-aligned chunks of `[k, n]`
-/// buffers in parallel: `i` is the copy, `j_start` the first column of the chunk.
+/// buffers in parallel: `i` is the copy, `j_start` the first column of the chunk. With
+/// `mix_ahead`, each task takes one column chunk of every copy in turn and adds the updated
+/// copy to the next kernel's values right after `f` (see [`MixAhead`]).
 pub fn for_each_chunk<const S: usize>(
     theta: &mut [f32],
     states: [&mut [f32]; S],
     n: usize,
+    mix_ahead: Option<MixAhead<'_>>,
     f: impl Fn(usize, usize, &mut [f32], [&mut [f32]; S]) + Sync,
 ) {
     use rayon::prelude::*;
@@ -156,8 +188,77 @@ pub fn for_each_chunk<const S: usize>(
             task.3.push(chunk);
         }
     }
-    tasks.into_par_iter().for_each(|(i, j, t, s)| {
-        let s: [&mut [f32]; S] = s.try_into().unwrap_or_else(|_| unreachable!());
-        f(i, j, t, s)
-    });
+    let Some(MixAhead { p, out }) = mix_ahead else {
+        tasks.into_par_iter().for_each(|(i, j, t, s)| {
+            let s: [&mut [f32]; S] = s.try_into().unwrap_or_else(|_| unreachable!());
+            f(i, j, t, s)
+        });
+        return;
+    };
+    // Regroup by column chunk (tasks are in row order: copy i's chunk c at i * chunks + c).
+    let chunks = n.div_ceil(CHUNK);
+    assert!(!p.is_empty(), "mixing needs at least one copy");
+    assert_eq!(tasks.len(), p.len() * chunks, "one coefficient per copy");
+    let mut columns: Vec<Vec<Task<'_>>> = (0..chunks).map(|_| Vec::new()).collect();
+    for (index, task) in tasks.into_iter().enumerate() {
+        columns[index % chunks].push(task);
+    }
+    out.clear();
+    out.reserve(n);
+    columns
+        .into_par_iter()
+        .zip(out.spare_capacity_mut()[..n].par_chunks_mut(CHUNK))
+        .for_each(|(column, mixed)| {
+            for (i, j, t, mut s) in column {
+                let s: [&mut [f32]; S] = s
+                    .iter_mut()
+                    .map(|chunk| &mut **chunk)
+                    .collect::<Vec<_>>()
+                    .try_into()
+                    .unwrap_or_else(|_| unreachable!());
+                f(i, j, &mut *t, s);
+                mix_into(i, p[i], mixed, t);
+            }
+        });
+    // SAFETY: the column chunks cover all n values and copy 0's `mix_into` wrote each.
+    unsafe { out.set_len(n) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Over several column chunks and a short last one: every copy updated once, and the
+    /// next kernel mixed from the updated copies in copy order (the bits of `mix`).
+    #[test]
+    fn an_update_pass_mixes_the_updated_copies_ahead() {
+        let (k, n) = (3, 2 * CHUNK + 1000);
+        let theta0: Vec<f32> = (0..k * n)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.01)
+            .collect();
+        let p = [0.2f32, 0.5, 0.3];
+        let update = |i: usize, j0: usize, t: &mut [f32], [v]: [&mut [f32]; 1]| {
+            for (j, (w, v)) in t.iter_mut().zip(v.iter_mut()).enumerate() {
+                *v += 1.0;
+                *w -= 0.1 * (i + 1) as f32 + 1e-6 * (j0 + j) as f32;
+            }
+        };
+        let (mut plain, mut v_plain) = (theta0.clone(), vec![0.0f32; k * n]);
+        for_each_chunk(&mut plain, [&mut v_plain], n, None, update);
+        let (mut fused, mut v_fused, mut mixed) = (theta0, vec![0.0f32; k * n], Vec::new());
+        let ahead = MixAhead {
+            p: &p,
+            out: &mut mixed,
+        };
+        for_each_chunk(&mut fused, [&mut v_fused], n, Some(ahead), update);
+        assert!(fused == plain && v_fused == v_plain, "the same update");
+        assert!(
+            v_fused.iter().all(|&v| v == 1.0),
+            "each element updated once"
+        );
+        let expected: Vec<f32> = (0..n)
+            .map(|j| (0..k).fold(0.0f32, |sum, i| sum + p[i] * plain[i * n + j]))
+            .collect();
+        assert!(mixed == expected, "mixed from the updated copies");
+    }
 }

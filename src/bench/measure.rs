@@ -188,6 +188,7 @@ fn measure<B: AutodiffBackend>(
         let mut hooks = MkHooks {
             draw: |d: MixingDraw<'_>| Mixing::default().draw_all(d.layers, d.k, d.rng),
             copy_grad_scale: 1.0,
+            draws_ahead: true,
         };
         let (_, log) = train(
             model,

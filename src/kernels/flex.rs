@@ -21,6 +21,7 @@ use super::batch_norm::{self as bn, BnShape};
 use super::conv::{self, ConvShape, Wanted};
 use super::gelu as gelu_kernel;
 use super::layer_norm as layer_norm_kernel;
+use super::linear::{self as linear_kernel, LinearDims};
 
 type AdFlex = Autodiff<Flex>;
 type AdTensor = burn::tensor::ops::FloatTensor<AdFlex>;
@@ -190,6 +191,104 @@ impl<const N: usize> Backward<Flex, N> for ConvBackward {
         }
         if let (Some(node), Some(g)) = (bias, result.bias) {
             grads.register::<Flex>(node.id, flex_tensor(g, [shape.o]));
+        }
+    }
+}
+
+type LinearInputs<B> = (Tensor<B, 2>, Tensor<B, 2>, Option<Tensor<B, 1>>);
+
+/// `x W + b` through [`linear_kernel`], or the inputs back when `B` is not a flex backend.
+pub fn linear<B: Backend>(
+    x: Tensor<B, 2>,
+    weight: Tensor<B, 2>,
+    bias: Option<Tensor<B, 1>>,
+) -> Result<Tensor<B, 2>, LinearInputs<B>> {
+    let Some(kind) = kind::<B>() else {
+        return Err((x, weight, bias));
+    };
+    if x.dtype() != DType::F32
+        || weight.dtype() != DType::F32
+        || bias.as_ref().is_some_and(|b| b.dtype() != DType::F32)
+    {
+        return Err((x, weight, bias));
+    }
+    let ([rows, d_in], [_, d_out]) = (x.dims(), weight.dims());
+    let dims = [rows, d_in, d_out];
+    match kind {
+        Kind::Plain => {
+            let (x, w) = (plain_buffer(x), plain_buffer(weight));
+            let b = bias.map(plain_buffer);
+            let y = linear_kernel::forward(
+                dims,
+                x.storage(),
+                w.storage(),
+                b.as_ref().map(|b| b.storage()),
+            );
+            Ok(from_primitive::<B, 2>(flex_tensor(y, [rows, d_out])))
+        }
+        Kind::Autodiff => {
+            let x: AdTensor = cast(primitive(x));
+            let w: AdTensor = cast(primitive(weight));
+            let b: Option<AdTensor> = bias.map(|b| cast(primitive(b)));
+            let x_buf = contiguous(x.primitive.clone());
+            let w_buf = contiguous(w.primitive.clone());
+            let b_buf = b.as_ref().map(|b| contiguous(b.primitive.clone()));
+            let y = linear_kernel::forward(
+                dims,
+                x_buf.storage(),
+                w_buf.storage(),
+                b_buf.as_ref().map(|b| b.storage()),
+            );
+            let y = flex_tensor(y, [rows, d_out]);
+            let state = LinearState {
+                x: x_buf,
+                weight: w_buf,
+                dims,
+            };
+            let out = match b {
+                Some(b) => track!(LinearBackward, 3, [x.node, w.node, b.node], state, y),
+                None => track!(LinearBackward, 2, [x.node, w.node], state, y),
+            };
+            Ok(from_primitive::<B, 2>(out))
+        }
+    }
+}
+
+/// What the dense layer's backward step needs.
+#[derive(Debug, Clone)]
+struct LinearState {
+    x: FlexTensor,
+    weight: FlexTensor,
+    dims: LinearDims,
+}
+
+/// Backward step of the dense layer; parents are input, kernel and (when `N = 3`) bias.
+#[derive(Debug)]
+struct LinearBackward;
+
+impl<const N: usize> Backward<Flex, N> for LinearBackward {
+    type State = LinearState;
+
+    fn backward(self, ops: Ops<Self::State, N>, grads: &mut Gradients, _: &mut Checkpointer) {
+        use burn::tensor::ops::FloatTensorOps;
+        let dy = contiguous(grads.consume::<Flex>(&ops.node));
+        let LinearState { x, weight, dims } = ops.state;
+        let [rows, d_in, d_out] = dims;
+        let [input, kernel, rest @ ..] = &ops.parents[..] else {
+            unreachable!("a dense layer has an input and a kernel")
+        };
+        if let Some(node) = input {
+            let dx = linear_kernel::input_gradient(dims, weight.storage(), dy.storage());
+            grads.register::<Flex>(node.id, flex_tensor(dx, [rows, d_in]));
+        }
+        if let Some(node) = kernel {
+            let dw = linear_kernel::weight_gradient(dims, x.storage(), dy.storage());
+            grads.register::<Flex>(node.id, flex_tensor(dw, [d_in, d_out]));
+        }
+        if let Some(node) = rest.first().and_then(|b| b.as_ref()) {
+            // burn's own reduction, so the bias gradient has burn's bits.
+            let db = Flex::float_sum_dim(dy, 0);
+            grads.register::<Flex>(node.id, Flex::float_reshape(db, [d_out].into()));
         }
     }
 }

@@ -21,6 +21,8 @@ pub mod gelu;
 pub mod layer_norm;
 #[cfg(feature = "flex")]
 mod linalg;
+#[cfg(feature = "flex")]
+pub mod linear;
 
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
@@ -77,21 +79,28 @@ pub fn conv2d_layer<B: Backend>(layer: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B,
 /// `x @ weight + bias` for `x` `[..., d_in]`, as one 2-D product over all leading dimensions.
 /// burn's `linear` keeps them as a batch: its weight gradient is then a batched product
 /// `[batch, d_in, d_out]` summed over the batch afterwards (32 MB per FFN layer of the bench
-/// encoder, against one `[d_in, d_out]` product here). On every backend.
+/// encoder, against one `[d_in, d_out]` product here). On every backend; on the CPU backend
+/// through [`linear`]'s kernels (burn's products, bit for bit, without its zeroed and
+/// re-copied output buffers).
 pub fn linear<B: Backend, const D: usize>(
     x: Tensor<B, D>,
     weight: Tensor<B, 2>,
     bias: Option<Tensor<B, 1>>,
 ) -> Tensor<B, D> {
-    if D <= 2 {
+    let dims = x.dims();
+    if D < 2 {
         return burn::tensor::module::linear(x, weight, bias);
     }
-    let dims = x.dims();
     let rows: usize = dims[..D - 1].iter().product();
     let d_out = weight.dims()[1];
-    let flat = x.reshape([rows, dims[D - 1]]);
+    let flat: Tensor<B, 2> = x.reshape([rows, dims[D - 1]]);
     let mut out_dims = dims;
     out_dims[D - 1] = d_out;
+    #[cfg(feature = "flex")]
+    let (flat, weight, bias) = match flex::linear(flat, weight, bias) {
+        Ok(y) => return y.reshape(out_dims),
+        Err(inputs) => inputs,
+    };
     burn::tensor::module::linear(flat, weight, bias).reshape(out_dims)
 }
 
@@ -514,6 +523,85 @@ mod tests {
         let ((y, dx), (y_ref, dx_ref)) = (run(true), run(false));
         assert!(relative_error(&y, &y_ref) <= 1e-6);
         assert!(relative_error(&dx, &dx_ref) <= 1e-5);
+    }
+
+    /// Our dense layer and burn's, forward and every gradient, on `x` `[rows, d_in]`: the same
+    /// bits (the same products, the bias added after them, burn's own bias reduction).
+    fn check_linear(rows: usize, d_in: usize, d_out: usize, bias: bool, x_grad: bool) {
+        let mut rng = StdRng::seed_from_u64((rows * 31 + d_in * 7 + d_out) as u64);
+        let x_data = random(rows * d_in, &mut rng);
+        let w_data = random(d_in * d_out, &mut rng);
+        let b_data = random(d_out, &mut rng);
+        let run = |ours: bool| {
+            let x = Tensor::<Ad, 2>::from_data(
+                TensorData::new(x_data.clone(), [rows, d_in]),
+                &Default::default(),
+            );
+            let x = if x_grad { x.require_grad() } else { x };
+            let w = leaf(&w_data, [d_in, d_out]);
+            let b = bias.then(|| leaf(&b_data, [d_out]));
+            let y = if ours {
+                linear(x.clone(), w.clone(), b.clone())
+            } else {
+                burn::tensor::module::linear(x.clone(), w.clone(), b.clone())
+            };
+            let grads = weighted_sum(y.clone()).backward();
+            let values = |t: Option<Tensor<TestBackend, 2>>| -> Option<Vec<f32>> {
+                t.map(|t| t.to_data().to_vec().unwrap())
+            };
+            [
+                values(Some(y.inner())),
+                values(x.grad(&grads)),
+                values(w.grad(&grads)),
+                values(b.map(|b| b.grad(&grads).unwrap().reshape([1, d_out]))),
+            ]
+        };
+        let (ours, reference) = (run(true), run(false));
+        for (name, a, b) in ["output", "input grad", "weight grad", "bias grad"]
+            .into_iter()
+            .zip(ours)
+            .zip(reference)
+            .map(|((n, a), b)| (n, a, b))
+        {
+            assert_eq!(a.is_some(), b.is_some(), "{name}: presence");
+            assert!(
+                a == b,
+                "[{rows}, {d_in}] x [{d_in}, {d_out}]: {name} differs from burn's"
+            );
+        }
+    }
+
+    #[test]
+    fn linear_matches_burn_bit_for_bit() {
+        // The bench MLP's first layer (parallel products), odd sizes, one row, no bias, and an
+        // input without a gradient (the first layer's images).
+        check_linear(128, 784, 512, true, false);
+        check_linear(128, 512, 512, true, true);
+        check_linear(7, 13, 5, true, true);
+        check_linear(1, 9, 4, false, true);
+        check_linear(33, 20, 10, false, false);
+    }
+
+    #[test]
+    fn linear_over_leading_dimensions_matches_burn() {
+        let mut rng = StdRng::seed_from_u64(21);
+        let (x_data, w_data) = (random(2 * 3 * 8, &mut rng), random(8 * 5, &mut rng));
+        let x = Tensor::<TestBackend, 3>::from_data(
+            TensorData::new(x_data, [2, 3, 8]),
+            &Default::default(),
+        );
+        let w = Tensor::<TestBackend, 2>::from_data(
+            TensorData::new(w_data, [8, 5]),
+            &Default::default(),
+        );
+        let ours = linear(x.clone(), w.clone(), None);
+        assert_eq!(ours.dims(), [2, 3, 5]);
+        let reference = burn::tensor::module::linear(x, w, None);
+        let err = relative_error(
+            &ours.reshape([1, 2, 3, 5]),
+            &reference.reshape([1, 2, 3, 5]),
+        );
+        assert!(err <= 1e-6, "relative error {err}");
     }
 
     fn leaf<const D: usize>(data: &[f32], shape: [usize; D]) -> Tensor<Ad, D> {

@@ -11,7 +11,7 @@
 use burn::tensor::backend::AutodiffBackend;
 use serde::Deserialize;
 
-use super::mk::{LrCompensation, MajorityKernels};
+use super::mk::{DrawUses, LrCompensation, MajorityKernels};
 use super::{Method, MethodContext, MethodInfo, MethodOutput, MethodSpec, Role};
 use crate::error::Result;
 use crate::mk::{Mixing, MkInit};
@@ -181,10 +181,11 @@ impl Method for AdvMajority {
     fn run<B: AutodiffBackend>(&self, ctx: &MethodContext<'_, B>) -> Result<MethodOutput<B>> {
         let (mixing, rho) = (self.mixing, self.rho);
         let variant = serde_json::json!({"method": "adv_mj", "options": self.options()});
-        self.as_mk().train_mk(ctx, variant, |draw| {
-            let p = mixing.draw_all(draw.layers, draw.k, draw.rng);
-            ascend(&draw, p, rho)
-        })
+        self.as_mk()
+            .train_mk(ctx, variant, DrawUses::Model, |draw| {
+                let p = mixing.draw_all(draw.layers, draw.k, draw.rng);
+                ascend(&draw, p, rho)
+            })
     }
 }
 
@@ -246,10 +247,11 @@ impl Method for AdvOnly {
     fn run<B: AutodiffBackend>(&self, ctx: &MethodContext<'_, B>) -> Result<MethodOutput<B>> {
         let rho = self.rho;
         let variant = serde_json::json!({"method": "adv_only", "options": self.options()});
-        self.as_mk().train_mk(ctx, variant, |draw| {
-            let uniform = vec![1.0 / draw.k as f32; draw.layers * draw.k];
-            ascend(&draw, uniform, rho)
-        })
+        self.as_mk()
+            .train_mk(ctx, variant, DrawUses::Model, |draw| {
+                let uniform = vec![1.0 / draw.k as f32; draw.layers * draw.k];
+                ascend(&draw, uniform, rho)
+            })
     }
 }
 
@@ -403,7 +405,7 @@ profiles: {smoke: {}}
         let mk = MkStep::<B>::for_mixing(model.mk_kernel_ids());
         let loss_at = |p: &[f32]| -> f32 {
             let (inputs, labels) = batch.batch::<B>(&indices, &device);
-            let mix = mk.mix(&model, p);
+            let mix = mk.mix_now(&model, p);
             let loss = CrossEntropyLossConfig::new()
                 .init(&device)
                 .forward(model.forward(inputs, Some(&mix)), labels);

@@ -41,11 +41,23 @@ pub struct MajorityKernels {
     pub bn_recalibration: usize,
 }
 
+/// What a majority-kernel method's draw of mixing coefficients looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DrawUses {
+    /// Its position and the mixing stream only: the loop may draw a step's coefficients
+    /// ahead and mix its kernels inside the previous update ([`StepHooks::draws_ahead`]).
+    PositionOnly,
+    /// The model as well (adversarial mixing asks for the loss gradient).
+    Model,
+}
+
 /// The step hooks of majority kernels: each step's coefficients come from `draw`; the copies'
 /// gradients are scaled by `copy_grad_scale` (learning-rate compensation).
 pub struct MkHooks<F> {
     pub draw: F,
     pub copy_grad_scale: f32,
+    /// `draw` uses only its position and the mixing stream ([`StepHooks::draws_ahead`]).
+    pub draws_ahead: bool,
 }
 
 impl<B, F> StepHooks<B> for MkHooks<F>
@@ -59,6 +71,10 @@ where
 
     fn copy_grad_scale(&self) -> f32 {
         self.copy_grad_scale
+    }
+
+    fn draws_ahead(&self) -> bool {
+        self.draws_ahead
     }
 }
 
@@ -76,6 +92,7 @@ impl MajorityKernels {
         &self,
         ctx: &MethodContext<'_, B>,
         variant: serde_json::Value,
+        uses: DrawUses,
         draw: impl FnMut(MixingDraw<'_>) -> Vec<f32>,
     ) -> Result<MethodOutput<B>> {
         let small = ctx.small_model();
@@ -91,6 +108,7 @@ impl MajorityKernels {
             let mut hooks = MkHooks {
                 draw,
                 copy_grad_scale: if compensate { ctx.k as f32 } else { 1.0 },
+                draws_ahead: uses == DrawUses::PositionOnly,
             };
             let (model, log) = ctx.train(model, &ctx.plain_settings(), &mut hooks, "mk")?;
             Ok((model.collapse().valid(), log))
@@ -192,8 +210,91 @@ impl Method for MajorityKernels {
     fn run<B: AutodiffBackend>(&self, ctx: &MethodContext<'_, B>) -> Result<MethodOutput<B>> {
         let mixing = self.mixing;
         let variant = serde_json::json!({"method": "mk", "options": self.options()});
-        self.train_mk(ctx, variant, |draw| {
+        self.train_mk(ctx, variant, DrawUses::PositionOnly, |draw| {
             mixing.draw_all(draw.layers, draw.k, draw.rng)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::TestAutodiffBackend as B;
+    use crate::data::{self, test_data};
+    use crate::methods::MethodContext;
+    use crate::train::{Recipe, TrainData};
+    use burn::module::ModuleVisitor;
+    use burn::prelude::*;
+
+    /// Every float parameter's values, in visiting order.
+    fn values(model: &Model<B>) -> Vec<Vec<f32>> {
+        struct Collect(Vec<Vec<f32>>);
+        impl ModuleVisitor<B> for Collect {
+            fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<B, D>>) {
+                self.0.push(param.val().into_data().to_vec().unwrap());
+            }
+        }
+        let mut collect = Collect(Vec::new());
+        model.visit(&mut collect);
+        collect.0
+    }
+
+    #[test]
+    fn drawing_ahead_trains_the_very_same_copies() {
+        let splits = data::load("mnist", &[test_data()], &Default::default()).unwrap();
+        // 60 examples in batches of 16: a short last batch, and two epochs (the draw ahead
+        // stops at each epoch's end, where the next epoch's stream begins).
+        let (train, test) = (splits.train.subset(60, 0), splits.test.subset(16, 1));
+        let model = ModelSpec::Mlp {
+            hidden: vec![24],
+            bias: true,
+        };
+        let progress = indicatif::ProgressBar::hidden();
+        for optimizer in [
+            "{name: sgd, lr: 0.05, momentum: 0.9, weight_decay: 0.001}",
+            "{name: adamw, lr: 0.001, weight_decay: 0.01}",
+        ] {
+            let recipe: Recipe = serde_norway::from_str(&format!(
+                "{{epochs: 2, batch_size: 16, optimizer: {optimizer}}}"
+            ))
+            .unwrap();
+            let ctx = MethodContext::<B> {
+                data: TrainData {
+                    train: &train,
+                    train_eval: &test,
+                    validation: None,
+                    test: &test,
+                },
+                model: &model,
+                recipe: &recipe,
+                k: 3,
+                seed: 0,
+                device: &Default::default(),
+                progress: &progress,
+                checkpoint: None,
+                models: None,
+                data_fingerprint: "test",
+            };
+            let train_with = |draws_ahead: bool| {
+                let mut rng = stream_rng(0, Stream::MkCopies);
+                let mk = ctx.small_model().to_mk(3, MkInit::Independent, &mut rng);
+                let mut hooks = MkHooks {
+                    draw: |d: MixingDraw<'_>| Mixing::default().draw_all(d.layers, d.k, d.rng),
+                    copy_grad_scale: 3.0,
+                    draws_ahead,
+                };
+                let (trained, log) = ctx
+                    .train(mk, &ctx.plain_settings(), &mut hooks, "mk")
+                    .unwrap();
+                (values(&trained), log.steps)
+            };
+            let (ahead, steps) = train_with(true);
+            let (plain, plain_steps) = train_with(false);
+            assert_eq!((steps, plain_steps), (8, 8), "{optimizer}");
+            assert!(
+                ahead == plain,
+                "{optimizer}: drawing ahead changed the copies"
+            );
+        }
     }
 }

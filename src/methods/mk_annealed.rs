@@ -12,7 +12,7 @@
 use burn::tensor::backend::AutodiffBackend;
 use serde::Deserialize;
 
-use super::mk::{LrCompensation, MajorityKernels};
+use super::mk::{DrawUses, LrCompensation, MajorityKernels};
 use super::{Method, MethodContext, MethodInfo, MethodOutput, MethodSpec, Role};
 use crate::error::Result;
 use crate::mk::{Mixing, MkInit};
@@ -135,10 +135,11 @@ impl MethodSpec for AnnealedMk {
 impl Method for AnnealedMk {
     fn run<B: AutodiffBackend>(&self, ctx: &MethodContext<'_, B>) -> Result<MethodOutput<B>> {
         let variant = serde_json::json!({"method": "mk_annealed", "options": self.options()});
-        self.as_mk().train_mk(ctx, variant, |draw| {
-            let alpha = self.alpha_at(&draw.position);
-            Mixing::Dirichlet { alpha }.draw_all(draw.layers, draw.k, draw.rng)
-        })
+        self.as_mk()
+            .train_mk(ctx, variant, DrawUses::PositionOnly, |draw| {
+                let alpha = self.alpha_at(&draw.position);
+                Mixing::Dirichlet { alpha }.draw_all(draw.layers, draw.k, draw.rng)
+            })
     }
 }
 
@@ -235,6 +236,7 @@ mod tests {
                 Mixing::Uniform.draw_all(draw.layers, draw.k, draw.rng)
             },
             copy_grad_scale: 1.0,
+            draws_ahead: true,
         };
         let mk_model = || {
             let mut rng = crate::train::stream_rng(0, crate::train::Stream::MkCopies);

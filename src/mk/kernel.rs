@@ -90,6 +90,28 @@ impl<B: Backend> MixedKernels<B> {
 }
 
 impl<B: AutodiffBackend> MixedKernels<B> {
+    /// Kernels already mixed on the host (`[1, n]` values per id), as graph leaves.
+    pub fn from_host(
+        ids: &[ParamId],
+        kernels: Vec<Vec<f32>>,
+        device: &burn::tensor::Device<B::InnerBackend>,
+    ) -> Self {
+        assert_eq!(ids.len(), kernels.len(), "one kernel per id");
+        let kernels = ids
+            .iter()
+            .zip(kernels)
+            .map(|(id, values)| {
+                let n = values.len();
+                let kernel = Tensor::<B::InnerBackend, 2>::from_data(
+                    TensorData::new(values, [1, n]),
+                    device,
+                );
+                (*id, Tensor::<B, 2>::from_inner(kernel).require_grad())
+            })
+            .collect();
+        Self { kernels }
+    }
+
     /// Mixes every layer's copies with its row of `p` (`[layers, k]`, row-major, in the order
     /// of `copies`). The kernels are leaves of the autodiff graph. `host: false` forces the
     /// device path the GPU backends take (for tests on the CPU).

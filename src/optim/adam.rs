@@ -72,6 +72,7 @@ impl Adam {
         gradient: &[f32],
         buffers: &mut [Vec<f32>],
         n: usize,
+        mix_ahead: Option<host::MixAhead<'_>>,
     ) {
         let &Adam {
             beta1,
@@ -84,7 +85,7 @@ impl Adam {
         let c2_sqrt = c2.sqrt();
         let factor = c2_sqrt / c1;
         let eps = epsilon * c2_sqrt;
-        host::for_each_chunk(theta, [m1, m2], n, |i, j0, t, [m, v]| {
+        host::for_each_chunk(theta, [m1, m2], n, mix_ahead, |i, j0, t, [m, v]| {
             let g_row = &gradient[j0..j0 + t.len()];
             for (((w, m), v), &g) in t.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g_row) {
                 let g = p[i] * g + wd * *w;
@@ -135,6 +136,7 @@ impl AdamW {
         gradient: &[f32],
         buffers: &mut [Vec<f32>],
         n: usize,
+        mix_ahead: Option<host::MixAhead<'_>>,
     ) {
         let &AdamW {
             beta1,
@@ -145,7 +147,7 @@ impl AdamW {
         let (m1, m2) = moments(buffers);
         let (c1, c2) = bias_corrections(beta1, beta2, steps);
         let keep = 1.0 - lr * wd;
-        host::for_each_chunk(theta, [m1, m2], n, |i, j0, t, [m, v]| {
+        host::for_each_chunk(theta, [m1, m2], n, mix_ahead, |i, j0, t, [m, v]| {
             let g_row = &gradient[j0..j0 + t.len()];
             for (((w, m), v), &g) in t.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g_row) {
                 let g = p[i] * g;

@@ -82,11 +82,14 @@ impl CopyRule {
         gradient: &[f32],
         buffers: &mut [Vec<f32>],
         n: usize,
+        mix_ahead: Option<host::MixAhead<'_>>,
     ) {
         match self {
-            CopyRule::Sgd(rule) => rule.host(lr, p, theta, gradient, buffers, n),
-            CopyRule::Adam(rule) => rule.host(lr, steps, p, theta, gradient, buffers, n),
-            CopyRule::AdamW(rule) => rule.host(lr, steps, p, theta, gradient, buffers, n),
+            CopyRule::Sgd(rule) => rule.host(lr, p, theta, gradient, buffers, n, mix_ahead),
+            CopyRule::Adam(rule) => rule.host(lr, steps, p, theta, gradient, buffers, n, mix_ahead),
+            CopyRule::AdamW(rule) => {
+                rule.host(lr, steps, p, theta, gradient, buffers, n, mix_ahead)
+            }
         }
     }
 
@@ -148,7 +151,29 @@ impl<B: Backend> CopyOptimizer<B> {
         p: &[f32],
         grad_scale: f32,
     ) -> Tensor<B, 2> {
+        self.step_mixing_ahead(lr, id, theta, grad, p, grad_scale, None)
+            .0
+    }
+
+    /// [`CopyOptimizer::step`], which also mixes the updated copies with `next` (the next
+    /// step's coefficients of this kernel) while they are in cache, on the CPU backend: the
+    /// next step's kernel, `sum_i next_i theta_i`, the very values `host::mix` computes; `None`
+    /// on other backends or without `next`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn step_mixing_ahead(
+        &mut self,
+        lr: f64,
+        id: ParamId,
+        theta: Tensor<B, 2>,
+        grad: Tensor<B, 2>,
+        p: &[f32],
+        grad_scale: f32,
+        next: Option<&[f32]>,
+    ) -> (Tensor<B, 2>, Option<Vec<f32>>) {
         let [k, n] = theta.dims();
+        if let Some(next) = next {
+            assert_eq!(next.len(), k, "one next coefficient per copy");
+        }
         assert_eq!(p.len(), k, "one coefficient per copy");
         let rule = self.rule;
         let scaled: Vec<f32> = p.iter().map(|&p_i| p_i * grad_scale).collect();
@@ -164,13 +189,17 @@ impl<B: Backend> CopyOptimizer<B> {
         };
         let theta = match host_state {
             Some(buffers) => {
+                let mut mixed = Vec::new();
                 match host::update_in_place(theta, grad, |copies, gradient| {
                     for b in buffers.iter_mut() {
                         b.resize(k * n, 0.0);
                     }
-                    rule.host(lr as f32, steps, &scaled, copies, gradient, buffers, n);
+                    let mix_ahead = next.map(|p| host::MixAhead { p, out: &mut mixed });
+                    rule.host(
+                        lr as f32, steps, &scaled, copies, gradient, buffers, n, mix_ahead,
+                    );
                 }) {
-                    Ok(theta) => return theta,
+                    Ok(theta) => return (theta, next.map(|_| mixed)),
                     Err(back) => back,
                 }
             }
@@ -200,7 +229,7 @@ impl<B: Backend> CopyOptimizer<B> {
         } else {
             Tensor::<B, 2>::from_data(TensorData::new(scaled, [k, 1]), &device).matmul(grad)
         };
-        rule.tensor(lr, steps, theta, gradient, buffers)
+        (rule.tensor(lr, steps, theta, gradient, buffers), None)
     }
 
     /// Saves every parameter's state to `path` (written whole or not at all; see

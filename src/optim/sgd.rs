@@ -16,6 +16,7 @@ pub struct Sgd {
 impl Sgd {
     /// The fused pass on host buffers (`[k, n]`): `p` is already multiplied by the gradient
     /// scale; `buffers` is empty without momentum, else the velocity.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn host(
         &self,
         lr: f32,
@@ -24,6 +25,7 @@ impl Sgd {
         gradient: &[f32],
         buffers: &mut [Vec<f32>],
         n: usize,
+        mix_ahead: Option<host::MixAhead<'_>>,
     ) {
         let &Sgd {
             momentum: mu,
@@ -31,13 +33,13 @@ impl Sgd {
             weight_decay: wd,
         } = self;
         match buffers {
-            [] => host::for_each_chunk(theta, [], n, |i, j0, t, []| {
+            [] => host::for_each_chunk(theta, [], n, mix_ahead, |i, j0, t, []| {
                 let g_row = &gradient[j0..j0 + t.len()];
                 for (w, &g) in t.iter_mut().zip(g_row) {
                     *w -= lr * (p[i] * g + wd * *w);
                 }
             }),
-            [velocity] => host::for_each_chunk(theta, [velocity], n, |i, j0, t, [v]| {
+            [velocity] => host::for_each_chunk(theta, [velocity], n, mix_ahead, |i, j0, t, [v]| {
                 let g_row = &gradient[j0..j0 + t.len()];
                 for ((w, v), &g) in t.iter_mut().zip(v.iter_mut()).zip(g_row) {
                     let g = p[i] * g + wd * *w;

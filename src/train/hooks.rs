@@ -71,6 +71,16 @@ pub trait StepHooks<B: AutodiffBackend> {
         cross_entropy.forward(logits, labels)
     }
 
+    /// Whether [`StepHooks::mixing`] may be asked for a step's coefficients during the
+    /// previous step, before its update: true only when the draw depends on nothing but its
+    /// position and the mixing stream (never on the model, nor on `loss_gradient`, which then
+    /// panics). The loop then mixes that step's kernels inside the update pass, which reads
+    /// every copy anyway (one pass over the copies less per step; same draws, same values).
+    /// Default: false.
+    fn draws_ahead(&self) -> bool {
+        false
+    }
+
     /// Factor on the majority-kernel copies' gradients before the update (learning-rate
     /// compensation, docs/METHODS.md). Default: 1.
     fn copy_grad_scale(&self) -> f32 {

@@ -22,6 +22,17 @@ pub struct MkStep<B: AutodiffBackend> {
     /// Factor on the MK copies' gradients (learning-rate compensation).
     grad_scale: f32,
     optimizer: CopyOptimizer<Inner<B>>,
+    /// The next step's kernels, mixed by the last update from the coefficients it was given
+    /// (see [`MkStep::update_mixing_ahead`]).
+    ahead: Option<MixedAhead<B>>,
+}
+
+/// Kernels mixed inside an update, for the step whose coefficients are `p`.
+struct MixedAhead<B: AutodiffBackend> {
+    p: Vec<f32>,
+    /// `[1, n]` values per MK parameter, in row order.
+    kernels: Vec<Vec<f32>>,
+    device: burn::tensor::Device<Inner<B>>,
 }
 
 impl<B: AutodiffBackend> MkStep<B> {
@@ -33,6 +44,7 @@ impl<B: AutodiffBackend> MkStep<B> {
             mixer: KernelMixer::new(ids),
             grad_scale,
             optimizer: CopyOptimizer::new(spec),
+            ahead: None,
         }
     }
 
@@ -48,8 +60,21 @@ impl<B: AutodiffBackend> MkStep<B> {
         self.mixer.ids()
     }
 
-    /// The step's kernels: row l of `p` (`[layers, k]`) mixes the copies `ids[l]`.
-    pub fn mix<M: Module<B>>(&self, model: &M, p: &[f32]) -> MixedKernels<B> {
+    /// The step's kernels: row l of `p` (`[layers, k]`) mixes the copies `ids[l]`. Taken from
+    /// the last update when it mixed them ahead with these very coefficients (the same
+    /// values), else mixed now.
+    pub fn mix<M: Module<B>>(&mut self, model: &M, p: &[f32]) -> MixedKernels<B> {
+        match self.ahead.take() {
+            Some(ahead) if ahead.p == p => {
+                MixedKernels::from_host(self.mixer.ids(), ahead.kernels, &ahead.device)
+            }
+            _ => self.mixer.mix(model, p),
+        }
+    }
+
+    /// The step's kernels, always mixed now (a side computation that leaves a kernel mixed
+    /// ahead in place, e.g. adversarial mixing's extra gradient).
+    pub fn mix_now<M: Module<B>>(&self, model: &M, p: &[f32]) -> MixedKernels<B> {
         self.mixer.mix(model, p)
     }
 
@@ -83,10 +108,29 @@ impl<B: AutodiffBackend> MkStep<B> {
         grads: GradientsParams,
         lr: f64,
     ) -> M {
+        self.update_mixing_ahead(model, kernel_gradients, p, grads, lr, None)
+    }
+
+    /// [`MkStep::update`], which also mixes the next step's kernels with its coefficients
+    /// `next` (`[layers, k]`) inside the update pass, while the copies are in cache (CPU
+    /// backend): the next [`MkStep::mix`] with the same coefficients then reads no copy. The
+    /// caller must draw `next` before this update without looking at the model.
+    pub fn update_mixing_ahead<M: AutodiffModule<B>>(
+        &mut self,
+        model: M,
+        kernel_gradients: Vec<Tensor<Inner<B>, 2>>,
+        p: &[f32],
+        grads: GradientsParams,
+        lr: f64,
+        next: Option<&[f32]>,
+    ) -> M {
         struct Update<'a, B: AutodiffBackend> {
             ids: &'a [ParamId],
             kernel_gradients: Vec<Option<Tensor<Inner<B>, 2>>>,
             p: &'a [f32],
+            next: Option<&'a [f32]>,
+            mixed: Vec<Option<Vec<f32>>>,
+            device: Option<burn::tensor::Device<Inner<B>>>,
             grads: GradientsParams,
             grad_scale: f32,
             lr: f64,
@@ -97,23 +141,32 @@ impl<B: AutodiffBackend> MkStep<B> {
                 &mut self,
                 param: Param<Tensor<B, D>>,
             ) -> Param<Tensor<B, D>> {
-                let (gradient, p, scale) = match self.ids.iter().position(|id| *id == param.id) {
+                let row = self.ids.iter().position(|id| *id == param.id);
+                let (gradient, p, scale, next) = match row {
                     Some(row) => {
                         let k = param.dims()[0];
                         let gradient = self.kernel_gradients[row]
                             .take()
                             .expect("one gradient per MK parameter");
-                        (gradient, &self.p[row * k..(row + 1) * k], self.grad_scale)
+                        let next = self.next.map(|next| &next[row * k..(row + 1) * k]);
+                        let p = &self.p[row * k..(row + 1) * k];
+                        (gradient, p, self.grad_scale, next)
                     }
                     None => match self.grads.remove::<Inner<B>, D>(param.id) {
-                        Some(g) => (g.reshape([1, -1]), &[1.0f32][..], 1.0),
+                        Some(g) => (g.reshape([1, -1]), &[1.0f32][..], 1.0, None),
                         None => return param,
                     },
                 };
                 let (id, tensor, mapper) = param.consume();
                 let dims = tensor.dims();
                 let flat = tensor.inner().reshape([p.len() as i64, -1]);
-                let updated = self.optimizer.step(self.lr, id, flat, gradient, p, scale);
+                self.device.get_or_insert_with(|| flat.device());
+                let (updated, mixed) = self
+                    .optimizer
+                    .step_mixing_ahead(self.lr, id, flat, gradient, p, scale, next);
+                if let Some(row) = row {
+                    self.mixed[row] = mixed;
+                }
                 let tensor = Tensor::<B, D>::from_inner(updated.reshape(dims)).require_grad();
                 Param::from_mapped_value(id, tensor, mapper)
             }
@@ -123,16 +176,36 @@ impl<B: AutodiffBackend> MkStep<B> {
             self.mixer.ids().len(),
             "one gradient per layer"
         );
+        let layers = self.mixer.ids().len();
+        if let Some(next) = next {
+            assert_eq!(next.len(), p.len(), "one next coefficient per coefficient");
+        }
+        self.ahead = None;
         let mut update = Update::<B> {
             ids: self.mixer.ids(),
             kernel_gradients: kernel_gradients.into_iter().map(Some).collect(),
             p,
+            next,
+            mixed: vec![None; layers],
+            device: None,
             grads,
             grad_scale: self.grad_scale,
             lr,
             optimizer: &mut self.optimizer,
         };
-        model.map(&mut update)
+        let model = model.map(&mut update);
+        let (mixed, device) = (update.mixed, update.device);
+        // Kept only when every kernel was mixed (the CPU path); else the next step mixes.
+        if let (Some(next), Some(device), Some(kernels)) =
+            (next, device, mixed.into_iter().collect::<Option<Vec<_>>>())
+        {
+            self.ahead = Some(MixedAhead {
+                p: next.to_vec(),
+                kernels,
+                device,
+            });
+        }
+        model
     }
 
     /// Saves the optimiser state (see [`CopyOptimizer::save`]).
@@ -360,6 +433,80 @@ mod tests {
         let mut all = All(Vec::new());
         model.visit(&mut all);
         all.0
+    }
+
+    /// An update given the next step's coefficients leaves that step's kernels mixed, equal
+    /// bit for bit to mixing the updated copies afterwards; `mix` takes them only for those
+    /// very coefficients, and the tensor path (GPU backends) mixes ahead nothing.
+    #[test]
+    fn kernels_mixed_ahead_are_the_kernels_mixed_after_the_update() {
+        let splits = data::load("mnist", &[test_data()], &data::LoadOptions::default()).unwrap();
+        let train = splits.train.subset(8, 0);
+        let device = Default::default();
+        let spec = OptimizerSpec::Sgd {
+            lr: 0.1,
+            momentum: 0.9,
+            nesterov: false,
+            weight_decay: 0.0,
+        };
+        let small = ModelSpec::Mlp {
+            hidden: vec![16],
+            bias: true,
+        }
+        .build::<B>(&train, &mut stream_rng(0, Stream::Init), &device);
+        let (k, mut rng) = (4, StdRng::seed_from_u64(3));
+        let model = small.to_mk(k, MkInit::Independent, &mut rng);
+        let ids = model.mk_kernel_ids();
+        let kernel_values = |kernels: &MixedKernels<B>| -> Vec<Vec<f32>> {
+            ids.iter()
+                .map(|id| kernels.get(*id).into_data().to_vec().unwrap())
+                .collect()
+        };
+        for tensor_path in [false, true] {
+            let mut mk = MkStep::<B>::new(ids.clone(), &spec, 1.0);
+            if tensor_path {
+                mk = mk.tensor_path_only();
+            }
+            let p = Mixing::default().draw_all(ids.len(), k, &mut rng);
+            let next = Mixing::default().draw_all(ids.len(), k, &mut rng);
+            let (inputs, labels) = train.batch::<B>(&[0, 1, 2, 3], &device);
+            let kernels = mk.mix(&model, &p);
+            let loss = CrossEntropyLossConfig::new()
+                .init(&device)
+                .forward(model.clone().forward(inputs, Some(&kernels)), labels);
+            let grads = loss.backward();
+            let gradients = mk.kernel_gradients(&kernels, &grads);
+            let grads = GradientsParams::from_grads(grads, &model);
+            let model =
+                mk.update_mixing_ahead(model.clone(), gradients, &p, grads, 0.1, Some(&next));
+            assert_eq!(
+                mk.ahead.is_some(),
+                !tensor_path,
+                "mixed ahead on the host only"
+            );
+            let after = kernel_values(&mk.mix_now(&model, &next));
+            assert!(
+                mk.ahead.is_some() != tensor_path,
+                "mix_now leaves it in place"
+            );
+            assert_eq!(kernel_values(&mk.mix(&model, &next)), after);
+            assert!(mk.ahead.is_none(), "taken by the step it was mixed for");
+            if !tensor_path {
+                // Other coefficients than the ones mixed ahead: mixed now.
+                let grads = GradientsParams::new();
+                let zero = ids
+                    .iter()
+                    .map(|id| kernels.get(*id).inner().zeros_like())
+                    .collect();
+                let model = mk.update_mixing_ahead(model, zero, &p, grads, 0.0, Some(&next));
+                assert!(mk.ahead.is_some());
+                assert_eq!(
+                    kernel_values(&mk.mix(&model, &p)),
+                    kernel_values(&mk.mix_now(&model, &p))
+                );
+                assert!(mk.ahead.is_none(), "dropped when not used");
+            }
+        }
     }
 
     /// Three steps of the fused MK update give the parameters (copies and everything else)

@@ -174,13 +174,19 @@ where
         let mut augment_rng = stream_rng_at(settings.seed, Stream::Augment, epoch as u64);
         let started = Instant::now();
         let mut lr = 0.0;
-        for indices in order.chunks(batch) {
+        // The coming step's coefficients when the hooks drew them ahead (within an epoch).
+        let mut drawn_ahead: Option<Vec<f32>> = None;
+        let mut batches = order.chunks(batch).peekable();
+        while let Some(indices) = batches.next() {
             lr = settings.optimizer.lr() * settings.schedule.factor(log.steps, total_steps);
             let augment = settings.augment.as_ref().map(|a| (a, &mut augment_rng));
             let (inputs, labels) = data.train.batch_augmented::<B>(indices, augment, device);
             // MK: this step's coefficients (one row per layer, as the method's hook draws
             // them) and the kernels mixed with them.
             let p = (layers > 0).then(|| {
+                if let Some(p) = drawn_ahead.take() {
+                    return p;
+                }
                 let loss_gradient = |p: &[f32]| {
                     mixing_gradient(&model, &optimizer, inputs.clone(), labels.clone(), p)
                 };
@@ -216,12 +222,36 @@ where
                 .as_ref()
                 .map_or_else(Vec::new, |kr| optimizer.kernel_gradients(kr, &grads));
             let grads = GradientsParams::from_grads(grads, &model);
-            model = optimizer.update(
+            // The next step's coefficients before this update, when the hooks allow it, so
+            // that the update pass also mixes the next kernels (same draws, same values).
+            drawn_ahead =
+                (layers > 0 && hooks.draws_ahead() && batches.peek().is_some()).then(|| {
+                    let no_model = |_: &[f32]| -> Vec<f32> {
+                        panic!(
+                            "a method whose `draws_ahead` is true asked for the loss gradient \
+                             of its mixing coefficients"
+                        )
+                    };
+                    hooks.mixing(MixingDraw {
+                        position: StepPosition {
+                            step: log.steps,
+                            epoch,
+                            total_steps,
+                            epochs: settings.epochs,
+                        },
+                        layers,
+                        k,
+                        rng: &mut mix_rng,
+                        loss_gradient: &no_model,
+                    })
+                });
+            model = optimizer.update_mixing_ahead(
                 model,
                 kernel_gradients,
                 p.as_deref().unwrap_or_default(),
                 grads,
                 lr,
+                drawn_ahead.as_deref(),
             );
             progress.inc(1);
         }
@@ -306,7 +336,7 @@ where
     M: Classifier<B>,
 {
     let device = labels.device();
-    let kernels = mk.mix(model, p);
+    let kernels = mk.mix_now(model, p);
     let loss = CrossEntropyLossConfig::new()
         .init(&device)
         .forward(model.forward(inputs, Some(&kernels)), labels);
