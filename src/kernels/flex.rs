@@ -82,14 +82,63 @@ fn flex_tensor(values: Vec<f32>, shape: impl Into<burn::tensor::Shape>) -> FlexT
 }
 
 /// Whether every tensor is f32 (the kernels' only type).
-fn all_f32<B: Backend>(
-    x: &Tensor<B, 4>,
-    weight: &Tensor<B, 4>,
+fn all_f32<B: Backend, const DX: usize, const DW: usize>(
+    x: &Tensor<B, DX>,
+    weight: &Tensor<B, DW>,
     bias: &Option<Tensor<B, 1>>,
 ) -> bool {
     x.dtype() == DType::F32
         && weight.dtype() == DType::F32
         && bias.as_ref().is_none_or(|b| b.dtype() == DType::F32)
+}
+
+/// A layer with a kernel and an optional bias (convolution, dense): `forward` on the host
+/// buffers of input, kernel and bias; on the autodiff backend the result is recorded as `op`,
+/// whose state `save` builds from the input and kernel buffers.
+#[allow(clippy::too_many_arguments)]
+fn kernel_layer<B, Op, S, const DX: usize, const DW: usize, const DY: usize>(
+    kind: Kind,
+    x: Tensor<B, DX>,
+    weight: Tensor<B, DW>,
+    bias: Option<Tensor<B, 1>>,
+    out_shape: [usize; DY],
+    forward: impl FnOnce(&[f32], &[f32], Option<&[f32]>) -> Vec<f32>,
+    op: Op,
+    save: impl FnOnce(FlexTensor, FlexTensor) -> S,
+) -> Tensor<B, DY>
+where
+    B: Backend,
+    Op: Backward<Flex, 2, State = S> + Backward<Flex, 3, State = S>,
+    S: Clone + Send + std::fmt::Debug + 'static,
+{
+    match kind {
+        Kind::Plain => {
+            let (x, w) = (plain_buffer(x), plain_buffer(weight));
+            let b = bias.map(plain_buffer);
+            let y = forward(x.storage(), w.storage(), b.as_ref().map(|b| b.storage()));
+            from_primitive::<B, DY>(flex_tensor(y, out_shape))
+        }
+        Kind::Autodiff => {
+            let x: AdTensor = cast(primitive(x));
+            let w: AdTensor = cast(primitive(weight));
+            let b: Option<AdTensor> = bias.map(|b| cast(primitive(b)));
+            let x_buf = contiguous(x.primitive.clone());
+            let w_buf = contiguous(w.primitive.clone());
+            let b_buf = b.as_ref().map(|b| contiguous(b.primitive.clone()));
+            let y = forward(
+                x_buf.storage(),
+                w_buf.storage(),
+                b_buf.as_ref().map(|b| b.storage()),
+            );
+            let y = flex_tensor(y, out_shape);
+            let state = save(x_buf, w_buf);
+            let out = match b {
+                Some(b) => track!(op, 3, [x.node, w.node, b.node], state, y),
+                None => track!(op, 2, [x.node, w.node], state, y),
+            };
+            from_primitive::<B, DY>(out)
+        }
+    }
 }
 
 type ConvInputs<B> = (Tensor<B, 4>, Tensor<B, 4>, Option<Tensor<B, 1>>);
@@ -108,45 +157,16 @@ pub fn conv2d<B: Backend>(
         return Err((x, weight, bias));
     }
     let out_shape = [shape.n, shape.o, shape.oh, shape.ow];
-    match kind {
-        Kind::Plain => {
-            let x = contiguous(cast::<FlexTensor>(primitive(x)));
-            let w = contiguous(cast::<FlexTensor>(primitive(weight)));
-            let b = bias.map(|b| contiguous(cast::<FlexTensor>(primitive(b))));
-            let y = conv::forward(
-                &shape,
-                x.storage(),
-                w.storage(),
-                b.as_ref().map(|b| b.storage()),
-            );
-            Ok(from_primitive::<B, 4>(flex_tensor(y, out_shape)))
-        }
-        Kind::Autodiff => {
-            let x: AdTensor = cast(primitive(x));
-            let w: AdTensor = cast(primitive(weight));
-            let b: Option<AdTensor> = bias.map(|b| cast(primitive(b)));
-            let x_buf = contiguous(x.primitive.clone());
-            let w_buf = contiguous(w.primitive.clone());
-            let b_buf = b.as_ref().map(|b| contiguous(b.primitive.clone()));
-            let y = conv::forward(
-                &shape,
-                x_buf.storage(),
-                w_buf.storage(),
-                b_buf.as_ref().map(|b| b.storage()),
-            );
-            let y = flex_tensor(y, out_shape);
-            let state = ConvState {
-                x: x_buf,
-                weight: w_buf,
-                shape,
-            };
-            let out = match b {
-                Some(b) => track!(ConvBackward, 3, [x.node, w.node, b.node], state, y),
-                None => track!(ConvBackward, 2, [x.node, w.node], state, y),
-            };
-            Ok(from_primitive::<B, 4>(out))
-        }
-    }
+    Ok(kernel_layer(
+        kind,
+        x,
+        weight,
+        bias,
+        out_shape,
+        |x, w, b| conv::forward(&shape, x, w, b),
+        ConvBackward,
+        |x, weight| ConvState { x, weight, shape },
+    ))
 }
 
 /// What the convolution's backward step needs.
@@ -206,52 +226,21 @@ pub fn linear<B: Backend>(
     let Some(kind) = kind::<B>() else {
         return Err((x, weight, bias));
     };
-    if x.dtype() != DType::F32
-        || weight.dtype() != DType::F32
-        || bias.as_ref().is_some_and(|b| b.dtype() != DType::F32)
-    {
+    if !all_f32(&x, &weight, &bias) {
         return Err((x, weight, bias));
     }
     let ([rows, d_in], [_, d_out]) = (x.dims(), weight.dims());
     let dims = [rows, d_in, d_out];
-    match kind {
-        Kind::Plain => {
-            let (x, w) = (plain_buffer(x), plain_buffer(weight));
-            let b = bias.map(plain_buffer);
-            let y = linear_kernel::forward(
-                dims,
-                x.storage(),
-                w.storage(),
-                b.as_ref().map(|b| b.storage()),
-            );
-            Ok(from_primitive::<B, 2>(flex_tensor(y, [rows, d_out])))
-        }
-        Kind::Autodiff => {
-            let x: AdTensor = cast(primitive(x));
-            let w: AdTensor = cast(primitive(weight));
-            let b: Option<AdTensor> = bias.map(|b| cast(primitive(b)));
-            let x_buf = contiguous(x.primitive.clone());
-            let w_buf = contiguous(w.primitive.clone());
-            let b_buf = b.as_ref().map(|b| contiguous(b.primitive.clone()));
-            let y = linear_kernel::forward(
-                dims,
-                x_buf.storage(),
-                w_buf.storage(),
-                b_buf.as_ref().map(|b| b.storage()),
-            );
-            let y = flex_tensor(y, [rows, d_out]);
-            let state = LinearState {
-                x: x_buf,
-                weight: w_buf,
-                dims,
-            };
-            let out = match b {
-                Some(b) => track!(LinearBackward, 3, [x.node, w.node, b.node], state, y),
-                None => track!(LinearBackward, 2, [x.node, w.node], state, y),
-            };
-            Ok(from_primitive::<B, 2>(out))
-        }
-    }
+    Ok(kernel_layer(
+        kind,
+        x,
+        weight,
+        bias,
+        [rows, d_out],
+        |x, w, b| linear_kernel::forward(dims, x, w, b),
+        LinearBackward,
+        |x, weight| LinearState { x, weight, dims },
+    ))
 }
 
 /// What the dense layer's backward step needs.

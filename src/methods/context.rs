@@ -39,6 +39,32 @@ pub struct MethodOutput<B: AutodiffBackend> {
     pub trained_params: usize,
 }
 
+#[cfg(test)]
+impl<'a, B: AutodiffBackend> MethodContext<'a, B> {
+    /// A unit test's run: seed 0, no checkpoints, no model store.
+    pub(crate) fn for_test(
+        data: TrainData<'a>,
+        model: &'a ModelSpec,
+        recipe: &'a Recipe,
+        k: usize,
+        device: &'a B::Device,
+        progress: &'a ProgressBar,
+    ) -> Self {
+        Self {
+            data,
+            model,
+            recipe,
+            k,
+            seed: 0,
+            device,
+            progress,
+            checkpoint: None,
+            models: None,
+            data_fingerprint: "test",
+        }
+    }
+}
+
 impl<B: AutodiffBackend> MethodContext<'_, B> {
     /// The recipe as-is: how the baseline trains the small model.
     pub fn plain_settings(&self) -> TrainSettings {

@@ -258,23 +258,14 @@ mod tests {
                 "{{epochs: 2, batch_size: 16, optimizer: {optimizer}}}"
             ))
             .unwrap();
-            let ctx = MethodContext::<B> {
-                data: TrainData {
-                    train: &train,
-                    train_eval: &test,
-                    validation: None,
-                    test: &test,
-                },
-                model: &model,
-                recipe: &recipe,
-                k: 3,
-                seed: 0,
-                device: &Default::default(),
-                progress: &progress,
-                checkpoint: None,
-                models: None,
-                data_fingerprint: "test",
+            let device = Default::default();
+            let data = TrainData {
+                train: &train,
+                train_eval: &test,
+                validation: None,
+                test: &test,
             };
+            let ctx = MethodContext::<B>::for_test(data, &model, &recipe, 3, &device, &progress);
             let train_with = |draws_ahead: bool| {
                 let mut rng = stream_rng(0, Stream::MkCopies);
                 let mk = ctx.small_model().to_mk(3, MkInit::Independent, &mut rng);

@@ -208,23 +208,14 @@ mod tests {
             bias: true,
         };
         let progress = indicatif::ProgressBar::hidden();
-        let ctx = MethodContext::<B> {
-            data: TrainData {
-                train: &train,
-                train_eval: &test,
-                validation: None,
-                test: &test,
-            },
-            model: &model,
-            recipe: &recipe,
-            k: 3,
-            seed: 0,
-            device: &Default::default(),
-            progress: &progress,
-            checkpoint: None,
-            models: None,
-            data_fingerprint: "test",
+        let device = Default::default();
+        let data = TrainData {
+            train: &train,
+            train_eval: &test,
+            validation: None,
+            test: &test,
         };
+        let ctx = MethodContext::<B>::for_test(data, &model, &recipe, 3, &device, &progress);
         let mut seen = Vec::new();
         let mut hooks = MkHooks {
             draw: |draw: crate::train::MixingDraw<'_>| {

@@ -372,7 +372,12 @@ pub fn markdown_with_references(
     out
 }
 
+/// Where the table's runs were measured; a table without runs says so instead of naming
+/// nothing.
 fn provenance(runs: &[RunRecord]) -> String {
+    if runs.is_empty() {
+        return "No final run stored yet.".into();
+    }
     let distinct = |f: fn(&RunRecord) -> &str| {
         runs.iter()
             .map(f)
@@ -482,6 +487,23 @@ pub fn latex(
 mod tests {
     use super::*;
     use crate::results::store::tests::record;
+
+    #[test]
+    fn a_table_names_its_runs_machine_or_says_it_has_none() {
+        let runs = vec![record("baseline", 0, 0.9)];
+        let table = markdown("t", &runs, 1);
+        let line = table.lines().last().unwrap();
+        assert!(
+            line.starts_with("Machine: ") && !line.contains("Machine: ."),
+            "{table}"
+        );
+        let empty = markdown("t", &[], 1);
+        assert!(
+            empty.ends_with("No final run stored yet.\n") && !empty.contains("Machine:"),
+            "{empty}"
+        );
+        assert!(latex("t", &[], 1, &[]).contains("No final run stored yet."));
+    }
 
     #[test]
     fn rows_of_one_method_are_told_apart_by_the_options_that_differ() {

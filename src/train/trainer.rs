@@ -177,6 +177,12 @@ where
         // The coming step's coefficients when the hooks drew them ahead (within an epoch).
         let mut drawn_ahead: Option<Vec<f32>> = None;
         let mut batches = order.chunks(batch).peekable();
+        let position = |step| StepPosition {
+            step,
+            epoch,
+            total_steps,
+            epochs: settings.epochs,
+        };
         while let Some(indices) = batches.next() {
             lr = settings.optimizer.lr() * settings.schedule.factor(log.steps, total_steps);
             let augment = settings.augment.as_ref().map(|a| (a, &mut augment_rng));
@@ -191,12 +197,7 @@ where
                     mixing_gradient(&model, &optimizer, inputs.clone(), labels.clone(), p)
                 };
                 hooks.mixing(MixingDraw {
-                    position: StepPosition {
-                        step: log.steps,
-                        epoch,
-                        total_steps,
-                        epochs: settings.epochs,
-                    },
+                    position: position(log.steps),
                     layers,
                     k,
                     rng: &mut mix_rng,
@@ -233,12 +234,7 @@ where
                         )
                     };
                     hooks.mixing(MixingDraw {
-                        position: StepPosition {
-                            step: log.steps,
-                            epoch,
-                            total_steps,
-                            epochs: settings.epochs,
-                        },
+                        position: position(log.steps),
                         layers,
                         k,
                         rng: &mut mix_rng,

@@ -273,23 +273,14 @@ mod tests {
         .unwrap();
         let model: ModelSpec = serde_norway::from_str(model).unwrap();
         let progress = indicatif::ProgressBar::hidden();
-        let ctx = MethodContext::<B> {
-            data: TrainData {
-                train: &train,
-                train_eval: &train,
-                validation: None,
-                test: &test,
-            },
-            model: &model,
-            recipe: &recipe,
-            k: 2,
-            seed: 0,
-            device: &Default::default(),
-            progress: &progress,
-            checkpoint: None,
-            models: None,
-            data_fingerprint: "test",
+        let device = Default::default();
+        let data = TrainData {
+            train: &train,
+            train_eval: &train,
+            validation: None,
+            test: &test,
         };
+        let ctx = MethodContext::<B>::for_test(data, &model, &recipe, 2, &device, &progress);
         let method = |finetune_epochs, finetune_lr_factor| Submodular {
             calibration: 32,
             finetune_epochs,
