@@ -10,6 +10,9 @@
 //!   random table (the Q/K/V/O shape of the bench encoder);
 //! - `update`: the optimiser step of one 512x512 kernel (SGD, momentum 0.9): burn's optimiser
 //!   and the harness's fused one on the plain kernel, and the fused update of k copies.
+//! - `mlp_products`: the matrix products of the MLP's dense layers at batch 128
+//!   (`kernels::linear`: forward, input and kernel gradients), one line per product;
+//!   `benches/reference/mlp_products.py` times the same products in PyTorch.
 //!
 //! `fwd_bwd` is forward, sum loss and backward; for MK it includes mixing the copies before the
 //! forward pass and taking the kernel gradient after. Plain and MK run at batch 32 and 128 and
@@ -249,5 +252,50 @@ fn update(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, dense, conv, attention_projection, update);
+/// The MLP 784-512-512-10's five large products at batch 128, as its training step makes
+/// them (the 512 -> 10 layer's are too small to matter). Values do not change a product's time;
+/// the MNIST images stand in for every operand.
+fn mlp_products(c: &mut Criterion) {
+    use kernels::linear::{forward, input_gradient, weight_gradient};
+    let pixels: Vec<f32> = images("mnist", 128)
+        .into_data()
+        .to_vec()
+        .expect("f32 pixels");
+    let values = |n: usize| -> Vec<f32> { pixels.iter().copied().cycle().take(n).collect() };
+    let (x, h, w1, w2) = (
+        values(128 * 784),
+        values(128 * 512),
+        values(784 * 512),
+        values(512 * 512),
+    );
+    let mut g = c.benchmark_group("mlp_products");
+    g.sample_size(50)
+        .warm_up_time(std::time::Duration::from_millis(500))
+        .measurement_time(std::time::Duration::from_secs(2));
+    g.bench_function("forward_784x512", |b| {
+        b.iter(|| forward([128, 784, 512], &x, &w1, None))
+    });
+    g.bench_function("forward_512x512", |b| {
+        b.iter(|| forward([128, 512, 512], &h, &w2, None))
+    });
+    g.bench_function("input_gradient_512x512", |b| {
+        b.iter(|| input_gradient([128, 512, 512], &w2, &h))
+    });
+    g.bench_function("weight_gradient_784x512", |b| {
+        b.iter(|| weight_gradient([128, 784, 512], &x, &h))
+    });
+    g.bench_function("weight_gradient_512x512", |b| {
+        b.iter(|| weight_gradient([128, 512, 512], &h, &h))
+    });
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    dense,
+    conv,
+    attention_projection,
+    update,
+    mlp_products
+);
 criterion_main!(benches);
