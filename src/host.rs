@@ -68,6 +68,7 @@ pub fn mix<B: Backend>(theta: Tensor<B, 2>, p: &[f32]) -> Result<Vec<f32>, Tenso
     {
         use rayon::prelude::*;
         let [k, n] = theta.dims();
+        assert!(k >= 1 && !p.is_empty(), "mixing needs at least one copy");
         let buffer = flex::take(theta)?;
         let copies: &[f32] = buffer.storage();
         let mut out = Vec::with_capacity(n);
@@ -81,8 +82,7 @@ pub fn mix<B: Backend>(theta: Tensor<B, 2>, p: &[f32]) -> Result<Vec<f32>, Tenso
                     mix_into(i, p_i, chunk, row);
                 }
             });
-        // SAFETY: the chunks cover all n values and `mix_into` wrote each (k >= 1).
-        assert!(k >= 1 && !p.is_empty(), "mixing needs at least one copy");
+        // SAFETY: the chunks cover all n values and `mix_into` wrote each (k >= 1, asserted).
         unsafe { out.set_len(n) };
         Ok(out)
     }

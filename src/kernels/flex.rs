@@ -226,10 +226,12 @@ pub fn linear<B: Backend>(
     let Some(kind) = kind::<B>() else {
         return Err((x, weight, bias));
     };
-    if !all_f32(&x, &weight, &bias) {
+    let ([rows, d_in], [w_in, d_out]) = (x.dims(), weight.dims());
+    // Mismatched shapes go back to burn's operation, which names them in its error.
+    let shapes_match = d_in == w_in && bias.as_ref().is_none_or(|b| b.dims() == [d_out]);
+    if !all_f32(&x, &weight, &bias) || !shapes_match {
         return Err((x, weight, bias));
     }
-    let ([rows, d_in], [_, d_out]) = (x.dims(), weight.dims());
     let dims = [rows, d_in, d_out];
     Ok(kernel_layer(
         kind,

@@ -9,7 +9,7 @@ use super::linalg::{Dst, Operand, matmul_threads, written_by};
 /// `[rows, d_in, d_out]`.
 pub type LinearDims = [usize; 3];
 
-/// burn-flex's rule: both cores from 192^3 multiply-adds up, one below.
+/// burn-flex's rule: every worker thread from 192^3 multiply-adds up, one below.
 fn threads(m: usize, n: usize, k: usize) -> gemm::Parallelism {
     if m.saturating_mul(n).saturating_mul(k) >= 192 * 192 * 192 {
         gemm::Parallelism::Rayon(0)

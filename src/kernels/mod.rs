@@ -583,6 +583,27 @@ mod tests {
     }
 
     #[test]
+    fn linear_with_mismatched_shapes_fails_as_burn_does() {
+        use std::panic::{AssertUnwindSafe, catch_unwind};
+        // An input narrower than the kernel's rows would read only part of the kernel.
+        let x = Tensor::<TestBackend, 2>::zeros([4, 4], &Default::default());
+        let w = Tensor::<TestBackend, 2>::zeros([5, 3], &Default::default());
+        let ours = catch_unwind(AssertUnwindSafe(|| linear(x.clone(), w.clone(), None)));
+        let burns = catch_unwind(AssertUnwindSafe(|| {
+            burn::tensor::module::linear(x, w, None)
+        }));
+        assert!(
+            ours.is_err() && burns.is_err(),
+            "a 4-wide input against 5 rows"
+        );
+        let x = Tensor::<TestBackend, 2>::zeros([4, 5], &Default::default());
+        let w = Tensor::<TestBackend, 2>::zeros([5, 3], &Default::default());
+        let short_bias = Tensor::<TestBackend, 1>::zeros([2], &Default::default());
+        let ours = catch_unwind(AssertUnwindSafe(|| linear(x, w, Some(short_bias))));
+        assert!(ours.is_err(), "a bias of 2 for 3 outputs");
+    }
+
+    #[test]
     fn linear_over_leading_dimensions_matches_burn() {
         let mut rng = StdRng::seed_from_u64(21);
         let (x_data, w_data) = (random(2 * 3 * 8, &mut rng), random(8 * 5, &mut rng));

@@ -62,7 +62,8 @@ impl<B: AutodiffBackend> MkStep<B> {
 
     /// The step's kernels: row l of `p` (`[layers, k]`) mixes the copies `ids[l]`. Taken from
     /// the last update when it mixed them ahead with these very coefficients (the same
-    /// values), else mixed now.
+    /// values), else mixed now. Kernels mixed ahead are of the copies that update wrote: a
+    /// caller that changes the copies in between must call [`MkStep::mix_now`].
     pub fn mix<M: Module<B>>(&mut self, model: &M, p: &[f32]) -> MixedKernels<B> {
         match self.ahead.take() {
             Some(ahead) if ahead.p == p => {
