@@ -92,26 +92,33 @@ fn all_f32<B: Backend, const DX: usize, const DW: usize>(
         && bias.as_ref().is_none_or(|b| b.dtype() == DType::F32)
 }
 
+/// A layer's input, kernel and optional bias, handed back when the kernel does not take them.
+type LayerInputs<B, const DX: usize, const DW: usize> =
+    (Tensor<B, DX>, Tensor<B, DW>, Option<Tensor<B, 1>>);
+
 /// A layer with a kernel and an optional bias (convolution, dense): `forward` on the host
 /// buffers of input, kernel and bias; on the autodiff backend the result is recorded as `op`,
-/// whose state `save` builds from the input and kernel buffers.
-#[allow(clippy::too_many_arguments)]
+/// whose state `save` builds from the input and kernel buffers. The inputs back when `B` is
+/// not a flex backend or a tensor is not f32.
 fn kernel_layer<B, Op, S, const DX: usize, const DW: usize, const DY: usize>(
-    kind: Kind,
-    x: Tensor<B, DX>,
-    weight: Tensor<B, DW>,
-    bias: Option<Tensor<B, 1>>,
+    (x, weight, bias): LayerInputs<B, DX, DW>,
     out_shape: [usize; DY],
     forward: impl FnOnce(&[f32], &[f32], Option<&[f32]>) -> Vec<f32>,
     op: Op,
     save: impl FnOnce(FlexTensor, FlexTensor) -> S,
-) -> Tensor<B, DY>
+) -> Result<Tensor<B, DY>, LayerInputs<B, DX, DW>>
 where
     B: Backend,
     Op: Backward<Flex, 2, State = S> + Backward<Flex, 3, State = S>,
     S: Clone + Send + std::fmt::Debug + 'static,
 {
-    match kind {
+    let Some(kind) = kind::<B>() else {
+        return Err((x, weight, bias));
+    };
+    if !all_f32(&x, &weight, &bias) {
+        return Err((x, weight, bias));
+    }
+    Ok(match kind {
         Kind::Plain => {
             let (x, w) = (plain_buffer(x), plain_buffer(weight));
             let b = bias.map(plain_buffer);
@@ -138,10 +145,10 @@ where
             };
             from_primitive::<B, DY>(out)
         }
-    }
+    })
 }
 
-type ConvInputs<B> = (Tensor<B, 4>, Tensor<B, 4>, Option<Tensor<B, 1>>);
+type ConvInputs<B> = LayerInputs<B, 4, 4>;
 
 /// The convolution through [`conv`], or the inputs back when `B` is not a flex backend.
 pub fn conv2d<B: Backend>(
@@ -150,23 +157,13 @@ pub fn conv2d<B: Backend>(
     bias: Option<Tensor<B, 1>>,
     shape: ConvShape,
 ) -> Result<Tensor<B, 4>, ConvInputs<B>> {
-    let Some(kind) = kind::<B>() else {
-        return Err((x, weight, bias));
-    };
-    if !all_f32(&x, &weight, &bias) {
-        return Err((x, weight, bias));
-    }
-    let out_shape = [shape.n, shape.o, shape.oh, shape.ow];
-    Ok(kernel_layer(
-        kind,
-        x,
-        weight,
-        bias,
-        out_shape,
+    kernel_layer(
+        (x, weight, bias),
+        [shape.n, shape.o, shape.oh, shape.ow],
         |x, w, b| conv::forward(&shape, x, w, b),
         ConvBackward,
         |x, weight| ConvState { x, weight, shape },
-    ))
+    )
 }
 
 /// What the convolution's backward step needs.
@@ -215,7 +212,7 @@ impl<const N: usize> Backward<Flex, N> for ConvBackward {
     }
 }
 
-type LinearInputs<B> = (Tensor<B, 2>, Tensor<B, 2>, Option<Tensor<B, 1>>);
+type LinearInputs<B> = LayerInputs<B, 2, 2>;
 
 /// `x W + b` through [`linear_kernel`], or the inputs back when `B` is not a flex backend.
 pub fn linear<B: Backend>(
@@ -223,26 +220,19 @@ pub fn linear<B: Backend>(
     weight: Tensor<B, 2>,
     bias: Option<Tensor<B, 1>>,
 ) -> Result<Tensor<B, 2>, LinearInputs<B>> {
-    let Some(kind) = kind::<B>() else {
-        return Err((x, weight, bias));
-    };
     let ([rows, d_in], [w_in, d_out]) = (x.dims(), weight.dims());
     // Mismatched shapes go back to burn's operation, which names them in its error.
-    let shapes_match = d_in == w_in && bias.as_ref().is_none_or(|b| b.dims() == [d_out]);
-    if !all_f32(&x, &weight, &bias) || !shapes_match {
+    if d_in != w_in || bias.as_ref().is_some_and(|b| b.dims() != [d_out]) {
         return Err((x, weight, bias));
     }
     let dims = [rows, d_in, d_out];
-    Ok(kernel_layer(
-        kind,
-        x,
-        weight,
-        bias,
+    kernel_layer(
+        (x, weight, bias),
         [rows, d_out],
         |x, w, b| linear_kernel::forward(dims, x, w, b),
         LinearBackward,
         |x, weight| LinearState { x, weight, dims },
-    ))
+    )
 }
 
 /// What the dense layer's backward step needs.

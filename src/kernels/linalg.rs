@@ -81,12 +81,32 @@ pub fn matmul_threads(
     // SAFETY: the asserts above keep every index the gemm reads or writes inside the slices,
     // `dst` does not alias the operands (it is a distinct `&mut`), and uninitialised memory
     // is only ever written (`accumulate` is false for the `Write` variants).
+    unsafe { gemm_at([m, n, k], ptr, row_stride, accumulate, lhs, rhs, threads) }
+}
+
+/// The one call into the `gemm` crate: `dst[m, n] (=|+=) lhs * rhs` at `dst`, rows
+/// `row_stride` apart.
+///
+/// # Safety
+/// Every index of `dst`, `lhs` and `rhs` the product touches must lie in its buffer, `dst`
+/// must alias neither operand nor memory another thread touches, and it must be initialised
+/// when `accumulate` is true.
+unsafe fn gemm_at(
+    [m, n, k]: [usize; 3],
+    dst: *mut f32,
+    row_stride: usize,
+    accumulate: bool,
+    lhs: Operand,
+    rhs: Operand,
+    threads: gemm::Parallelism,
+) {
+    // SAFETY: the caller's contract above.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            ptr,
+            dst,
             1,
             row_stride as isize,
             accumulate,
@@ -137,27 +157,15 @@ pub fn matmul_column_blocks(
         // `first` columns in, and `first + cols <= n`); the blocks write disjoint columns of
         // `dst`, which aliases no operand; uninitialised memory is only written.
         unsafe {
-            gemm::gemm(
-                m,
-                cols,
-                k,
+            gemm_at(
+                [m, cols, k],
                 (dst_at as *mut f32).add(first),
-                1,
-                n as isize,
+                n,
                 false,
-                lhs.data.as_ptr(),
-                lhs.col_stride as isize,
-                lhs.row_stride as isize,
-                rhs_block.data.as_ptr(),
-                rhs_block.col_stride as isize,
-                rhs_block.row_stride as isize,
-                1.0,
-                1.0,
-                false,
-                false,
-                false,
+                lhs,
+                rhs_block,
                 gemm::Parallelism::None,
-            );
+            )
         }
     });
 }
