@@ -62,6 +62,27 @@ pub(crate) mod flex {
     }
 }
 
+/// Runs `f` compiled for the widest SIMD level this CPU has (AVX-512, else AVX2 + FMA, else
+/// the baseline), chosen at run time. The project's own loops are otherwise compiled for
+/// x86-64's SSE2 baseline (the crate is built without `target-cpu`, so one binary runs on every
+/// x86-64). The same bits on every level: Rust never fuses a multiply and an add nor
+/// reorders a float sum, so wider vectors compute each element with the same operations.
+///
+/// Pass `#[inline(always)] move || ...` with the loop inside: a closure left out of line
+/// keeps baseline code, and one capturing by reference reloads its captures after every store,
+/// which stops the loop from being vectorized (both seen in `perf annotate`).
+#[inline(always)]
+pub(crate) fn vectorized<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(feature = "flex")]
+    {
+        pulp::Arch::new().dispatch(f)
+    }
+    #[cfg(not(feature = "flex"))]
+    {
+        f()
+    }
+}
+
 /// `sum_i p_i theta_i` on the host for `[k, n]` copies, or the copies back.
 pub fn mix<B: Backend>(theta: Tensor<B, 2>, p: &[f32]) -> Result<Vec<f32>, Tensor<B, 2>> {
     #[cfg(feature = "flex")]
@@ -77,10 +98,15 @@ pub fn mix<B: Backend>(theta: Tensor<B, 2>, p: &[f32]) -> Result<Vec<f32>, Tenso
             .enumerate()
             .for_each(|(c, chunk)| {
                 let start = c * CHUNK;
-                for (i, &p_i) in p.iter().enumerate().take(k) {
-                    let row = &copies[i * n + start..i * n + start + chunk.len()];
-                    mix_into(i, p_i, chunk, row);
-                }
+                vectorized(
+                    #[inline(always)]
+                    move || {
+                        for (i, &p_i) in p.iter().enumerate().take(k) {
+                            let row = &copies[i * n + start..i * n + start + chunk.len()];
+                            mix_into(i, p_i, chunk, row);
+                        }
+                    },
+                )
             });
         // SAFETY: the chunks cover all n values and `mix_into` wrote each (k >= 1, asserted).
         unsafe { out.set_len(n) };
@@ -151,7 +177,9 @@ pub fn update_in_place<B: Backend>(
 }
 
 /// Applies `f(i, j_start, theta_chunk, state_chunks...)` over row-aligned chunks of `[k, n]`
-/// buffers in parallel: `i` is the copy, `j_start` the first column of the chunk. With
+/// buffers in parallel: `i` is the copy, `j_start` the first column of the chunk (`f` runs its
+/// own loop through [`vectorized`]: called through a reference, it would not be inlined into
+/// a dispatch made here). With
 /// `mix_ahead`, each task takes one column chunk of every copy in turn and adds the updated
 /// copy to the next kernel's values right after `f` (see [`MixAhead`]).
 pub fn for_each_chunk<const S: usize>(
@@ -217,7 +245,11 @@ pub fn for_each_chunk<const S: usize>(
                     .try_into()
                     .unwrap_or_else(|_| unreachable!());
                 f(i, j, &mut *t, s);
-                mix_into(i, p[i], mixed, t);
+                let (p_i, mixed) = (p[i], &mut *mixed);
+                vectorized(
+                    #[inline(always)]
+                    move || mix_into(i, p_i, mixed, t),
+                );
             }
         });
     // SAFETY: the column chunks cover all n values and copy 0's `mix_into` wrote each.

@@ -8,6 +8,7 @@ use std::mem::MaybeUninit;
 use rayon::prelude::*;
 
 use super::linalg::written_by;
+use crate::host::vectorized;
 
 /// Geometry: `n` images of `c` channels of `pixels` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,26 +42,31 @@ fn sum_pairs(
     c: &[f32],
     f: impl Fn(f32, f32, f32) -> (f32, f32),
 ) -> (f32, f32) {
-    let whole = a.len() / LANES * LANES;
-    let (mut p, mut q) = ([0.0f32; LANES], [0.0f32; LANES]);
-    for ((a, b), c) in a[..whole]
-        .chunks_exact(LANES)
-        .zip(b[..whole].chunks_exact(LANES))
-        .zip(c[..whole].chunks_exact(LANES))
-    {
-        for l in 0..LANES {
-            let (u, v) = f(a[l], b[l], c[l]);
-            p[l] += u;
-            q[l] += v;
-        }
-    }
-    let (mut u, mut v) = (p.iter().sum::<f32>(), q.iter().sum::<f32>());
-    for ((a, b), c) in a[whole..].iter().zip(&b[whole..]).zip(&c[whole..]) {
-        let (du, dv) = f(*a, *b, *c);
-        u += du;
-        v += dv;
-    }
-    (u, v)
+    vectorized(
+        #[inline(always)]
+        move || {
+            let whole = a.len() / LANES * LANES;
+            let (mut p, mut q) = ([0.0f32; LANES], [0.0f32; LANES]);
+            for ((a, b), c) in a[..whole]
+                .chunks_exact(LANES)
+                .zip(b[..whole].chunks_exact(LANES))
+                .zip(c[..whole].chunks_exact(LANES))
+            {
+                for l in 0..LANES {
+                    let (u, v) = f(a[l], b[l], c[l]);
+                    p[l] += u;
+                    q[l] += v;
+                }
+            }
+            let (mut u, mut v) = (p.iter().sum::<f32>(), q.iter().sum::<f32>());
+            for ((a, b), c) in a[whole..].iter().zip(&b[whole..]).zip(&c[whole..]) {
+                let (du, dv) = f(*a, *b, *c);
+                u += du;
+                v += dv;
+            }
+            (u, v)
+        },
+    )
 }
 
 /// Per-channel statistics of a training-mode forward pass.
@@ -111,7 +117,7 @@ pub fn normalize(
     relu: bool,
 ) -> Vec<f32> {
     // burn's ReLU is `max(v, 0)` (NaN becomes 0); without ReLU values pass unchanged.
-    let activate = |v: f32| if relu { v.max(0.0) } else { v };
+    let activate = move |v: f32| if relu { v.max(0.0) } else { v };
     written_by(x.len(), |y| {
         y.par_chunks_mut(s.pixels)
             .zip(x.par_chunks(s.pixels))
@@ -120,17 +126,20 @@ pub fn normalize(
                 let c = row % s.c;
                 let scale = stats.inv_std[c] * gamma[c];
                 let shift = beta[c] - stats.mean[c] * scale;
-                match skip {
-                    Some(skip) => {
-                        let skip = &skip[row * s.pixels..(row + 1) * s.pixels];
-                        for ((y, x), k) in y.iter_mut().zip(x).zip(skip) {
-                            y.write(activate(x * scale + shift + k));
+                let skip = skip.map(|skip| &skip[row * s.pixels..(row + 1) * s.pixels]);
+                vectorized(
+                    #[inline(always)]
+                    move || match skip {
+                        Some(skip) => {
+                            for ((y, x), k) in y.iter_mut().zip(x).zip(skip) {
+                                y.write(activate(x * scale + shift + k));
+                            }
                         }
-                    }
-                    None => y.iter_mut().zip(x).for_each(|(y, x)| {
-                        y.write(activate(x * scale + shift));
-                    }),
-                }
+                        None => y.iter_mut().zip(x).for_each(|(y, x)| {
+                            y.write(activate(x * scale + shift));
+                        }),
+                    },
+                )
             });
     })
 }
@@ -167,7 +176,7 @@ pub fn backward(
     wanted: Wanted,
 ) -> BnGrads {
     // The gradient after the ReLU's mask.
-    let masked = |y: f32, g: f32| if !relu || y > 0.0 { g } else { 0.0 };
+    let masked = move |y: f32, g: f32| if !relu || y > 0.0 { g } else { 0.0 };
     // Per channel: sum(dz) and sum(dz * x_hat).
     let sums: Vec<(f64, f64)> = (0..s.c)
         .into_par_iter()
@@ -193,10 +202,15 @@ pub fn backward(
         let mean_dz = (sums[c].0 / count) as f32;
         let mean_dz_xhat = (sums[c].1 / count) as f32;
         let scale = gamma[c] * inv;
-        for (((d, x), y), g) in out.iter_mut().zip(x).zip(y).zip(g) {
-            let x_hat = (x - m) * inv;
-            d.write(scale * (masked(*y, *g) - mean_dz - x_hat * mean_dz_xhat));
-        }
+        vectorized(
+            #[inline(always)]
+            move || {
+                for (((d, x), y), g) in out.iter_mut().zip(x).zip(y).zip(g) {
+                    let x_hat = (x - m) * inv;
+                    d.write(scale * (masked(*y, *g) - mean_dz - x_hat * mean_dz_xhat));
+                }
+            },
+        )
     };
     fn rows(values: &[f32], row: usize, pixels: usize) -> &[f32] {
         &values[row * pixels..(row + 1) * pixels]
@@ -216,9 +230,15 @@ pub fn backward(
             out.par_chunks_mut(s.pixels)
                 .enumerate()
                 .for_each(|(row, out)| {
-                    for ((d, y), g) in out.iter_mut().zip(rows(y, row, p)).zip(rows(dy, row, p)) {
-                        d.write(masked(*y, *g));
-                    }
+                    let (y, dy) = (rows(y, row, p), rows(dy, row, p));
+                    vectorized(
+                        #[inline(always)]
+                        move || {
+                            for ((d, y), g) in out.iter_mut().zip(y).zip(dy) {
+                                d.write(masked(*y, *g));
+                            }
+                        },
+                    )
                 })
         })
     });

@@ -9,7 +9,8 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
-use super::linalg::{Dst, Operand, matmul_threads, written_by};
+use super::linalg::{Dst, Operand, Scratch, matmul_threads, written_by};
+use crate::host::vectorized;
 
 /// Geometry of one convolution: input `[n, c, h, w]`, kernel `[o, c, kh, kw]`, output
 /// `[n, o, oh, ow]`.
@@ -198,6 +199,15 @@ fn group_size(s: &ConvShape) -> usize {
 /// Writes the patch matrix `[c*kh*kw, oh*ow]` of one image `[c, h, w]` into `col`.
 #[inline(never)]
 fn im2col(s: &ConvShape, x: &[f32], col: &mut [f32], at: Columns) {
+    vectorized(
+        #[inline(always)]
+        move || im2col_any(s, x, col, at),
+    )
+}
+
+/// [`im2col`]'s loops, compiled into each SIMD level's copy.
+#[inline(always)]
+fn im2col_any(s: &ConvShape, x: &[f32], col: &mut [f32], at: Columns) {
     let pixels = s.pixels();
     let plane = s.h * s.w;
     for c in 0..s.c {
@@ -352,6 +362,7 @@ fn im2col_transposed(s: &ConvShape, x_last: &[f32], col_t: &mut [f32]) {
 /// output pixels that falls into the padding (rows outside the image, and the columns
 /// `[0, first)` and `[end, ow)` of every row; the `Ok` run was written first, so these
 /// overwrite the values it wrapped around from neighbouring rows).
+#[inline(always)]
 fn shifted_rows(
     s: &ConvShape,
     ky: usize,
@@ -388,6 +399,15 @@ fn shifted_rows(
 /// Adds the patch-matrix gradient `col` of one image into its input gradient `dx`.
 #[inline(never)]
 fn col2im(s: &ConvShape, col: &mut [f32], at: Columns, dx: &mut [f32]) {
+    vectorized(
+        #[inline(always)]
+        move || col2im_any(s, col, at, dx),
+    )
+}
+
+/// [`col2im`]'s loops, compiled into each SIMD level's copy.
+#[inline(always)]
+fn col2im_any(s: &ConvShape, col: &mut [f32], at: Columns, dx: &mut [f32]) {
     let pixels = s.pixels();
     let plane = s.h * s.w;
     for c in 0..s.c {
@@ -453,8 +473,8 @@ pub fn forward(s: &ConvShape, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -
             .zip(x.par_chunks(group * s.image()))
             .for_each_init(
                 || {
-                    let col = vec![0.0f32; if direct { 0 } else { patch * group * pixels }];
-                    let wide = vec![0.0f32; if group > 1 { s.o * group * pixels } else { 0 }];
+                    let col = Scratch::new(if direct { 0 } else { patch * group * pixels });
+                    let wide = Scratch::new(if group > 1 { s.o * group * pixels } else { 0 });
                     (col, wide)
                 },
                 |(col, wide), (y, images)| {
@@ -565,31 +585,16 @@ pub fn backward(s: &ConvShape, x: &[f32], weight: &[f32], dy: &[f32], wanted: Wa
             // One image whose own buffers are the gemm operands (no copies).
             let direct = group == 1 && s.pointwise();
             let mut dw = vec![0.0f32; if wanted.weight { s.o * patch } else { 0 }];
-            let mut col = vec![
-                0.0f32;
-                if wanted.weight && !direct {
-                    group * pixels * patch
-                } else {
-                    0
-                }
-            ];
-            let mut x_last = vec![
-                0.0f32;
-                if wanted.weight && !direct {
-                    s.image()
-                } else {
-                    0
-                }
-            ];
-            let mut dcol = vec![
-                0.0f32;
-                if wanted.input && !direct {
-                    patch * group * pixels
-                } else {
-                    0
-                }
-            ];
-            let mut dy_wide = vec![0.0f32; if group > 1 { s.o * group * pixels } else { 0 }];
+            let patches = wanted.weight && !direct;
+            let mut col = Scratch::new(if patches { group * pixels * patch } else { 0 });
+            let mut x_last = Scratch::new(if patches { s.image() } else { 0 });
+            let dcol_len = if wanted.input && !direct {
+                patch * group * pixels
+            } else {
+                0
+            };
+            let mut dcol = Scratch::new(dcol_len);
+            let mut dy_wide = Scratch::new(if group > 1 { s.o * group * pixels } else { 0 });
             let mut start = first;
             while start < last {
                 let count = group.min(last - start);

@@ -22,6 +22,7 @@ use super::conv::{self, ConvShape, Wanted};
 use super::gelu as gelu_kernel;
 use super::layer_norm as layer_norm_kernel;
 use super::linear::{self as linear_kernel, LinearDims};
+use super::max_pool::{self as pool_kernel, PoolShape};
 
 type AdFlex = Autodiff<Flex>;
 type AdTensor = burn::tensor::ops::FloatTensor<AdFlex>;
@@ -506,6 +507,54 @@ impl Backward<Flex, 1> for GeluBackward {
         if let Some(node) = parent {
             let dx = gelu_kernel::backward(x.storage(), dy.storage());
             grads.register::<Flex>(node.id, flex_tensor(dx, x.layout().shape().clone()));
+        }
+    }
+}
+
+/// 2-D max pooling through [`pool_kernel`], or the input back when `B` is not a flex backend
+/// (or the input is not f32).
+pub fn max_pool2d<B: Backend>(x: Tensor<B, 4>, s: PoolShape) -> Result<Tensor<B, 4>, Tensor<B, 4>> {
+    let Some(kind) = kind::<B>() else {
+        return Err(x);
+    };
+    if x.dtype() != DType::F32 {
+        return Err(x);
+    }
+    let out_shape = [s.n, s.c, s.oh, s.ow];
+    match kind {
+        Kind::Plain => {
+            let (y, _) = pool_kernel::forward(&s, plain_buffer(x).storage());
+            Ok(from_primitive::<B, 4>(flex_tensor(y, out_shape)))
+        }
+        Kind::Autodiff => {
+            let x: AdTensor = cast(primitive(x));
+            let (y, argmax) = pool_kernel::forward(&s, contiguous(x.primitive.clone()).storage());
+            let y = flex_tensor(y, out_shape);
+            Ok(from_primitive::<B, 4>(track!(
+                MaxPoolBackward,
+                1,
+                [x.node],
+                (s, argmax),
+                y
+            )))
+        }
+    }
+}
+
+/// Backward step of max pooling; the state is the geometry and every output's argmax.
+#[derive(Debug)]
+struct MaxPoolBackward;
+
+impl Backward<Flex, 1> for MaxPoolBackward {
+    type State = (PoolShape, Vec<u32>);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let dy = contiguous(grads.consume::<Flex>(&ops.node));
+        let (s, argmax) = ops.state;
+        let [parent] = ops.parents;
+        if let Some(node) = parent {
+            let dx = pool_kernel::backward(&s, &argmax, dy.storage());
+            grads.register::<Flex>(node.id, flex_tensor(dx, [s.n, s.c, s.h, s.w]));
         }
     }
 }

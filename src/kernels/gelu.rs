@@ -8,6 +8,7 @@ use std::f32::consts::{FRAC_1_SQRT_2, LOG2_E};
 use rayon::prelude::*;
 
 use super::linalg::written_by;
+use crate::host::vectorized;
 
 /// Elements per parallel task.
 const CHUNK: usize = 1 << 13;
@@ -64,9 +65,14 @@ pub fn forward(x: &[f32]) -> Vec<f32> {
         out.par_chunks_mut(CHUNK)
             .zip(x.par_chunks(CHUNK))
             .for_each(|(out, x)| {
-                for (o, &v) in out.iter_mut().zip(x) {
-                    o.write(v * cdf_and_density(v).0);
-                }
+                vectorized(
+                    #[inline(always)]
+                    move || {
+                        for (o, &v) in out.iter_mut().zip(x) {
+                            o.write(v * cdf_and_density(v).0);
+                        }
+                    },
+                )
             })
     })
 }
@@ -78,10 +84,15 @@ pub fn backward(x: &[f32], dy: &[f32]) -> Vec<f32> {
         out.par_chunks_mut(CHUNK)
             .zip(x.par_chunks(CHUNK).zip(dy.par_chunks(CHUNK)))
             .for_each(|(out, (x, dy))| {
-                for ((o, &v), &g) in out.iter_mut().zip(x).zip(dy) {
-                    let (cdf, density) = cdf_and_density(v);
-                    o.write(g * (cdf + v * INV_SQRT_2PI * density));
-                }
+                vectorized(
+                    #[inline(always)]
+                    move || {
+                        for ((o, &v), &g) in out.iter_mut().zip(x).zip(dy) {
+                            let (cdf, density) = cdf_and_density(v);
+                            o.write(g * (cdf + v * INV_SQRT_2PI * density));
+                        }
+                    },
+                )
             })
     })
 }
@@ -95,6 +106,28 @@ mod tests {
         let cdf = 0.5 * (1.0 + statrs::function::erf::erf(x / std::f64::consts::SQRT_2));
         let pdf = (-0.5 * x * x).exp() / (2.0 * std::f64::consts::PI).sqrt();
         (x * cdf, cdf + x * pdf)
+    }
+
+    /// GELU one element at a time, in a function of its own: compiled for the baseline
+    /// (SSE2) whatever SIMD level the dispatch picks for [`forward`].
+    #[inline(never)]
+    fn forward_baseline(xs: &[f32]) -> Vec<f32> {
+        xs.iter().map(|&v| v * cdf_and_density(v).0).collect()
+    }
+
+    /// The SIMD copy the dispatch runs on this CPU (AVX-512 or AVX2 where it has them) gives
+    /// the baseline's bits: a division, a float-to-int conversion, comparisons and a long
+    /// chain of products and sums, so stored results do not depend on the CPU's SIMD level.
+    #[test]
+    fn every_simd_level_gives_the_baseline_bits() {
+        let xs: Vec<f32> = (-20_000..=20_000)
+            .map(|i| i as f32 / 997.0)
+            .chain([-100.0, 100.0, 1e-7, -1e-7, 0.0, -0.0])
+            .collect();
+        let (wide, baseline) = (forward(&xs), forward_baseline(&xs));
+        for ((x, a), b) in xs.iter().zip(&wide).zip(&baseline) {
+            assert_eq!(a.to_bits(), b.to_bits(), "gelu({x}): {a} vs {b}");
+        }
     }
 
     #[test]

@@ -23,6 +23,8 @@ pub mod layer_norm;
 mod linalg;
 #[cfg(feature = "flex")]
 pub mod linear;
+#[cfg(feature = "flex")]
+pub mod max_pool;
 
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
@@ -112,6 +114,25 @@ pub fn gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
         Err(x) => x,
     };
     burn::tensor::activation::gelu(x)
+}
+
+/// `burn::tensor::module::max_pool2d` with dilation 1 and floor mode, through
+/// [`max_pool`]'s kernel on the CPU backend (the same values and gradients, bit for bit).
+pub fn max_pool2d<B: Backend>(
+    x: Tensor<B, 4>,
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    padding: [usize; 2],
+) -> Tensor<B, 4> {
+    #[cfg(feature = "flex")]
+    let x = match max_pool::PoolShape::new(x.dims(), kernel, stride, padding) {
+        Some(shape) => match flex::max_pool2d(x, shape) {
+            Ok(y) => return y,
+            Err(x) => x,
+        },
+        None => x,
+    };
+    burn::tensor::module::max_pool2d(x, kernel, stride, padding, [1, 1], false)
 }
 
 /// `layer_norm(x + residual?)` over the last dimension (the post-norm Transformer block's
@@ -500,6 +521,52 @@ mod tests {
                     "skip {with_skip}, relu {relu}: {name} error {err}"
                 );
             }
+        }
+    }
+
+    /// Our max pooling and burn's, values and input gradient bit for bit, on data full of ties
+    /// (a ReLU's zeros and values rounded to quarters) and NaN-free windows.
+    #[test]
+    fn max_pool2d_matches_burn_bit_for_bit() {
+        let mut rng = StdRng::seed_from_u64(21);
+        for (shape, kernel, stride, padding) in [
+            ([2, 3, 9, 11], [3, 3], [2, 2], [1, 1]),
+            ([1, 2, 8, 8], [2, 2], [2, 2], [0, 0]),
+            ([2, 2, 7, 5], [3, 3], [1, 1], [1, 1]),
+            ([1, 1, 5, 6], [3, 2], [2, 1], [0, 1]),
+            ([3, 4, 32, 32], [3, 3], [2, 2], [1, 1]),
+        ] {
+            let data: Vec<f32> = random(shape.iter().product(), &mut rng)
+                .iter()
+                .map(|v| (v * 4.0).round().max(0.0) / 4.0)
+                .collect();
+            let run = |ours: bool| {
+                let x = leaf(&data, shape);
+                let y = if ours {
+                    max_pool2d(x.clone(), kernel, stride, padding)
+                } else {
+                    burn::tensor::module::max_pool2d(
+                        x.clone(),
+                        kernel,
+                        stride,
+                        padding,
+                        [1, 1],
+                        false,
+                    )
+                };
+                let grads = weighted_sum(y.clone()).backward();
+                let bits = |t: Tensor<TestBackend, 4>| -> Vec<u32> {
+                    let v: Vec<f32> = t.into_data().to_vec().unwrap();
+                    v.iter().map(|x| x.to_bits()).collect()
+                };
+                (bits(y.inner()), bits(x.grad(&grads).unwrap()))
+            };
+            let (ours, reference) = (run(true), run(false));
+            assert!(ours.0 == reference.0, "{shape:?} {kernel:?}: values");
+            assert!(
+                ours.1 == reference.1,
+                "{shape:?} {kernel:?}: input gradient"
+            );
         }
     }
 

@@ -13,7 +13,6 @@ use burn::module::{Param, ParamId};
 use burn::nn::conv::Conv2d;
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, PaddingConfig2d};
 use burn::prelude::*;
-use burn::tensor::module::max_pool2d;
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
@@ -451,7 +450,7 @@ impl<B: Backend> ResNet<B> {
     ) -> Tensor<B, 2> {
         let mut x = self.stem.forward_relu(x, mix, None);
         if self.stem_pool {
-            x = max_pool2d(x, [3, 3], [2, 2], [1, 1], [1, 1], false);
+            x = crate::kernels::max_pool2d(x, [3, 3], [2, 2], [1, 1]);
         }
         for block in &self.blocks {
             let (inner, y) = block.forward(x, mix);

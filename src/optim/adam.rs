@@ -86,12 +86,18 @@ impl Adam {
         let factor = c2_sqrt / c1;
         let eps = epsilon * c2_sqrt;
         host::for_each_chunk(theta, [m1, m2], n, mix_ahead, |i, j0, t, [m, v]| {
-            let g_row = &gradient[j0..j0 + t.len()];
-            for (((w, m), v), &g) in t.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g_row) {
-                let g = p[i] * g + wd * *w;
-                update_moments(m, v, g, beta1, beta2);
-                *w -= lr * (*m * factor / (v.sqrt() + eps));
-            }
+            let (g_row, p_i) = (&gradient[j0..j0 + t.len()], p[i]);
+            host::vectorized(
+                #[inline(always)]
+                move || {
+                    let rows = t.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g_row);
+                    for (((w, m), v), &g) in rows {
+                        let g = p_i * g + wd * *w;
+                        update_moments(m, v, g, beta1, beta2);
+                        *w -= lr * (*m * factor / (v.sqrt() + eps));
+                    }
+                },
+            )
         })
     }
 
@@ -148,13 +154,19 @@ impl AdamW {
         let (c1, c2) = bias_corrections(beta1, beta2, steps);
         let keep = 1.0 - lr * wd;
         host::for_each_chunk(theta, [m1, m2], n, mix_ahead, |i, j0, t, [m, v]| {
-            let g_row = &gradient[j0..j0 + t.len()];
-            for (((w, m), v), &g) in t.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g_row) {
-                let g = p[i] * g;
-                update_moments(m, v, g, beta1, beta2);
-                let update = (*m / c1) / ((*v / c2).sqrt() + epsilon);
-                *w = *w * keep - lr * update;
-            }
+            let (g_row, p_i) = (&gradient[j0..j0 + t.len()], p[i]);
+            host::vectorized(
+                #[inline(always)]
+                move || {
+                    let rows = t.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g_row);
+                    for (((w, m), v), &g) in rows {
+                        let g = p_i * g;
+                        update_moments(m, v, g, beta1, beta2);
+                        let update = (*m / c1) / ((*v / c2).sqrt() + epsilon);
+                        *w = *w * keep - lr * update;
+                    }
+                },
+            )
         })
     }
 
