@@ -177,11 +177,11 @@ pub fn update_in_place<B: Backend>(
 }
 
 /// Applies `f(i, j_start, theta_chunk, state_chunks...)` over row-aligned chunks of `[k, n]`
-/// buffers in parallel: `i` is the copy, `j_start` the first column of the chunk (`f` runs its
-/// own loop through [`vectorized`]: called through a reference, it would not be inlined into
-/// a dispatch made here). With
+/// buffers in parallel: `i` is the copy, `j_start` the first column of the chunk. With
 /// `mix_ahead`, each task takes one column chunk of every copy in turn and adds the updated
-/// copy to the next kernel's values right after `f` (see [`MixAhead`]).
+/// copy to the next kernel's values right after `f` (see [`MixAhead`]). `f` runs its own loop
+/// through [`vectorized`]: called here through a reference, it would not be inlined into a
+/// dispatch made here.
 pub fn for_each_chunk<const S: usize>(
     theta: &mut [f32],
     states: [&mut [f32]; S],

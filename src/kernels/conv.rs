@@ -585,15 +585,15 @@ pub fn backward(s: &ConvShape, x: &[f32], weight: &[f32], dy: &[f32], wanted: Wa
             // One image whose own buffers are the gemm operands (no copies).
             let direct = group == 1 && s.pointwise();
             let mut dw = vec![0.0f32; if wanted.weight { s.o * patch } else { 0 }];
-            let patches = wanted.weight && !direct;
+            // Patch matrices of the input (weight gradient) and of its gradient (input gradient).
+            let (patches, patch_grads) = (wanted.weight && !direct, wanted.input && !direct);
             let mut col = Scratch::new(if patches { group * pixels * patch } else { 0 });
             let mut x_last = Scratch::new(if patches { s.image() } else { 0 });
-            let dcol_len = if wanted.input && !direct {
+            let mut dcol = Scratch::new(if patch_grads {
                 patch * group * pixels
             } else {
                 0
-            };
-            let mut dcol = Scratch::new(dcol_len);
+            });
             let mut dy_wide = Scratch::new(if group > 1 { s.o * group * pixels } else { 0 });
             let mut start = first;
             while start < last {
