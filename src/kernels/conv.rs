@@ -217,7 +217,6 @@ fn im2col_any(s: &ConvShape, x: &[f32], col: &mut [f32], at: Columns) {
             for kx in 0..s.kw {
                 let row_index = (c * s.kh + ky) * s.kw + kx;
                 let row = at.row(col, row_index, pixels);
-                let (first, end, offset) = s.valid_columns(kx);
                 if s.shifted() {
                     shifted_rows(
                         s,
@@ -234,6 +233,7 @@ fn im2col_any(s: &ConvShape, x: &[f32], col: &mut [f32], at: Columns) {
                     );
                     continue;
                 }
+                let (first, end, offset) = s.valid_columns(kx);
                 for oy in 0..s.oh {
                     let out = &mut row[oy * s.ow..(oy + 1) * s.ow];
                     let Some(y) = s.input_row(oy, ky) else {
@@ -579,7 +579,6 @@ fn col2im_any(s: &ConvShape, col: &mut [f32], at: Columns, dx: &mut [f32]) {
         for ky in 0..s.kh {
             for kx in 0..s.kw {
                 let row_index = (c * s.kh + ky) * s.kw + kx;
-                let (first, end, offset) = s.valid_columns(kx);
                 if s.shifted() {
                     // Padding entries first (they must not wrap into neighbouring rows),
                     // then the run as one vector add.
@@ -605,6 +604,7 @@ fn col2im_any(s: &ConvShape, col: &mut [f32], at: Columns, dx: &mut [f32]) {
                     continue;
                 }
                 let row = &*at.row(col, row_index, pixels);
+                let (first, end, offset) = s.valid_columns(kx);
                 for oy in 0..s.oh {
                     let Some(y) = s.input_row(oy, ky) else {
                         continue;
