@@ -13,6 +13,10 @@
 //! - `mlp_products`: the matrix products of the MLP's dense layers at batch 128
 //!   (`kernels::linear`: forward, input and kernel gradients), one line per product;
 //!   `benches/reference/mlp_products.py` times the same products in PyTorch.
+//! - `resnet18_convs`: every distinct convolution of ResNet-18 with the ImageNet stem on
+//!   64x64 images at batch 128 (`kernels::conv`, forward and backward apart, the backward
+//!   with the input gradient except for the stem); `benches/reference/conv_layers.py` times
+//!   the same convolutions in PyTorch.
 //!
 //! `fwd_bwd` is forward, sum loss and backward; for MK it includes mixing the copies before the
 //! forward pass and taking the kernel gradient after. Plain and MK run at batch 32 and 128 and
@@ -290,12 +294,103 @@ fn mlp_products(c: &mut Criterion) {
     g.finish();
 }
 
+/// One convolution of [`RESNET18_CONVS`]: input `[128, channels, side, side]`, `out` kernels
+/// of `kernel x kernel`.
+struct BenchConv {
+    name: &'static str,
+    channels: usize,
+    side: usize,
+    out: usize,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+}
+
+const fn bench_conv(
+    name: &'static str,
+    [channels, side, out]: [usize; 3],
+    [kernel, stride, padding]: [usize; 3],
+) -> BenchConv {
+    BenchConv {
+        name,
+        channels,
+        side,
+        out,
+        kernel,
+        stride,
+        padding,
+    }
+}
+
+/// The distinct convolutions of ResNet-18 with the ImageNet stem on 64x64 images at batch 128
+/// (`benches/reference/conv_layers.py` holds the same list, and how many times a step runs
+/// each): `[channels, side, out]`, `[kernel, stride, padding]`.
+const RESNET18_CONVS: [BenchConv; 11] = [
+    bench_conv("stem_7x7_3to64_64px", [3, 64, 64], [7, 2, 3]),
+    bench_conv("3x3_64to64_16px", [64, 16, 64], [3, 1, 1]),
+    bench_conv("3x3s2_64to128_16px", [64, 16, 128], [3, 2, 1]),
+    bench_conv("1x1s2_64to128_16px", [64, 16, 128], [1, 2, 0]),
+    bench_conv("3x3_128to128_8px", [128, 8, 128], [3, 1, 1]),
+    bench_conv("3x3s2_128to256_8px", [128, 8, 256], [3, 2, 1]),
+    bench_conv("1x1s2_128to256_8px", [128, 8, 256], [1, 2, 0]),
+    bench_conv("3x3_256to256_4px", [256, 4, 256], [3, 1, 1]),
+    bench_conv("3x3s2_256to512_4px", [256, 4, 512], [3, 2, 1]),
+    bench_conv("1x1s2_256to512_4px", [256, 4, 512], [1, 2, 0]),
+    bench_conv("3x3_512to512_2px", [512, 2, 512], [3, 1, 1]),
+];
+
+/// Forward and backward of each of [`RESNET18_CONVS`] through `kernels::conv` on the host
+/// buffers (no autodiff graph), with MNIST's pixels standing in for every value.
+fn resnet18_convs(c: &mut Criterion) {
+    use kernels::conv::{ConvShape, Wanted, backward, forward};
+    let pixels: Vec<f32> = images("mnist", 16)
+        .into_data()
+        .to_vec()
+        .expect("f32 pixels");
+    let values = |n: usize| -> Vec<f32> { pixels.iter().copied().cycle().take(n).collect() };
+    let mut g = c.benchmark_group("resnet18_convs");
+    g.sample_size(10)
+        .warm_up_time(std::time::Duration::from_millis(500))
+        .measurement_time(std::time::Duration::from_secs(2));
+    for conv in RESNET18_CONVS {
+        let (ci, side, co, kernel) = (conv.channels, conv.side, conv.out, conv.kernel);
+        let s = ConvShape::new(
+            [128, ci, side, side],
+            [co, ci, kernel, kernel],
+            [conv.stride; 2],
+            [conv.padding; 2],
+            [1, 1],
+            1,
+        )
+        .expect("a valid convolution");
+        let (x, w) = (
+            values(128 * ci * side * side),
+            values(co * ci * kernel * kernel),
+        );
+        let dy = values(128 * co * s.oh * s.ow);
+        let wanted = Wanted {
+            input: !conv.name.starts_with("stem"),
+            weight: true,
+            bias: false,
+        };
+        let name = conv.name;
+        g.bench_function(format!("{name}_forward"), |b| {
+            b.iter(|| forward(&s, &x, &w, None))
+        });
+        g.bench_function(format!("{name}_backward"), |b| {
+            b.iter(|| backward(&s, &x, &w, &dy, wanted))
+        });
+    }
+    g.finish();
+}
+
 criterion_group!(
     benches,
     dense,
     conv,
     attention_projection,
     update,
-    mlp_products
+    mlp_products,
+    resnet18_convs
 );
 criterion_main!(benches);
