@@ -209,51 +209,43 @@ fn group_size(s: &ConvShape) -> usize {
 /// images, strided 3x3 and 1x1 down to them), slower with rows of 16 and 32.
 const SHORT_ROWS: usize = 8;
 
-/// For each kernel tap and output pixel, the pixel it reads in a channel's plane surrounded
-/// by its zero padding: the same for every channel and image. For convolutions with short
-/// output rows (the deep layers of a ResNet on small images, 2x2 to 8x8 pixels), where
+/// For each kernel tap and output pixel, the input pixel it reads in a channel's plane, or
+/// [`PixelSources::PADDING`]: the same for every channel and image. For convolutions with
+/// short output rows (the deep layers of a ResNet on small images, 2x2 to 8x8 pixels), where
 /// im2col's runs and padded pieces are a value or two each (im2col was 40% of the time of
-/// the 3x3 512 -> 512 forward convolution on 2x2 images), each channel is copied once into a
-/// padded plane and each patch-matrix value is one lookup in it.
+/// the 3x3 512 -> 512 forward convolution on 2x2 images), each patch-matrix value is one
+/// lookup in this table instead.
 struct PixelSources {
     sources: Vec<u32>,
-    /// Width and size of the padded plane.
-    padded_w: usize,
-    padded_len: usize,
 }
 
 impl PixelSources {
+    /// Marks an output pixel whose input pixel lies in the padding.
+    const PADDING: u32 = u32::MAX;
+
     /// The table for `s`, or `None` where its output rows are long enough for im2col's runs.
     fn for_short_rows(s: &ConvShape) -> Option<Self> {
         (s.ow <= SHORT_ROWS).then(|| Self::new(s))
     }
 
     fn new(s: &ConvShape) -> Self {
-        let padded_w = s.w + 2 * s.padding[1];
-        let padded_len = (s.h + 2 * s.padding[0]) * padded_w;
         let mut sources = Vec::with_capacity(s.kh * s.kw * s.pixels());
         for ky in 0..s.kh {
             for kx in 0..s.kw {
+                let (first, end, offset) = s.valid_columns(kx);
                 for oy in 0..s.oh {
-                    let y = oy * s.stride[0] + ky * s.dilation[0];
-                    sources.extend((0..s.ow).map(|ox| {
-                        let x = ox * s.stride[1] + kx * s.dilation[1];
-                        (y * padded_w + x) as u32
+                    let y = s.input_row(oy, ky);
+                    sources.extend((0..s.ow).map(|ox| match y {
+                        Some(y) if (first..end).contains(&ox) => {
+                            let x = ((ox * s.stride[1]) as isize + offset) as usize;
+                            (y * s.w + x) as u32
+                        }
+                        _ => Self::PADDING,
                     }));
                 }
             }
         }
-        // Every tap of every output pixel lies inside the padded input (`ConvShape::new`
-        // checked that the kernel fits it): the lookups below rely on it.
-        assert!(
-            sources.iter().all(|&i| (i as usize) < padded_len),
-            "pixel table outside the padded plane"
-        );
-        Self {
-            sources,
-            padded_w,
-            padded_len,
-        }
+        Self { sources }
     }
 }
 
@@ -280,20 +272,13 @@ fn im2col_through_table(
     table: &PixelSources,
 ) {
     let (pixels, plane, taps) = (s.pixels(), s.h * s.w, s.kh * s.kw);
-    // The border stays zero; each channel overwrites the inside.
-    let mut padded = vec![0.0f32; table.padded_len];
     for c in 0..s.c {
         let input = &x[c * plane..(c + 1) * plane];
-        for (y, row) in input.chunks_exact(s.w).enumerate() {
-            let at = (y + s.padding[0]) * table.padded_w + s.padding[1];
-            padded[at..at + s.w].copy_from_slice(row);
-        }
         for (tap, sources) in table.sources.chunks_exact(pixels).enumerate() {
             let row = at.row(col, c * taps + tap, pixels);
             for (value, &source) in row.iter_mut().zip(sources) {
-                // SAFETY: every source is below `padded_len` (asserted in `PixelSources::new`),
-                // the length of `padded`.
-                *value = unsafe { *padded.get_unchecked(source as usize) };
+                // `PADDING` is past the end of every plane.
+                *value = input.get(source as usize).copied().unwrap_or(0.0);
             }
         }
     }
