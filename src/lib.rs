@@ -15,7 +15,8 @@
 //! - [`results`]: the stored rows declared once, parquet storage of runs, curves and bench
 //!   rows, provenance;
 //! - [`report`]: tables rendered from stored results;
-//! - [`runner`], [`bench`]: what the `reproduce` binary calls.
+//! - [`runner`], [`bench`]: what the `reproduce` binary calls;
+//! - [`workers`]: the worker threads a command runs on.
 
 pub mod atomic;
 pub mod backend;
@@ -34,5 +35,6 @@ pub mod report;
 pub mod results;
 pub mod runner;
 pub mod train;
+pub mod workers;
 
 pub use error::{Error, Result};

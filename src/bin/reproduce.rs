@@ -305,7 +305,7 @@ fn run_options(args: ExperimentArgs, mode: Mode) -> Result<RunOptions, Error> {
 fn main() -> ExitCode {
     majority_kernels::results::memory::keep_freed_memory();
     let cli = Cli::parse();
-    let outcome = match cli.command {
+    let outcome = majority_kernels::workers::run_on_worker_threads(move || match cli.command {
         Command::Experiment(words) => {
             #[derive(Parser)]
             #[command(name = "reproduce")]
@@ -441,7 +441,7 @@ fn main() -> ExitCode {
             }
             Ok(out)
         }
-    };
+    });
     match outcome {
         Ok(text) => {
             print!("{text}");
