@@ -403,9 +403,9 @@ mod tests {
 
     #[test]
     fn conv2d_matches_burn_on_planes_of_at_most_16_pixels() {
-        // ResNet-18's last stages at 64x64 (4x4 and 2x2 images: patch rows by register
-        // permutes where the CPU has AVX-512), stride 1 and 2, 3x3 and 1x1; 17 images make two
-        // groups of images side by side in one product, the second one short.
+        // ResNet-18's last stages at 64x64 (4x4 and 2x2 images, whose patch rows are built
+        // by table lookups), stride 1 and 2, 3x3 and 1x1; 17 images make two groups of images
+        // side by side in one product, the second one short.
         check([3, 6, 4, 4], [5, 6, 3, 3], options(1, 1), true);
         check([2, 6, 4, 4], [5, 6, 3, 3], options(2, 1), false);
         check([2, 6, 4, 4], [5, 6, 1, 1], options(2, 0), false);
