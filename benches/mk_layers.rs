@@ -68,6 +68,13 @@ fn images(dataset: &str, n: usize) -> Tensor<B, 4> {
     }
 }
 
+/// Operand values of any length, the pixels of the first `n` MNIST images repeated: for
+/// kernels whose time does not depend on the values.
+fn stand_in_values(n: usize) -> impl Fn(usize) -> Vec<f32> {
+    let pixels: Vec<f32> = images("mnist", n).into_data().to_vec().expect("f32 pixels");
+    move |len| pixels.iter().copied().cycle().take(len).collect()
+}
+
 /// Plain vs MK forward/backward of one layer type at every batch and k: `plain(batch)` runs
 /// the plain layer to a loss; `make_mk(k)` builds the MK layer (and its copies' id), which
 /// `mk(layer, batch, kernels)` runs to a loss. The MK side includes mixing the copies before
@@ -261,11 +268,7 @@ fn update(c: &mut Criterion) {
 /// the MNIST images stand in for every operand.
 fn mlp_products(c: &mut Criterion) {
     use kernels::linear::{forward, input_gradient, weight_gradient};
-    let pixels: Vec<f32> = images("mnist", 128)
-        .into_data()
-        .to_vec()
-        .expect("f32 pixels");
-    let values = |n: usize| -> Vec<f32> { pixels.iter().copied().cycle().take(n).collect() };
+    let values = stand_in_values(128);
     let (x, h, w1, w2) = (
         values(128 * 784),
         values(128 * 512),
@@ -343,11 +346,7 @@ const RESNET18_CONVS: [BenchConv; 11] = [
 /// buffers (no autodiff graph), with MNIST's pixels standing in for every value.
 fn resnet18_convs(c: &mut Criterion) {
     use kernels::conv::{ConvShape, Wanted, backward, forward};
-    let pixels: Vec<f32> = images("mnist", 16)
-        .into_data()
-        .to_vec()
-        .expect("f32 pixels");
-    let values = |n: usize| -> Vec<f32> { pixels.iter().copied().cycle().take(n).collect() };
+    let values = stand_in_values(16);
     let mut g = c.benchmark_group("resnet18_convs");
     g.sample_size(10)
         .warm_up_time(std::time::Duration::from_millis(500))

@@ -716,7 +716,12 @@ pub fn forward(s: &ConvShape, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -
     let group = group_size(s);
     let threads = gemm_threads(s.n.div_ceil(group));
     let direct = group == 1 && s.pointwise();
-    let table = PixelSources::for_short_rows(s);
+    // A direct image is its own patch matrix: no table to build.
+    let table = if direct {
+        None
+    } else {
+        PixelSources::for_short_rows(s)
+    };
     written_by(s.n * s.o * pixels, |out| {
         out.par_chunks_mut(group * s.o * pixels)
             .zip(x.par_chunks(group * s.image()))
